@@ -1,0 +1,271 @@
+"""The contract every streaming regime implements.
+
+A generator turns a stream of controls (prompts) into a stream of audio blocks. State goes in and
+out explicitly, so the harness can copy it ("save, step, restore, step") and so no hidden mutable
+state can leak between blocks:
+
+    gen = registry.GENERATORS.create("lmdm-causal", preset, settings)
+    state = gen.start(Control("bach chorale, organ"), seed=0)
+    for _ in range(n_blocks):
+        result, state = gen.step(state, control, recorder)
+        play(result.audio)            # (channels, samples) float32 numpy, host memory
+    gen.stop(state)
+
+Phases. A step is made of named phases (prefill, bootstrap, first_step, step, encode, temporal,
+depth, decode). The generator wraps each phase in ``recorder.phase(name)``; the harness passes a
+recorder that times phases (wall clock, CUDA events, a fake clock) or counts their FLOPs, so
+the generator never times itself and every regime is measured the same way. A phase may be entered
+many times per step (the LMM's depth decoder runs once per RVQ level); recorders accumulate.
+
+Randomness comes only from the seed given to ``start``: use :func:`block_generator` to derive a
+``torch.Generator`` for (seed, block index, purpose), never the global RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, ContextManager, Iterator, Mapping, Protocol
+
+import numpy as np
+import torch
+
+# Phase names shared by all regimes. Reports order phases this way.
+PHASE_PREFILL = "prefill"  # enc-dec: context K/V computed once per block
+PHASE_BOOTSTRAP = "bootstrap"  # block-causal: full [context | target] pass that fills the cache
+PHASE_FIRST_STEP = "first_step"  # block-causal: fused pass [pending | target | token]
+PHASE_STEP = "step"  # one denoising step (target-only for cached regimes, whole window for outpaint)
+PHASE_ENCODE = "encode"  # LMM: encoder over context tokens + style tokens
+PHASE_TEMPORAL = "temporal"  # LMM: one temporal-decoder step (one frame)
+PHASE_DEPTH = "depth"  # LMM: one depth-decoder step (one RVQ level)
+PHASE_DECODE = "decode"  # codec: latents / tokens -> waveform
+PHASE_ORDER = (
+    PHASE_PREFILL,
+    PHASE_BOOTSTRAP,
+    PHASE_FIRST_STEP,
+    PHASE_STEP,
+    PHASE_ENCODE,
+    PHASE_TEMPORAL,
+    PHASE_DEPTH,
+    PHASE_DECODE,
+)
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown configuration. The message names the field and what is allowed."""
+
+
+class PhaseRecorder(Protocol):
+    """Receives the phase structure of a step (timing, FLOP counting, or nothing)."""
+
+    def phase(self, name: str) -> ContextManager[None]:
+        """Context manager wrapped around one execution of phase ``name``."""
+        ...
+
+
+class NullRecorder:
+    """A recorder that records nothing (the default when a caller just wants audio)."""
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        yield
+
+
+NULL_RECORDER = NullRecorder()
+
+
+@dataclass(frozen=True)
+class Control:
+    """What a musician steers with. ``prompt`` is text; regimes embed it themselves."""
+
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """The part of a workload every regime receives identically, in SECONDS.
+
+    Each regime converts seconds to its own frame rate:
+    ``block_frames = round(block_s * frame_rate_hz)``, ``context_frames = W * block_frames`` with
+    ``W = context_s / block_s``, which must be a whole number (validated here).
+    """
+
+    context_s: float
+    block_s: float
+    steps: int = 8  # denoising steps per block (diffusion regimes)
+    cfg: bool = False  # classifier-free guidance by batch doubling (scale from the model config)
+    sampler: str = "pingpong"  # "pingpong" or "euler" (diffusion regimes)
+    temperature: float = 1.1  # LMM sampling
+    top_k: int = 40  # LMM sampling (0 = no top-k)
+
+    def __post_init__(self) -> None:
+        if not (self.block_s > 0):
+            raise ConfigError(f"block_s must be > 0 seconds, got {self.block_s}")
+        if not (self.context_s > 0):
+            raise ConfigError(f"context_s must be > 0 seconds, got {self.context_s}")
+        blocks = self.context_s / self.block_s
+        if abs(blocks - round(blocks)) > 1e-6 or round(blocks) < 1:
+            raise ConfigError(
+                f"context_s ({self.context_s}) must be a whole number (>= 1) of blocks of "
+                f"block_s ({self.block_s}); got {blocks:.4f} blocks"
+            )
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ConfigError(f"steps must be an integer >= 1, got {self.steps}")
+        if self.sampler not in ("pingpong", "euler"):
+            raise ConfigError(f"sampler must be 'pingpong' or 'euler', got {self.sampler!r}")
+        if not (self.temperature > 0):
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if int(self.top_k) != self.top_k or self.top_k < 0:
+            raise ConfigError(f"top_k must be an integer >= 0 (0 disables top-k), got {self.top_k}")
+
+    @property
+    def context_blocks(self) -> int:
+        """W: how many blocks the context holds."""
+        return int(round(self.context_s / self.block_s))
+
+    def frames(self, frame_rate_hz: float) -> tuple[int, int]:
+        """(context_frames, block_frames) at a regime's frame rate; block_frames >= 1."""
+        block_frames = max(1, int(round(self.block_s * frame_rate_hz)))
+        return self.context_blocks * block_frames, block_frames
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Static description of a generator's stream, fixed at construction."""
+
+    regime: str  # registry name
+    sample_rate: int  # Hz of the returned audio
+    channels: int
+    frame_rate_hz: float  # latent frames (or token frames) per second
+    block_frames: int
+    context_frames: int
+    block_s: float  # audio seconds one step returns (block_frames / frame_rate_hz)
+    context_s: float  # audio seconds of context (context_frames / frame_rate_hz)
+
+    @property
+    def block_samples(self) -> int:
+        return int(round(self.block_s * self.sample_rate))
+
+
+@dataclass
+class StepInfo:
+    """What one step did, beside the audio. Cheap to build: no device synchronisation."""
+
+    block_index: int
+    phase_calls: dict[str, int]  # phase -> how many times it ran in this step
+    tokens_processed: int  # query token-passes through the backbone(s) in this step
+    cache_len: int  # tokens held in the (self-attention) KV cache after this step
+    analytic_flops: dict[str, float]  # phase -> analytic FLOPs of this step (matmul-level)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    audio: np.ndarray  # (channels, samples) float32, host memory
+    info: StepInfo
+
+
+class StreamingGenerator(ABC):
+    """Base class of every regime. Subclasses set ``name`` and implement the abstract methods.
+
+    Construction builds the model (seeded weights, or loaded ones) on ``device`` in ``dtype``; it
+    must reject impossible configurations with :class:`ConfigError`.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        preset: Any,
+        settings: StreamSettings,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.preset = preset
+        self.settings = settings
+        self.device = torch.device(device)
+        self.dtype = dtype
+
+    @property
+    @abstractmethod
+    def spec(self) -> StreamSpec: ...
+
+    @abstractmethod
+    def start(self, control: Control, seed: int, context_audio: np.ndarray | None = None) -> Any:
+        """Begin a stream. ``context_audio`` ((channels, samples) at ``spec.sample_rate``) primes
+        the context; None means silence. Returns the initial state."""
+
+    @abstractmethod
+    def step(
+        self, state: Any, control: Control, recorder: PhaseRecorder = NULL_RECORDER
+    ) -> tuple[StepResult, Any]:
+        """Generate the next block under ``control``. Returns (result, new state). The input
+        state must not be modified in a way that changes what a later step from it produces."""
+
+    def stop(self, state: Any) -> None:
+        """Release what the stream holds (default: nothing)."""
+
+    @abstractmethod
+    def analytic_flops(self, first_block: bool) -> dict[str, float]:
+        """Analytic FLOPs per phase of one block (the first block of a stream, or a steady one),
+        counting matmuls and attention products the way ``torch.utils.flop_counter`` does."""
+
+    def copy_state(self, state: Any) -> Any:
+        """An independent copy of ``state`` (tensors cloned)."""
+        return copy.deepcopy(state)
+
+    def kv_cache_bytes(self, state: Any) -> int:
+        """Bytes of the KV caches the state holds (0 for uncached regimes)."""
+        return 0
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules holding this generator's weights (for parameter counts)."""
+        return []
+
+    def num_parameters(self) -> int:
+        seen: set[int] = set()
+        total = 0
+        for module in self.modules():
+            for p in module.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.numel()
+        return total
+
+
+def stable_hash(*parts: Any) -> int:
+    """A 63-bit hash of ``parts`` that is the same in every process (unlike ``hash``)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def block_generator(seed: int, block_index: int, purpose: str, device: torch.device | str) -> torch.Generator:
+    """A ``torch.Generator`` seeded from (seed, block_index, purpose): the only source of
+    randomness a generator may use. Deriving it per block keeps state copies trivially exact."""
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(stable_hash("block", int(seed), int(block_index), purpose))
+    return gen
+
+
+def dataclass_fingerprint(obj: Any) -> str:
+    """sha256 (hex, 16 chars) of a dataclass's canonical repr: used in manifests and cache keys."""
+    if dataclasses.is_dataclass(obj):
+        canonical = repr(sorted(_flatten(dataclasses.asdict(obj)).items()))
+    else:
+        canonical = repr(obj)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,96 @@
+"""Name -> lazily imported class, for generators, embedders and workloads.
+
+Built-in entries are "module:attribute" strings imported on first use, so listing what exists
+never imports torch models or metric libraries. Third-party packages add entries through the
+Python entry-point group named by the registry (for generators: ``live_music_bench.generators``)
+without touching this repository.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+from importlib import metadata
+from typing import Any
+
+from bench.contract import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    """A mapping from names to lazily imported objects, with helpful errors."""
+
+    def __init__(self, kind: str, builtins: dict[str, str], entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self._targets: dict[str, str] = dict(builtins)
+        self._loaded: dict[str, Any] = {}
+        self._group = entry_point_group
+        self._entry_points_read = False
+
+    def register(self, name: str, target: Any) -> None:
+        """Add ``name`` -> ``target`` (an object, or a "module:attribute" string)."""
+        if isinstance(target, str):
+            self._targets[name] = target
+            self._loaded.pop(name, None)
+        else:
+            self._targets[name] = f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', '?')}"
+            self._loaded[name] = target
+
+    def unregister(self, name: str) -> None:
+        self._targets.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def _read_entry_points(self) -> None:
+        if self._entry_points_read or not self._group:
+            return
+        self._entry_points_read = True
+        for ep in metadata.entry_points(group=self._group):
+            if ep.name not in self._targets:
+                self._targets[ep.name] = ep.value
+
+    def names(self) -> list[str]:
+        self._read_entry_points()
+        return list(self._targets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names()
+
+    def get(self, name: str) -> Any:
+        """The object registered as ``name``, imported on first use."""
+        self._read_entry_points()
+        if name in self._loaded:
+            return self._loaded[name]
+        if name not in self._targets:
+            hint = difflib.get_close_matches(name, self._targets, n=1)
+            did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}.{did_you_mean} Known: {', '.join(sorted(self._targets))}"
+            )
+        module_name, _, attr = self._targets[name].partition(":")
+        try:
+            obj = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"{self.kind} {name!r} points at {self._targets[name]!r}, which cannot be imported: {exc}"
+            ) from exc
+        self._loaded[name] = obj
+        return obj
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Instantiate the class registered as ``name``."""
+        return self.get(name)(*args, **kwargs)
+
+
+GENERATORS = Registry(
+    "generator",
+    {
+        "outpaint": "baselines.outpaint:OutpaintGenerator",
+        "lmdm-encdec": "baselines.lmdm_encdec:EncDecGenerator",
+        "lmdm-causal": "baselines.lmdm_causal:BlockCausalGenerator",
+        "lmm": "baselines.lmm:LiveMusicModelGenerator",
+        "noise": "baselines.noise:NoiseGenerator",
+    },
+    entry_point_group="live_music_bench.generators",
+)
