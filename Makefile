@@ -11,6 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 $(BIN)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[all]'
+	$(BIN)/python -m pip install --quiet --no-deps -c requirements/lock.txt tinysoundfont
 	touch $@
 
 install: $(BIN)/.installed
