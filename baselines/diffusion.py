@@ -1,0 +1,294 @@
+"""Machinery shared by the three diffusion regimes (outpaint, lmdm-encdec, lmdm-causal).
+
+- :class:`DiffusionState`: what a stream carries between blocks (clean context latents, cached
+  prompt conditioning, and for the block-causal regime its ring of K/V).
+- :class:`DiffusionGenerator`: construction (codec, frames, sampler, backbone), context priming,
+  conditioning (batch-doubled for CFG), guidance, decoding, and the per-block "plan" (phases,
+  calls, token-passes, analytic FLOPs) that both ``analytic_flops`` and ``StepInfo`` come from.
+- analytic FLOP formulas of one backbone pass (:func:`pass_flops`), counted the way
+  ``torch.utils.flop_counter.FlopCounterMode`` counts: ``2 m n k`` per matmul, attention as the
+  two dense products ``QK^T`` and ``AV`` over every key passed (masked keys included).
+
+Streams: a window is ``[C context latents | B target latents | 1 timestep token]``; block ``b``
+appends ``B`` clean latents and slides the context by ``B``. Randomness per block comes from
+:func:`bench.contract.block_generator` with purposes "noise" (initial noise), "sampler" (ping-pong
+re-noising) and "renoise" (outpaint's context re-noising).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from baselines.attention import KVCache, rope_cos_sin
+from baselines.codec import make_codec
+from baselines.conditioning import prompt_tokens
+from baselines.dit import TIME_FEATURES, DiT, build_dit
+from baselines.samplers import VelocityFn, cfg_combine, get_sampler, logsnr_schedule
+from bench.contract import (
+    PHASE_DECODE,
+    ConfigError,
+    Control,
+    PhaseRecorder,
+    StepInfo,
+    StepResult,
+    StreamingGenerator,
+    StreamSettings,
+    StreamSpec,
+    block_generator,
+)
+from bench.presets import DiTConfig
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------- FLOPs
+def pass_flops(
+    config: DiTConfig, *, latent_rows: int, token_rows: int, past_keys: int, out_rows: int, batch: int
+) -> float:
+    """Analytic FLOPs of one backbone pass (cross-attention K/V excluded: :func:`cross_flops`).
+
+    ``latent_rows`` + ``token_rows`` query rows run through every layer, attending to
+    ``past_keys`` cached keys plus themselves; ``out_rows`` rows go through the output head.
+    """
+    d, latent, cond = config.width, config.codec.latent_dim, config.cond_dim
+    hidden = config.mlp_mult * d
+    q = latent_rows + token_rows
+    keys = past_keys + q
+    embed = 2.0 * latent_rows * (latent * d + (latent + 1) * d)  # in_proj + mask_embed
+    token = 2.0 * token_rows * (TIME_FEATURES * d + d * d + cond * d)  # time MLP + global proj
+    per_layer = (
+        2.0 * q * d * 3 * d  # qkv
+        + 4.0 * q * keys * d  # QK^T and AV (all heads)
+        + 2.0 * q * d * d  # attn out
+        + 2.0 * q * d * d  # cross q
+        + 4.0 * q * config.cond_tokens * d  # cross QK^T and AV
+        + 2.0 * q * d * d  # cross out
+        + 2.0 * q * d * hidden * 3  # gated MLP (gate, up, down)
+    )
+    head = 2.0 * out_rows * d * latent
+    return batch * (embed + token + config.depth * per_layer + head)
+
+
+def cross_flops(config: DiTConfig, batch: int) -> float:
+    """FLOPs of projecting the prompt tokens to every layer's cross-attention K/V."""
+    return batch * config.depth * 2.0 * config.cond_tokens * config.cond_dim * 2 * config.width
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """One phase of a block: how often it runs, its total analytic FLOPs and query token-passes."""
+
+    phase: str
+    calls: int
+    flops: float
+    tokens: int
+
+
+# ---------------------------------------------------------------------------------- state
+@dataclass
+class DiffusionState:
+    """A diffusion stream between blocks. Tensors are replaced, never modified in place."""
+
+    seed: int
+    block_index: int  # index of the NEXT block to generate
+    context: torch.Tensor  # (C, D) float32: the last C clean latents
+    prompt: str | None = None  # prompt the cached conditioning below belongs to
+    cross: KVCache | None = None  # cross-attention K/V of that prompt (cached regimes)
+    ring: KVCache | None = None  # lmdm-causal: K/V of the W chunks before the newest one
+    ring_start_chunk: int = 0  # lmdm-causal: stream chunk index of the ring's oldest chunk
+
+
+# ------------------------------------------------------------------------------ generator
+class DiffusionGenerator(StreamingGenerator):
+    """Shared base of the diffusion regimes. Subclasses implement ``_validate``, ``_plan`` and
+    ``step`` (and ``_cache_len``)."""
+
+    def __init__(
+        self,
+        preset: Any,
+        settings: StreamSettings,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(preset, settings, device, dtype)
+        config = getattr(preset, "dit", None)
+        if not isinstance(config, DiTConfig):
+            raise ConfigError(f"preset.dit must be a DiTConfig for regime {self.name!r}, got {type(config).__name__}")
+        if not isinstance(settings, StreamSettings):
+            raise ConfigError(f"settings must be a StreamSettings, got {type(settings).__name__}")
+        self.config = config
+        self.codec = make_codec(config.codec, self.device, torch.float32)  # decode runs in float32
+        self.context_frames, self.block_frames = settings.frames(self.codec.frame_rate_hz)
+        self.windows = settings.context_blocks  # W = C / B
+        self.latent_dim = config.codec.latent_dim
+        self.head_dim = config.width // config.heads
+        self.steps = settings.steps
+        self.ts = logsnr_schedule(settings.steps)
+        self._sampler = get_sampler(settings.sampler)
+        self.batch = 2 if settings.cfg else 1  # CFG: [conditional, unconditional]
+        self._validate()
+        self.dit: DiT = build_dit(config, self.device, dtype)
+        self._cond_cache: dict[str, torch.Tensor] = {}
+        n, c, b, dim = self.batch, self.context_frames, self.block_frames, self.latent_dim
+        fk = dict(device=self.device, dtype=dtype)
+        self._ones_ctx = torch.ones(n, c, 1, **fk)  # inpaint mask of clean rows
+        self._ones_block = torch.ones(n, b, 1, **fk)
+        self._zeros_mask_block = torch.zeros(n, b, 1, **fk)  # inpaint mask of target rows
+        self._zeros_block = torch.zeros(n, b, dim, **fk)  # masked latents of target rows
+        self._zeros_ctx = torch.zeros(n, c, dim, **fk)  # zeroed noisy input of clean rows
+        log.debug(
+            "%s: C=%d B=%d W=%d T=%d batch=%d sampler=%s on %s/%s", self.name, c, b, self.windows, self.steps,
+            n, settings.sampler, self.device, dtype,
+        )
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _validate(self) -> None:
+        """Reject impossible configurations (ConfigError naming the field)."""
+
+    def _plan(self, bootstrap: bool, new_prompt: bool) -> list[PhasePlan]:
+        raise NotImplementedError
+
+    def _cache_len(self) -> int:
+        return 0
+
+    # ----------------------------------------------------------------------- contract
+    @property
+    def spec(self) -> StreamSpec:
+        rate = self.codec.frame_rate_hz
+        return StreamSpec(
+            regime=self.name,
+            sample_rate=self.codec.sample_rate,
+            channels=self.codec.channels,
+            frame_rate_hz=rate,
+            block_frames=self.block_frames,
+            context_frames=self.context_frames,
+            block_s=self.block_frames / rate,
+            context_s=self.context_frames / rate,
+        )
+
+    def start(self, control: Control, seed: int, context_audio: np.ndarray | None = None) -> DiffusionState:
+        """A new stream whose context is ``context_audio`` (its last C frames) or silence."""
+        if self.device.type == "meta":
+            raise ConfigError(
+                "device='meta' builds shapes only (parameter counts, analytic FLOPs); use a real device to stream"
+            )
+        return DiffusionState(seed=int(seed), block_index=0, context=self._encode_context(context_audio))
+
+    def analytic_flops(self, first_block: bool) -> dict[str, float]:
+        return {p.phase: p.flops for p in self._plan(first_block, first_block) if p.calls}
+
+    def tokens_per_block(self, first_block: bool) -> int:
+        """Query token-passes through the backbone per block (CFG batch counted twice)."""
+        return sum(p.tokens for p in self._plan(first_block, first_block))
+
+    def kv_cache_bytes(self, state: DiffusionState) -> int:
+        return sum(c.nbytes for c in (state.cross, state.ring) if c is not None)
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.dit]
+
+    # ------------------------------------------------------------------------ helpers
+    def _encode_context(self, context_audio: np.ndarray | None) -> torch.Tensor:
+        c, dim = self.context_frames, self.latent_dim
+        if context_audio is None:
+            return torch.zeros(c, dim, device=self.device, dtype=torch.float32)
+        audio = np.asarray(context_audio, dtype=np.float32)
+        if audio.ndim != 2 or audio.shape[0] != self.codec.channels:
+            raise ValueError(
+                f"context_audio must have shape (channels={self.codec.channels}, samples), got {audio.shape}"
+            )
+        needed = c * self.codec.hop
+        if audio.shape[1] >= needed:
+            audio = audio[:, -needed:]  # the last C frames' worth
+        else:
+            audio = np.pad(audio, ((0, 0), (needed - audio.shape[1], 0)))  # silence before
+        return self.codec.encode(torch.from_numpy(np.ascontiguousarray(audio)).to(self.device)).to(torch.float32)
+
+    def _conditioning(self, prompt: str) -> torch.Tensor:
+        """(N, Nc, cond_dim) conditioning tokens in the model dtype: [prompt] or, with CFG,
+        [prompt, empty prompt]. The last token is the pooled one."""
+        cond = self._cond_cache.get(prompt)
+        if cond is None:
+            nc, dim = self.config.cond_tokens, self.config.cond_dim
+            rows = [prompt_tokens(prompt, nc, dim)]
+            if self.batch == 2:
+                rows.append(prompt_tokens("", nc, dim))
+            cond = torch.stack(rows).to(device=self.device, dtype=self.dtype)
+            if len(self._cond_cache) >= 16:
+                self._cond_cache.pop(next(iter(self._cond_cache)))
+            self._cond_cache[prompt] = cond
+        return cond
+
+    def _batched(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, D) float32 -> (N, S, D) in the model dtype (the CFG branches share their input)."""
+        return x.to(self.dtype).unsqueeze(0).expand(self.batch, -1, -1)
+
+    def _time(self, t: float) -> torch.Tensor:
+        return torch.full((self.batch,), t, device=self.device, dtype=torch.float32)
+
+    def _guide(self, v: torch.Tensor) -> torch.Tensor:
+        """(N, B, D) model output -> (B, D) float32 velocity (CFG-combined when N = 2)."""
+        v = v.float()
+        if self.batch == 2:
+            return cfg_combine(v[0], v[1], self.config.cfg_scale)
+        return v[0]
+
+    def _rope(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables (stop - start, Dh) for the positions ``start .. stop - 1`` (built on device)."""
+        positions = torch.arange(start, stop, device=self.device, dtype=torch.float64)
+        return rope_cos_sin(positions, self.head_dim, self.dtype)
+
+    def _noise(self, state: DiffusionState) -> torch.Tensor:
+        gen = block_generator(state.seed, state.block_index, "noise", self.device)
+        return torch.randn(self.block_frames, self.latent_dim, generator=gen, device=self.device)
+
+    def _sample(self, state: DiffusionState, velocity: VelocityFn) -> torch.Tensor:
+        """Run the configured sampler for one block: (B, D) float32 clean latents."""
+        gen = block_generator(state.seed, state.block_index, "sampler", self.device)
+        return self._sampler(velocity, self._noise(state), self.ts, gen)
+
+    def _decode(self, x0: torch.Tensor, context: torch.Tensor, recorder: PhaseRecorder) -> np.ndarray:
+        """Block latents (B, D) -> host float32 audio (channels, B * hop); the step's only sync."""
+        with recorder.phase(PHASE_DECODE):
+            audio = self.codec.decode(x0.float(), previous=context[-1])
+            return audio.to("cpu", torch.float32).numpy()
+
+    def _finish(
+        self,
+        state: DiffusionState,
+        new_state: DiffusionState,
+        audio: np.ndarray,
+        plan: list[PhasePlan],
+        extra: dict[str, Any],
+    ) -> tuple[StepResult, DiffusionState]:
+        info = StepInfo(
+            block_index=state.block_index,
+            phase_calls={p.phase: p.calls for p in plan if p.calls},
+            tokens_processed=sum(p.tokens for p in plan),
+            cache_len=self._cache_len(),
+            analytic_flops={p.phase: p.flops for p in plan if p.calls},
+            extra={"sampler": self.settings.sampler, "cfg": self.batch == 2, **extra},
+        )
+        return StepResult(audio=audio, info=info), new_state
+
+    def _next_state(self, state: DiffusionState, x0: torch.Tensor, **changes: Any) -> DiffusionState:
+        context = torch.cat([state.context[self.block_frames:], x0.float()], dim=0)  # slide by B
+        return dataclasses.replace(state, block_index=state.block_index + 1, context=context, **changes)
+
+    def _decode_plan(self) -> PhasePlan:
+        return PhasePlan(PHASE_DECODE, 1, float(self.codec.decode_flops(self.block_frames)), 0)
+
+    def _pass(self, latent_rows: int, token_rows: int, past_keys: int, out_rows: int) -> float:
+        return pass_flops(
+            self.config, latent_rows=latent_rows, token_rows=token_rows, past_keys=past_keys,
+            out_rows=out_rows, batch=self.batch,
+        )
+
+
+__all__ = ["pass_flops", "cross_flops", "PhasePlan", "DiffusionState", "DiffusionGenerator"]

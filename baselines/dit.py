@@ -1,0 +1,277 @@
+"""A Stable-Audio-Open-Small-shaped diffusion transformer (DiT), shared by every diffusion regime.
+
+Token layout of a pass: latent rows (any subset of a window) followed, optionally, by the
+timestep/global token. The backbone itself knows nothing about regimes: callers give it the
+embedded rows, RoPE tables for the query rows, a dense boolean mask, the cross-attention K/V of
+the prompt and, optionally, cached self-attention K/V to prepend to the keys. One class, one
+seeded init, so the three regimes run the same weights given the same ``init_seed``.
+
+Per layer (pre-LayerNorm residual blocks):
+  self-attention (qkv, per-head qk-LayerNorm, RoPE on q and k, SDPA with a boolean mask)
+  -> cross-attention to the conditioning tokens (K/V projected from ``cond_dim``, qk-LayerNorm)
+  -> SiLU-gated MLP (hidden ``mlp_mult * width``, three matrices).
+Inputs: ``in_proj(noisy latents) + mask_embed([inpaint_mask, masked clean latents])``; the
+appended token is ``time_mlp(sinusoidal(t)) + global_proj(pooled prompt token)``. Output:
+``out_proj(final_norm(h))``, the rectified-flow velocity ``v = eps - x0``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.attention import KVCache, apply_rope
+from bench.contract import ConfigError, stable_hash
+from bench.presets import DiTConfig
+
+log = logging.getLogger(__name__)
+
+TIME_FEATURES = 256  # sinusoidal features of t fed to the timestep MLP
+TIME_SCALE = 1000.0  # t in [0, 1] is scaled before the sinusoids
+
+
+class DiTBlock(nn.Module):
+    """One pre-LN block: self-attention, cross-attention, gated MLP."""
+
+    def __init__(self, width: int, heads: int, cond_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = width // heads
+        self.norm_attn = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width, bias=False)
+        self.q_norm = nn.LayerNorm(self.head_dim)
+        self.k_norm = nn.LayerNorm(self.head_dim)
+        self.attn_out = nn.Linear(width, width, bias=False)
+        self.norm_cross = nn.LayerNorm(width)
+        self.cross_q = nn.Linear(width, width, bias=False)
+        self.cross_kv = nn.Linear(cond_dim, 2 * width, bias=False)
+        self.cross_q_norm = nn.LayerNorm(self.head_dim)
+        self.cross_k_norm = nn.LayerNorm(self.head_dim)
+        self.cross_out = nn.Linear(width, width, bias=False)
+        self.norm_mlp = nn.LayerNorm(width)
+        self.mlp_gate = nn.Linear(width, hidden)
+        self.mlp_up = nn.Linear(width, hidden)
+        self.mlp_down = nn.Linear(hidden, width)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        n, s, _ = x.shape
+        return x.view(n, s, self.heads, self.head_dim).transpose(1, 2)  # (N, H, S, Dh)
+
+    def _merge(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, s, _ = x.shape
+        return x.transpose(1, 2).reshape(n, s, self.heads * self.head_dim)  # (N, S, d)
+
+    def cross_keys_values(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cond (N, Nc, cond_dim) -> K, V each (N, H, Nc, Dh) (K after qk-norm)."""
+        k, v = self.cross_kv(cond).chunk(2, dim=-1)
+        return self.cross_k_norm(self._heads(k)), self._heads(v)
+
+    def forward(
+        self,
+        h: torch.Tensor,  # (N, S, d)
+        cos: torch.Tensor,  # (S, Dh)
+        sin: torch.Tensor,  # (S, Dh)
+        attn_mask: torch.Tensor | None,  # (S, P + S) bool, None = attend to everything
+        cross_k: torch.Tensor,  # (N, H, Nc, Dh)
+        cross_v: torch.Tensor,
+        past_k: torch.Tensor | None = None,  # (N, H, P, Dh), already normed and rotated
+        past_v: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (h, k, v): the new hidden rows and this pass's rotated K/V (N, H, S, Dh)."""
+        q, k, v = self.qkv(self.norm_attn(h)).chunk(3, dim=-1)
+        q = apply_rope(self.q_norm(self._heads(q)), cos, sin)
+        k = apply_rope(self.k_norm(self._heads(k)), cos, sin)
+        v = self._heads(v)
+        keys, values = k, v
+        if past_k is not None:
+            keys = torch.cat([past_k, k], dim=2)  # (N, H, P + S, Dh)
+            values = torch.cat([past_v, v], dim=2)
+        a = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask)
+        h = h + self.attn_out(self._merge(a))
+
+        cq = self.cross_q_norm(self._heads(self.cross_q(self.norm_cross(h))))
+        h = h + self.cross_out(self._merge(F.scaled_dot_product_attention(cq, cross_k, cross_v)))
+
+        x = self.norm_mlp(h)
+        h = h + self.mlp_down(F.silu(self.mlp_gate(x)) * self.mlp_up(x))
+        return h, k, v
+
+
+class DiT(nn.Module):
+    """The backbone. Build it with :func:`build_dit` (seeded init or a checkpoint)."""
+
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        width, latent_dim = config.width, config.codec.latent_dim
+        self.width = width
+        self.heads = config.heads
+        self.head_dim = width // config.heads
+        self.latent_dim = latent_dim
+        self.in_proj = nn.Linear(latent_dim, width)
+        self.mask_embed = nn.Linear(latent_dim + 1, width)  # [inpaint_mask, masked latents]
+        self.time_in = nn.Linear(TIME_FEATURES, width)
+        self.time_out = nn.Linear(width, width)
+        self.global_proj = nn.Linear(config.cond_dim, width)
+        self.blocks = nn.ModuleList(
+            DiTBlock(width, config.heads, config.cond_dim, config.mlp_mult * width) for _ in range(config.depth)
+        )
+        self.final_norm = nn.LayerNorm(width)
+        self.out_proj = nn.Linear(width, latent_dim)
+
+    # -------------------------------------------------------------------------------- inputs
+    def embed(self, noisy: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """Latent rows -> hidden rows. noisy (N, S, D), mask (N, S, 1), masked (N, S, D) -> (N, S, d)."""
+        return self.in_proj(noisy) + self.mask_embed(torch.cat([mask, masked], dim=-1))
+
+    def time_token(self, t: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """t (N,) in [0, 1] and the pooled prompt token (N, cond_dim) -> the token (N, 1, d)."""
+        half = TIME_FEATURES // 2
+        freqs = torch.exp(
+            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+        )  # (F/2,)
+        angles = (t.to(torch.float32) * TIME_SCALE)[:, None] * freqs[None, :]  # (N, F/2), elementwise
+        features = torch.cat([angles.cos(), angles.sin()], dim=-1).to(pooled.dtype)  # (N, F)
+        token = self.time_out(F.silu(self.time_in(features))) + self.global_proj(pooled)
+        return token[:, None, :]
+
+    def cross_cache(self, cond: torch.Tensor) -> KVCache:
+        """Cross-attention K/V of every layer for cond (N, Nc, cond_dim): (L, N, H, Nc, Dh)."""
+        return KVCache.stack([block.cross_keys_values(cond) for block in self.blocks])
+
+    # -------------------------------------------------------------------------------- layers
+    def run(
+        self,
+        h: torch.Tensor,  # (N, S, d)
+        cos: torch.Tensor,  # (S, Dh)
+        sin: torch.Tensor,
+        attn_mask: torch.Tensor | None,  # (S, P + S)
+        cross: KVCache,
+        past: KVCache | None = None,  # P cached tokens per layer
+        return_kv: bool = False,
+    ) -> tuple[torch.Tensor, KVCache | None]:
+        """All layers over the rows ``h``. Returns the final hidden rows and, if asked, the rows'
+        own K/V of every layer (L, N, H, S, Dh), ready to be cached."""
+        fresh: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for index, block in enumerate(self.blocks):
+            past_k, past_v = past.layer(index) if past is not None else (None, None)
+            cross_k, cross_v = cross.layer(index)
+            h, k, v = block(h, cos, sin, attn_mask, cross_k, cross_v, past_k, past_v)
+            if return_kv:
+                fresh.append((k, v))
+        return h, (KVCache.stack(fresh) if return_kv else None)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden rows (N, S, d) -> velocity (N, S, D)."""
+        return self.out_proj(self.final_norm(h))
+
+    def forward(
+        self,
+        noisy: torch.Tensor,  # (N, S, D)
+        mask: torch.Tensor,  # (N, S, 1)
+        masked: torch.Tensor,  # (N, S, D)
+        t: torch.Tensor,  # (N,)
+        cond: torch.Tensor,  # (N, Nc, cond_dim); the last token is the pooled one
+        cos: torch.Tensor,  # (S + 1, Dh): latent rows then the token
+        sin: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,  # (S + 1, S + 1)
+    ) -> torch.Tensor:
+        """A plain uncached pass over a whole window with the token appended: velocity (N, S, D)."""
+        h = torch.cat([self.embed(noisy, mask, masked), self.time_token(t, cond[:, -1])], dim=1)
+        h, _ = self.run(h, cos, sin, attn_mask, self.cross_cache(cond))
+        return self.head(h[:, :-1])
+
+
+# ------------------------------------------------------------------------------ construction
+def _init_parameters(model: DiT, seed: int, device: torch.device, dtype: torch.dtype) -> None:
+    """Seeded init, independent of device, dtype and parameter order: each tensor is drawn on the
+    CPU in float32 from its own generator (seeded by (seed, parameter name)), then copied."""
+    residual_scale = 1.0 / math.sqrt(2.0 * max(1, model.config.depth))
+    for module_name, module in model.named_modules():
+        for param_name, param in module.named_parameters(recurse=False):
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            gen = torch.Generator().manual_seed(stable_hash("dit-init", int(seed), name))
+            shape = tuple(param.shape)
+            if isinstance(module, nn.LayerNorm):
+                base = 1.0 if param_name == "weight" else 0.0
+                value = base + 0.02 * torch.randn(shape, generator=gen)
+            elif param_name == "bias":
+                value = 0.02 * torch.randn(shape, generator=gen)
+            else:  # Linear weight (out, in)
+                value = torch.randn(shape, generator=gen) / math.sqrt(shape[1])
+                if module_name.endswith(("attn_out", "cross_out", "mlp_down")):
+                    value = value * residual_scale
+            with torch.no_grad():
+                param.copy_(value.to(device=device, dtype=dtype))
+
+
+def _load_weights(model: DiT, path: str) -> None:
+    if not os.path.isfile(path):
+        raise ConfigError(f"dit.weights: checkpoint {path!r} does not exist (set dit.weights='' for seeded init)")
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a config problem for the user
+        raise ConfigError(f"dit.weights: cannot read {path!r} as safetensors: {exc}") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or wrong:
+        raise ConfigError(
+            f"dit.weights: {path!r} does not match the DiT built from the dit.* fields: "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
+            f"wrong shapes {wrong[:5]}{'...' if len(wrong) > 5 else ''}"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> DiT:
+    """The backbone on ``device`` in ``dtype``: loaded from ``config.weights`` when set, otherwise
+    seeded from ``config.init_seed``. On the meta device nothing is initialised or loaded (shapes
+    only, for parameter counts). Never touches the global RNG."""
+    device = torch.device(device)
+    if not dtype.is_floating_point:
+        raise ConfigError(f"dtype must be a floating dtype, got {dtype}")
+    with torch.device("meta"):
+        model = DiT(config)
+    if device.type == "meta":
+        if config.weights:
+            log.info("dit.weights %r not loaded: the meta device holds shapes only", config.weights)
+        return model.to(dtype=dtype).eval()
+    model = model.to_empty(device=device).to(dtype=dtype)
+    if config.weights:
+        _load_weights(model, config.weights)  # load_state_dict casts to the model's device/dtype
+    else:
+        _init_parameters(model, config.init_seed, device, dtype)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def parameter_count(config: DiTConfig) -> int:
+    """Closed-form parameter count of :class:`DiT` for ``config``."""
+    d, dh, latent, cond = config.width, config.width // config.heads, config.codec.latent_dim, config.cond_dim
+    hidden = config.mlp_mult * d
+    per_block = (
+        2 * d * 3  # three LayerNorms (weight + bias)
+        + 3 * d * d + 4 * dh  # qkv + q/k norms
+        + d * d  # attn_out
+        + d * d + 2 * cond * d + 4 * dh + d * d  # cross q, kv, norms, out
+        + 2 * (d * hidden + hidden) + hidden * d + d  # gated MLP
+    )
+    stem = (latent * d + d) + ((latent + 1) * d + d) + (TIME_FEATURES * d + d) + (d * d + d) + (cond * d + d)
+    head = 2 * d + d * latent + latent
+    return stem + config.depth * per_block + head
+
+
+__all__ = ["DiT", "DiTBlock", "build_dit", "parameter_count", "TIME_FEATURES"]

@@ -1,0 +1,169 @@
+"""Regime 3, "lmdm-causal": Live Music Diffusion with block-causal attention and a ring KV cache.
+
+Semantics (what the tests check). The stream is an infinite sequence of chunks ``k = 0, 1, ...``
+of ``B`` latents (the initial context is chunks ``0 .. W-1``, block ``n`` generates chunk
+``W + n``). At every layer the queries of chunk ``k`` attend to chunks ``k-W+1 .. k`` (sliding
+block-causal); the timestep token belongs to the target chunk; a clean chunk never sees a later
+chunk or the token. Clean chunks enter the context-router way (noisy input zeroed, clean latents
+through the mask embedding), so their K/V do not depend on ``t``: each chunk's K/V are computed
+once and reused while they stay in the window.
+
+Streaming cache: a ring of ``W`` chunks (``C = W B`` tokens) per layer, constant size.
+- BOOTSTRAP (first block, or when the prompt changes): the full ``[context | target | token]``
+  window with the release mask (``min(i // B, W)`` chunk ids), filling the ring with the ``W``
+  context chunks (no history before the window's first chunk).
+- STEP (steps 2..T): target + token rows against ``[ring | themselves]``.
+- When a block ends its clean latents are "pending" (the newest context chunk, not yet cached).
+- FIRST_STEP of the next block, fused: queries ``[pending | target | token]``, keys
+  ``[ring | pending | target | token]`` with the sliding mask; this one pass computes the pending
+  chunk's K/V once, then the ring evicts its oldest chunk and appends them.
+
+RoPE (``dit.rope_mode``): "fixed" keeps window positions (ring at ``0 .. C-1``, target at ``C``,
+token at ``C+B``); at the fused step the ring's keys are re-rotated by ``-B`` (its oldest chunk,
+about to be evicted and masked for every query, sits at ``-B .. -1``), pending runs at
+``C-B .. C-1``. "offset" gives every token its stream position (chunk ``k`` at ``k B``) and never
+re-rotates. Both equal the full-history recomputation; the tests check it.
+Per block: bootstrap ``C+B+1`` + ``(T-1)(B+1)``; steady ``2B+1`` + ``(T-1)(B+1)`` ~ ``(T+1) B``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from baselines.attention import block_causal_mask, rope_cos_sin, window_chunk_ids
+from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
+from bench.contract import (
+    NULL_RECORDER,
+    PHASE_BOOTSTRAP,
+    PHASE_FIRST_STEP,
+    PHASE_STEP,
+    ConfigError,
+    Control,
+    PhaseRecorder,
+    StepResult,
+)
+
+
+class BlockCausalGenerator(DiffusionGenerator):
+    name = "lmdm-causal"
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the contract's signature
+        super().__init__(*args, **kwargs)
+        c, b, w, dev = self.context_frames, self.block_frames, self.windows, self.device
+        ring_ids = [i // b for i in range(c)]  # chunks 0 .. W-1 of the ring
+        boot_ids = window_chunk_ids(c, b)  # [context | target | token]
+        self._boot_mask = block_causal_mask(boot_ids, boot_ids, w, dev)  # (C+B+1, C+B+1)
+        fused_q = [w] * b + [w + 1] * (b + 1)  # [pending | target | token]
+        self._fused_mask = block_causal_mask(fused_q, ring_ids + fused_q, w, dev)  # (2B+1, C+2B+1)
+        step_q = [w] * (b + 1)  # [target | token]
+        self._step_mask = block_causal_mask(step_q, ring_ids + step_q, w, dev)  # (B+1, C+B+1)
+        self._fixed = self.config.rope_mode == "fixed"
+        self._tables = {kind: self._rope(*span) for kind, span in self._spans(0).items()}
+        self._rerotate = rope_cos_sin(torch.full((1,), -b, device=dev, dtype=torch.float64), self.head_dim, self.dtype)
+        self._pending_mask = torch.cat([self._ones_block, self._zeros_mask_block], dim=1)  # (N, 2B, 1)
+
+    def _validate(self) -> None:
+        w = self.windows
+        if self.config.causal_window and self.config.causal_window != w:
+            raise ConfigError(
+                f"dit.causal_window ({self.config.causal_window}) must equal context/block = "
+                f"{self.settings.context_s:g}/{self.settings.block_s:g} = {w} chunks for lmdm-causal "
+                "(or 0 to derive it)"
+            )
+
+    def _spans(self, shift: int) -> dict[str, tuple[int, int]]:
+        """Query positions of each pass, relative to ``shift`` (the ring's first position)."""
+        c, b = self.context_frames, self.block_frames
+        return {"boot": (shift, shift + c + b + 1), "fused": (shift + c - b, shift + c + b + 1),
+                "step": (shift + c, shift + c + b + 1)}
+
+    def _cache_len(self) -> int:
+        return self.context_frames  # ring of W chunks
+
+    def _plan(self, bootstrap: bool, new_prompt: bool) -> list[PhasePlan]:
+        c, b, t, n = self.context_frames, self.block_frames, self.steps, self.batch
+        if bootstrap:
+            first = PhasePlan(
+                PHASE_BOOTSTRAP, 1, self._pass(c + b, 1, 0, b) + cross_flops(self.config, n), n * (c + b + 1)
+            )
+        else:
+            first = PhasePlan(PHASE_FIRST_STEP, 1, self._pass(2 * b, 1, c, b), n * (2 * b + 1))
+        rest = PhasePlan(PHASE_STEP, t - 1, (t - 1) * self._pass(b, 1, c, b), (t - 1) * n * (b + 1))
+        return [first, rest, self._decode_plan()]
+
+    @torch.no_grad()
+    def step(
+        self, state: DiffusionState, control: Control, recorder: PhaseRecorder = NULL_RECORDER
+    ) -> tuple[StepResult, DiffusionState]:
+        c, b, dit = self.context_frames, self.block_frames, self.dit
+        cond = self._conditioning(control.prompt)  # (N, Nc, cond_dim)
+        context = state.context  # (C, D) float32, chunks ring[1:] + pending (steady) or the window
+        bootstrap = state.ring is None or state.prompt != control.prompt
+        # stream chunk index of the ring's oldest chunk during this block's steps 2..T
+        ring_start = state.block_index if bootstrap else state.ring_start_chunk + 1
+        if self._fixed:
+            tables = self._tables
+        else:
+            tables = {kind: self._rope(*span) for kind, span in self._spans(ring_start * b).items()}
+        cache = {"ring": state.ring, "cross": state.cross}
+
+        def velocity(x: torch.Tensor, t: float, step_index: int) -> torch.Tensor:
+            if step_index == 0 and bootstrap:
+                with recorder.phase(PHASE_BOOTSTRAP):
+                    cache["cross"] = dit.cross_cache(cond)
+                    h = torch.cat(
+                        [
+                            dit.embed(
+                                torch.cat([self._zeros_ctx, self._batched(x)], dim=1),
+                                torch.cat([self._ones_ctx, self._zeros_mask_block], dim=1),
+                                torch.cat([self._batched(context), self._zeros_block], dim=1),
+                            ),
+                            dit.time_token(self._time(t), cond[:, -1]),
+                        ],
+                        dim=1,
+                    )  # (N, C+B+1, d)
+                    h, fresh = dit.run(h, *tables["boot"], self._boot_mask, cache["cross"], return_kv=True)
+                    cache["ring"] = fresh.tokens(0, c)
+                    return self._guide(dit.head(h[:, c:c + b]))
+            if step_index == 0:
+                with recorder.phase(PHASE_FIRST_STEP):
+                    ring = cache["ring"]
+                    if self._fixed:
+                        ring = ring.rerotated(*self._rerotate)  # positions p -> p - B
+                    pending = context[-b:]  # (B, D)
+                    h = torch.cat(
+                        [
+                            dit.embed(
+                                torch.cat([self._zeros_block, self._batched(x)], dim=1),
+                                self._pending_mask,
+                                torch.cat([self._batched(pending), self._zeros_block], dim=1),
+                            ),
+                            dit.time_token(self._time(t), cond[:, -1]),
+                        ],
+                        dim=1,
+                    )  # (N, 2B+1, d)
+                    h, fresh = dit.run(h, *tables["fused"], self._fused_mask, cache["cross"], past=ring, return_kv=True)
+                    cache["ring"] = ring.evict_append(fresh.tokens(0, b))
+                    return self._guide(dit.head(h[:, b:2 * b]))
+            with recorder.phase(PHASE_STEP):
+                h = torch.cat(
+                    [
+                        dit.embed(self._batched(x), self._zeros_mask_block, self._zeros_block),
+                        dit.time_token(self._time(t), cond[:, -1]),
+                    ],
+                    dim=1,
+                )  # (N, B+1, d)
+                h, _ = dit.run(h, *tables["step"], self._step_mask, cache["cross"], past=cache["ring"])
+                return self._guide(dit.head(h[:, :b]))
+
+        x0 = self._sample(state, velocity)
+        audio = self._decode(x0, context, recorder)
+        plan = self._plan(bootstrap, bootstrap)
+        new_state = self._next_state(
+            state, x0, prompt=control.prompt, cross=cache["cross"], ring=cache["ring"], ring_start_chunk=ring_start
+        )
+        extra = {"bootstrapped": bootstrap, "prompt_changed": bootstrap and state.ring is not None}
+        return self._finish(state, new_state, audio, plan, extra)
+
+
+__all__ = ["BlockCausalGenerator"]

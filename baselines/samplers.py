@@ -1,0 +1,92 @@
+"""Rectified-flow samplers: small pure functions with one shared signature.
+
+Rectified flow: ``x_t = (1 - t) x0 + t eps`` with ``t`` from 1 (noise) to 0 (data); the model
+predicts the velocity ``v = eps - x0`` (so ``dx/dt = v`` along the straight path).
+
+Every sampler is ``sampler(velocity_fn, noise, ts, generator) -> x0`` where
+``velocity_fn(x, t, step_index) -> v`` (x and v have the shape of ``noise``; ``t`` a Python float),
+``ts`` a decreasing sequence of ``steps + 1`` Python floats ending at 0, and ``generator`` the
+only source of the randomness a sampler may draw (ping-pong's fresh noise). ``step_index`` lets a
+streaming regime route its first model call to a different pass (bootstrap, fused first step).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+
+from bench.contract import ConfigError
+
+VelocityFn = Callable[[torch.Tensor, float, int], torch.Tensor]
+Sampler = Callable[[VelocityFn, torch.Tensor, Sequence[float], "torch.Generator | None"], torch.Tensor]
+
+LOGSNR_MIN = -6.0
+LOGSNR_MAX = 2.0
+
+
+def logsnr_schedule(steps: int, logsnr_min: float = LOGSNR_MIN, logsnr_max: float = LOGSNR_MAX) -> tuple[float, ...]:
+    """``steps + 1`` times: ``t = sigmoid(-logsnr)`` for logsnr evenly spaced in
+    [logsnr_min, logsnr_max] over the ``steps`` model calls, then a final ``t = 0``."""
+    if steps < 1:
+        raise ConfigError(f"steps must be >= 1, got {steps}")
+    if steps == 1:
+        logsnrs = [logsnr_min]
+    else:
+        logsnrs = [logsnr_min + (logsnr_max - logsnr_min) * i / (steps - 1) for i in range(steps)]
+    return tuple(1.0 / (1.0 + math.exp(l)) for l in logsnrs) + (0.0,)
+
+
+def _check(ts: Sequence[float]) -> None:
+    if len(ts) < 2 or ts[-1] != 0.0 or any(a <= b for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"ts must be strictly decreasing, at least 2 long, and end at 0; got {list(ts)}")
+
+
+def sample_euler(
+    velocity_fn: VelocityFn, noise: torch.Tensor, ts: Sequence[float], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Deterministic Euler integration of ``dx/dt = v`` from ``ts[0]`` to 0 (generator unused)."""
+    _check(ts)
+    x = noise
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        x = x + (t_next - t) * velocity_fn(x, t, i)
+    return x
+
+
+def sample_pingpong(
+    velocity_fn: VelocityFn, noise: torch.Tensor, ts: Sequence[float], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Ping-pong: denoise to ``x0 = x - t v``, then re-noise to the next time with FRESH noise,
+    ``x = (1 - t_next) x0 + t_next eps``; the last step returns its ``x0``."""
+    _check(ts)
+    x = noise
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        x0 = x - t * velocity_fn(x, t, i)
+        if t_next > 0.0:
+            eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = (1.0 - t_next) * x0 + t_next * eps
+        else:
+            x = x0
+    return x
+
+
+SAMPLERS: dict[str, Sampler] = {"euler": sample_euler, "pingpong": sample_pingpong}
+
+
+def get_sampler(name: str) -> Sampler:
+    """The sampler called ``name`` (``settings.sampler``)."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"settings.sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
+    return SAMPLERS[name]
+
+
+def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: ``v_u + s (v_c - v_u)`` (s = 1 gives the conditional velocity)."""
+    return v_uncond + scale * (v_cond - v_uncond)
+
+
+__all__ = [
+    "VelocityFn", "Sampler", "logsnr_schedule", "sample_euler", "sample_pingpong", "SAMPLERS", "get_sampler",
+    "cfg_combine",
+]

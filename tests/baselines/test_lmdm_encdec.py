@@ -1,0 +1,86 @@
+"""lmdm-encdec: prefill-once + target-only steps equal the uncached window under the enc-dec mask."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.lmdm_encdec import EncDecGenerator
+from bench.contract import PHASE_PREFILL, PHASE_STEP, Control
+from bench.presets import get_preset
+from tests.baselines.diffusion_reference import max_abs_diff, record_velocities, reference_stream
+
+TOL = 1e-5
+
+
+def _generator(cfg: bool = False, **changes) -> EncDecGenerator:
+    preset = get_preset("tiny")
+    return EncDecGenerator(preset, dataclasses.replace(preset.settings, cfg=cfg, **changes))
+
+
+def _stream(gen, prompts, seed=5, context_audio=None):
+    velocities = record_velocities(gen)
+    state = gen.start(Control(prompts[0]), seed=seed, context_audio=context_audio)
+    results = []
+    for prompt in prompts:
+        result, state = gen.step(state, Control(prompt))
+        results.append(result)
+    return velocities, results, state
+
+
+@pytest.mark.parametrize("cfg", [False, True])
+def test_cached_steps_equal_uncached_window(cfg):
+    gen = _generator(cfg)
+    prompts = ["slow strings"] * 3 + ["fast drums"] * 2
+    audio_in = 0.3 * np.sin(np.arange(8000, dtype=np.float32) * 0.05)[None, :]
+    velocities, results, _ = _stream(gen, prompts, context_audio=audio_in)
+    context = gen._encode_context(audio_in)
+    ref_v, ref_audio = reference_stream(gen, "encdec", prompts, seed=5, context=context)
+    assert len(velocities) == len(ref_v) == 5 * gen.steps
+    assert max_abs_diff(velocities, ref_v) <= TOL
+    assert max_abs_diff([r.audio for r in results], ref_audio) <= TOL
+
+
+def test_context_rows_do_not_depend_on_the_target_or_t():
+    # the property that makes prefill-once exact: under the enc-dec mask with the noisy context
+    # input zeroed, changing the target rows and t leaves the context rows' outputs unchanged
+    gen = _generator()
+    dit, c, b, dim = gen.dit, gen.context_frames, gen.block_frames, gen.latent_dim
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(1, c, dim, generator=g)
+    cond = torch.randn(1, gen.config.cond_tokens, gen.config.cond_dim, generator=g)
+    cos, sin = gen._rope(0, c + b + 1)
+    mask = torch.ones(c + b + 1, c + b + 1, dtype=torch.bool)
+    mask[:c, c:] = False
+    in_mask = torch.cat([torch.ones(1, c, 1), torch.zeros(1, b, 1)], dim=1)
+    masked = torch.cat([clean, torch.zeros(1, b, dim)], dim=1)
+    outs = []
+    for t in (0.9, 0.2):
+        noisy = torch.cat([torch.zeros(1, c, dim), torch.randn(1, b, dim, generator=g)], dim=1)
+        h = torch.cat([dit.embed(noisy, in_mask, masked), dit.time_token(torch.tensor([t]), cond[:, -1])], dim=1)
+        outs.append(dit.run(h, cos, sin, mask, dit.cross_cache(cond))[0])
+    assert torch.allclose(outs[0][:, :c], outs[1][:, :c], atol=1e-6)
+    assert not torch.allclose(outs[0][:, c:], outs[1][:, c:], atol=1e-3)
+
+
+def test_prompt_cross_kv_is_cached_until_the_prompt_changes():
+    gen = _generator()
+    _, results, state = _stream(gen, ["a"] * 2 + ["b"] + ["b"])
+    assert [r.info.extra["prompt_changed"] for r in results] == [True, False, True, False]
+    assert results[0].info.analytic_flops[PHASE_PREFILL] > results[1].info.analytic_flops[PHASE_PREFILL]
+    assert results[2].info.analytic_flops[PHASE_PREFILL] == results[0].info.analytic_flops[PHASE_PREFILL]
+    assert state.prompt == "b" and gen.kv_cache_bytes(state) == state.cross.nbytes
+
+
+def test_lengths_come_from_the_config():
+    # the public release hard-coded a 208-latent prefill; here C and B follow the stream settings
+    for context_s, block_s in ((0.5, 0.125), (0.75, 0.25)):
+        gen = _generator(context_s=context_s, block_s=block_s)
+        c, b, steps = gen.context_frames, gen.block_frames, gen.steps
+        assert (c, b) == (round(context_s * 32), round(block_s * 32))
+        _, results, _ = _stream(gen, ["x"])
+        info = results[0].info
+        assert info.tokens_processed == c + steps * (b + 1)
+        assert info.phase_calls == {PHASE_PREFILL: 1, PHASE_STEP: steps, "decode": 1}
+        assert info.extra["transient_kv_bytes"] == 2 * gen.config.depth * c * gen.config.width * 4
