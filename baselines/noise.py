@@ -1,0 +1,88 @@
+"""The null system under test: a block of seeded Gaussian noise, returned at once.
+
+It does the least work a generator can do (one ``torch.randn`` on the host inside one
+``decode`` phase, no model, no device work), so its measured block latency is the harness's own
+overhead per block (timer reads, the phase recorder, the Python call) plus that minimal work.
+Every run reports it next to the real regimes (MLPerf's "null SUT" idea).
+
+Audio: white Gaussian noise with standard deviation :data:`NOISE_STD` (about -20 dBFS RMS) at the
+preset's sample rate and channel count; block length follows the DiT codec's frame rate, like the
+diffusion regimes. Randomness comes only from ``block_generator(seed, block_index, "noise")``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.contract import (
+    NULL_RECORDER,
+    PHASE_DECODE,
+    Control,
+    PhaseRecorder,
+    StepInfo,
+    StepResult,
+    StreamingGenerator,
+    StreamSettings,
+    StreamSpec,
+    block_generator,
+)
+
+NOISE_STD = 0.1
+
+
+@dataclass(frozen=True)
+class NoiseState:
+    seed: int
+    block_index: int
+
+
+class NoiseGenerator(StreamingGenerator):
+    """Seeded noise, one block per step (registry name ``noise``)."""
+
+    name = "noise"
+
+    def __init__(self, preset: Any, settings: StreamSettings, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(preset, settings, device, dtype)
+        codec = preset.dit.codec
+        frame_rate = codec.frame_rate_hz
+        context_frames, block_frames = settings.frames(frame_rate)
+        self._spec = StreamSpec(
+            regime=self.name, sample_rate=codec.sample_rate, channels=codec.channels, frame_rate_hz=frame_rate,
+            block_frames=block_frames, context_frames=context_frames, block_s=block_frames / frame_rate,
+            context_s=context_frames / frame_rate,
+        )
+        self._block_shape = (codec.channels, block_frames * codec.hop)  # (channels, samples)
+
+    @property
+    def spec(self) -> StreamSpec:
+        return self._spec
+
+    def start(self, control: Control, seed: int, context_audio: np.ndarray | None = None) -> NoiseState:
+        if context_audio is not None:
+            shape = np.shape(context_audio)
+            if len(shape) != 2 or shape[0] != self._spec.channels:
+                raise ValueError(
+                    f"context_audio must have shape (channels={self._spec.channels}, samples), got {shape}"
+                )
+        return NoiseState(seed=int(seed), block_index=0)
+
+    def step(self, state: NoiseState, control: Control, recorder: PhaseRecorder = NULL_RECORDER) -> tuple[StepResult, NoiseState]:
+        with recorder.phase(PHASE_DECODE):
+            gen = block_generator(state.seed, state.block_index, "noise", "cpu")
+            audio = (torch.randn(self._block_shape, generator=gen) * NOISE_STD).numpy()  # (C, S) float32
+        info = StepInfo(
+            block_index=state.block_index, phase_calls={PHASE_DECODE: 1}, tokens_processed=0, cache_len=0,
+            analytic_flops={PHASE_DECODE: 0.0},
+        )
+        return StepResult(audio=audio, info=info), NoiseState(state.seed, state.block_index + 1)
+
+    def analytic_flops(self, first_block: bool) -> dict[str, float]:
+        return {PHASE_DECODE: 0.0}
+
+    def copy_state(self, state: NoiseState) -> NoiseState:
+        return state  # immutable

@@ -1,0 +1,184 @@
+"""Systems metrics on closed forms: percentiles, validity, playback, pre-buffer, control latency."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metrics.systems import (
+    control_latencies, latency_percentiles, min_prebuffer_s, min_start_delay_s, null_overhead, pairwise_ratios,
+    percentile, realtime_verdict, rtf, simulate_playback, summarize, x_realtime,
+)
+
+
+def test_nearest_rank_percentiles_are_observed_samples():
+    values = np.random.default_rng(0).permutation(np.arange(1, 101))  # 1..100, shuffled
+    assert percentile(values, 50) == 50 and percentile(values, 90) == 90 and percentile(values, 99) == 99
+    assert percentile(values, 100) == 100 and percentile([7.0], 99) == 7.0
+    assert percentile([1, 2, 3, 4], 50) == 2  # smallest x with >= 50% of samples <= x
+    assert np.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile([1.0], 0)
+
+
+@pytest.mark.parametrize("q, need", [(90, 64), (99, 662)])
+def test_validity_flags_follow_mlperf_minimums(q, need):
+    assert not latency_percentiles(np.ones(need - 1), [q])[float(q)].valid
+    est = latency_percentiles(np.ones(need), [q])[float(q)]
+    assert est.valid and est.n == need and est.min_samples == need
+    assert latency_percentiles(np.ones(3), [50])[50.0].valid
+
+
+def test_rtf_and_x_realtime_are_inverses():
+    assert rtf(2.0, 8.0) == 0.25 and x_realtime(2.0, 8.0) == 4.0
+    with pytest.raises(ValueError):
+        rtf(1.0, 0.0)
+
+
+def test_offline_playback_faster_than_real_time_never_underruns():
+    pb = simulate_playback([0.3] * 10, [1.0] * 10, prebuffer_s=1.0)
+    assert pb.underruns == 0 and pb.total_stall_s == 0 and pb.realtime
+    assert pb.playback_start_s == pytest.approx(0.3)
+    np.testing.assert_allclose(pb.play_start_s, 0.3 + np.arange(10))  # continuous playback after f_0
+    assert pb.end_s == pytest.approx(10.3)
+
+
+def test_offline_playback_slower_than_real_time_stalls_by_the_deficit():
+    d, a, n = 1.5, 1.0, 8
+    pb = simulate_playback([d] * n, [a] * n, prebuffer_s=a)
+    # Block k is ready at (k+1) d, needed at p_{k-1} + a = k d + a: every block after the first stalls d - a.
+    assert pb.underruns == n - 1
+    assert pb.total_stall_s == pytest.approx((n - 1) * (d - a))
+    np.testing.assert_allclose(pb.play_start_s, d * (np.arange(n) + 1))
+    assert realtime_verdict(pb.underruns) == "not real time (7 underruns)"
+
+
+def test_prebuffer_delays_playback_until_enough_audio():
+    pb = simulate_playback([0.5] * 6, [1.0] * 6, prebuffer_s=2.5)  # needs 3 blocks (A_2 = 3 >= 2.5)
+    assert pb.playback_start_s == pytest.approx(1.5)
+    huge = simulate_playback([0.5] * 3, [1.0] * 3, prebuffer_s=100.0)  # more than the stream: start at the end
+    assert huge.playback_start_s == pytest.approx(1.5) and huge.underruns == 0
+
+
+def test_start_offset_shifts_the_whole_timeline():
+    a = simulate_playback([0.2, 0.4, 0.3], [1.0, 1.0, 1.0], 1.0)
+    b = simulate_playback([0.2, 0.4, 0.3], [1.0, 1.0, 1.0], 1.0, start_s=0.25)
+    np.testing.assert_allclose(b.gen_end_s, a.gen_end_s + 0.25)
+    np.testing.assert_allclose(b.play_start_s, a.play_start_s + 0.25)
+
+
+def _brute_force_min_prebuffer(d, a, scenario):  # noqa: ANN001
+    cum = np.cumsum(a)
+    for m in range(len(d)):
+        if simulate_playback(d, a, cum[m], scenario).underruns == 0:
+            return cum[m]
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_min_prebuffer_closed_form_matches_simulation(seed):
+    rng = np.random.default_rng(seed)
+    n = 30
+    d = rng.uniform(0.2, 1.6, n)  # sometimes slower than real time
+    a = np.full(n, 1.0)
+    best = min_prebuffer_s(d, a, "offline")
+    assert best == pytest.approx(_brute_force_min_prebuffer(d, a, "offline"))
+    assert simulate_playback(d, a, best).underruns == 0
+    if best > a[0]:
+        assert simulate_playback(d, a, best - a[0]).underruns > 0  # one block less is not enough
+    # min start delay: starting exactly then plays without a stall; any earlier start stalls
+    delay = min_start_delay_s(d, a)
+    f = np.cumsum(d)
+    needed = delay + np.concatenate([[0.0], np.cumsum(a)[:-1]])
+    assert np.all(f <= needed + 1e-12) and np.any(np.isclose(f, needed))
+    rt = min_prebuffer_s(d, a, "realtime")
+    assert rt == pytest.approx(_brute_force_min_prebuffer(d, a, "realtime"))
+    assert rt >= best - 1e-12  # pacing can only make it harder
+
+
+def test_realtime_scenario_paces_generation_to_the_prebuffer():
+    d, a = [0.25, 0.25, 0.25, 0.25], [1.0] * 4
+    pb = simulate_playback(d, a, prebuffer_s=1.0, scenario="realtime")
+    # P = f_0 = 0.25. Block 1 may start at once (1 s unplayed <= 1 s); block k >= 2 only when the playhead
+    # reaches A_{k-1} - 1 = k - 1 s, i.e. at p_{k-1} = 0.25 + (k - 1).
+    np.testing.assert_allclose(pb.gen_start_s, [0.0, 0.25, 1.25, 2.25])
+    np.testing.assert_allclose(pb.play_start_s, [0.25, 1.25, 2.25, 3.25])
+    assert pb.underruns == 0
+    none = simulate_playback(d, a, prebuffer_s=0.0, scenario="realtime")
+    # No look-ahead: block k starts only after block k-1 played out, so every later block stalls by d.
+    assert none.underruns == 3 and none.total_stall_s == pytest.approx(0.75)
+
+
+def test_control_latency_closed_form():
+    d, a = [0.5, 0.5, 0.5, 0.5, 0.5], [1.0] * 5
+    pb = simulate_playback(d, a, prebuffer_s=1.0)  # offline: s_k = 0.5 k, p_k = 0.5 + k
+    (c,) = control_latencies(pb, [3])
+    assert c.block_index == 3
+    assert c.best_s == pytest.approx((0.5 + 3) - 1.5)  # p_3 - s_3
+    assert c.worst_s == pytest.approx((0.5 + 3) - 1.0)  # p_3 - s_2
+    rt = simulate_playback(d, a, prebuffer_s=1.0, scenario="realtime")  # paced: s_3 = p_2 = 2.5, p_3 = 3.5
+    (c,) = control_latencies(rt, [3])
+    assert c.best_s == pytest.approx(1.0) and c.worst_s == pytest.approx(3.5 - rt.gen_start_s[2])
+    with pytest.raises(ValueError):
+        control_latencies(pb, [0])
+
+
+def test_bad_inputs_are_rejected_with_clear_errors():
+    with pytest.raises(ValueError, match="equal-length"):
+        simulate_playback([1.0], [1.0, 1.0], 0.0)
+    with pytest.raises(ValueError, match="audio_s must be"):
+        simulate_playback([1.0], [0.0], 0.0)
+    with pytest.raises(ValueError, match="scenario"):
+        simulate_playback([1.0], [1.0], 0.0, scenario="batch")
+
+
+def _records(gen: str, latencies_ms: list[float], flops: float, prompts: list[int] | None = None):  # noqa: ANN202
+    n = len(latencies_ms)
+    prompts = prompts or [0] * n
+    blocks = pd.DataFrame({
+        "generator": gen, "workload": "w", "repeat": 0, "block_index": range(n),
+        "latency_ns": [int(x * 1e6) for x in latencies_ms], "audio_s": 1.0, "prompt_index": prompts,
+        "kv_cache_bytes": 10, "analytic_flops": flops,
+    })
+    streams = pd.DataFrame([{
+        "generator": gen, "workload": "w", "repeat": 0, "scenario": "offline", "prebuffer_s": 1.0,
+        "start_ns": 0, "peak_mem_bytes": 5, "peak_mem_kind": "x", "params": 3,
+    }])
+    flops_df = pd.DataFrame([
+        {"generator": gen, "workload": "w", "block_kind": kind, "phase": "step", "measured_flops": flops * 1.1,
+         "analytic_flops": flops, "audio_s": 1.0} for kind in ("first", "steady")
+    ])
+    return blocks, streams, flops_df
+
+
+def test_summary_pairs_and_null_overhead():
+    parts = [_records("a", [400, 200, 200, 200], 8e9, [0, 0, 1, 1]), _records("b", [100, 50, 50, 50], 1e9),
+             _records("noise", [0.1] * 4, 0.0)]
+    blocks, streams, flops = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(3))
+    s = summarize(blocks, streams, flops, peak_flops_per_s=1e11).set_index("generator")
+    a = s.loc["a"]
+    assert a.ttfa_ms == pytest.approx(400) and a.p50_ms == 200 and not a.p90_valid
+    assert a.rtf == pytest.approx(1.0 / 4.0) and a.x_realtime == pytest.approx(4.0)
+    assert a.underruns == 0 and a.verdict == "real time"
+    assert a.prompt_changes == 1 and a.control_latency_best_ms == pytest.approx((0.4 + 2) * 1e3 - 600)
+    assert a.steady_flop_ratio == pytest.approx(1.1) and a.measured_flops_per_audio_s == pytest.approx(8.8e9)
+    assert a.analytic_flops_per_audio_s == pytest.approx(8e9) and a.first_analytic_flops == pytest.approx(8e9)
+    assert a.achieved_flops_per_s == pytest.approx(32e9 / 1.0) and a.peak_fraction == pytest.approx(0.32)
+    pairs = pairwise_ratios(s.reset_index())
+    assert len(pairs) == 1  # the null generator (no FLOPs) is left out
+    row = pairs.iloc[0]
+    assert (row.a, row.b) == ("a", "b")
+    assert row.latency_ratio == pytest.approx(4.0) and row.analytic_flop_ratio == pytest.approx(8.0)
+    assert row.latency_over_flop_ratio == pytest.approx(0.5)
+    over = null_overhead(s.reset_index(), "noise", "a").iloc[0]
+    assert over.null_median_ms == pytest.approx(0.1) and over.overhead_fraction == pytest.approx(0.1 / 200)
+
+
+def test_pairs_cover_every_combination():
+    rows = [{"generator": g, "workload": "w", "steady_analytic_flops": f, "steady_median_ms": t}
+            for g, f, t in [("x", 1.0, 1.0), ("y", 2.0, 2.0), ("z", 4.0, 2.0)]]
+    pairs = pairwise_ratios(pd.DataFrame(rows))
+    assert {(r.a, r.b) for r in pairs.itertuples()} == set(itertools.combinations("xyz", 2))
