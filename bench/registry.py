@@ -22,9 +22,19 @@ log = logging.getLogger(__name__)
 class Registry:
     """A mapping from names to lazily imported objects, with helpful errors."""
 
-    def __init__(self, kind: str, builtins: dict[str, str], entry_point_group: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        builtins: dict[str, str],
+        entry_point_group: str | None = None,
+        extras: dict[str, str] | None = None,
+    ) -> None:
         self.kind = kind
         self._targets: dict[str, str] = dict(builtins)
+        # Extras can be created by name but are left out of names() (and so of "all"): tools such
+        # as the drift-validation generators, which are not systems under test.
+        self._extras: set[str] = set(extras or {})
+        self._targets.update(extras or {})
         self._loaded: dict[str, Any] = {}
         self._group = entry_point_group
         self._entry_points_read = False
@@ -50,12 +60,13 @@ class Registry:
             if ep.name not in self._targets:
                 self._targets[ep.name] = ep.value
 
-    def names(self) -> list[str]:
+    def names(self, include_extras: bool = False) -> list[str]:
+        """Registered names; extras only when ``include_extras``."""
         self._read_entry_points()
-        return list(self._targets)
+        return [n for n in self._targets if include_extras or n not in self._extras]
 
     def __contains__(self, name: object) -> bool:
-        return name in self.names()
+        return name in self.names(include_extras=True)
 
     def get(self, name: str) -> Any:
         """The object registered as ``name``, imported on first use."""
@@ -93,4 +104,11 @@ GENERATORS = Registry(
         "noise": "baselines.noise:NoiseGenerator",
     },
     entry_point_group="live_music_bench.generators",
+    # Generators that degrade on a schedule you set: for validating a drift pipeline, not models.
+    extras={
+        "drift-control": "baselines.degrading:SyntheticMusicGenerator",
+        "drift-tilt": "baselines.degrading:TiltDriftGenerator",
+        "collapse-silence": "baselines.degrading:SilenceCollapseGenerator",
+        "collapse-noise": "baselines.degrading:NoiseCollapseGenerator",
+    },
 )
