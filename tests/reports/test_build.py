@@ -1,0 +1,72 @@
+"""The report builder: rebuilding from a copied run folder gives byte-identical tables; the CLI's
+errors; a foreign output folder is never overwritten."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from reports.__main__ import main
+from reports.build import MARKER, build_report
+from reports.tables import ReportError
+
+TABLE_FILES = [f"{name}.{ext}" for name in ("latency", "phases", "compute", "quality", "drift")
+               for ext in ("csv", "md", "tex")] + ["clips.csv"]
+
+
+def test_report_only_on_a_copied_run_reproduces_tables_byte_for_byte(built_report, tmp_path) -> None:
+    run, index = built_report
+    copy = tmp_path / "somewhere" / "renamed-run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("report"))
+    assert main([str(copy), "-q"]) == 0  # python -m reports RUN_DIR (what --report-only calls)
+    original, rebuilt = index.parent / "tables", copy / "report" / "tables"
+    assert sorted(p.name for p in rebuilt.iterdir()) == sorted(TABLE_FILES)
+    for name in TABLE_FILES:
+        assert (rebuilt / name).read_bytes() == (original / name).read_bytes(), name
+
+
+def test_rebuild_replaces_a_previous_report(golden_run, tmp_path) -> None:
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / MARKER).write_text("a previous report")
+    stale = out / "figures" / "stale.png"
+    stale.write_bytes(b"old")
+    build_report([golden_run], out)
+    assert not stale.exists() and (out / "index.html").exists() and (out / MARKER).exists()
+
+
+def test_foreign_folder_is_refused(golden_run, tmp_path) -> None:
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete")
+    with pytest.raises(ReportError, match="not empty"):
+        build_report([golden_run], out)
+    assert (out / "thesis.tex").read_text() == "do not delete"
+
+
+def test_cli_errors(tmp_path, golden_run, caplog) -> None:
+    assert main([]) == 2
+    assert main([str(tmp_path / "missing")]) == 2
+    assert main([str(golden_run), str(golden_run)]) == 2  # several runs need --out
+    assert any("--out" in r.getMessage() for r in caplog.records)
+
+
+def test_failed_cells_are_shown_not_hidden(golden_run, tmp_path) -> None:
+    import json
+
+    from reports.build import render_markdown
+    from reports.html import runs_html
+    from reports.tables import build_tables, load_runs
+
+    run = tmp_path / "run"
+    shutil.copytree(golden_run, run)
+    status_path = run / "cells" / "toy-cached__smoke" / "status.json"
+    status = json.loads(status_path.read_text())
+    status.update({"status": "failed", "error": "RuntimeError: boom at block 3", "traceback": "..."})
+    status_path.write_text(json.dumps(status))
+    runs = load_runs([run])
+    tables = build_tables(runs)
+    assert "toy-cached" not in set(tables["latency"].data.generator)  # a failed cell has no numbers
+    assert '<span class="failed">failed</span>' in runs_html(runs) and "boom at block 3" in runs_html(runs)
+    assert "**FAILED** `toy-cached` x `smoke`" in render_markdown(runs, tables, [], [], None)

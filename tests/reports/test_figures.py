@@ -1,0 +1,74 @@
+"""Figures render non-interactively (Agg) from a small saved run, in the paper style, without
+touching matplotlib's global settings; PDFs embed TrueType fonts; missing data gives a visible note."""
+
+from __future__ import annotations
+
+import re
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")  # a test-only choice; the report code never selects a backend
+
+from reports.figures import FIGURES, render_figures  # noqa: E402
+from reports.style import DOUBLE_COLUMN_IN, PNG_DPI, SINGLE_COLUMN_IN, figure_size, paper_style, regime_colour  # noqa: E402
+from reports.tables import load_runs  # noqa: E402
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_every_figure_renders_from_the_saved_run(built_report) -> None:
+    _, index = built_report
+    folder = index.parent / "figures"
+    for name in FIGURES:
+        pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
+        assert pdf.exists() and png.exists(), f"{name} not rendered"
+        width, _ = _png_size(png)
+        assert width in (round(SINGLE_COLUMN_IN * PNG_DPI), round(DOUBLE_COLUMN_IN * PNG_DPI)), (name, width)
+        data = pdf.read_bytes()
+        assert b"/FontFile2" in data, f"{name}: fonts not embedded as TrueType"
+        assert b"/Type3" not in data, f"{name}: Type 3 fonts"
+        assert b"/CreationDate" not in data
+
+
+def test_rendering_leaves_global_settings_alone(saved_run, tmp_path) -> None:
+    before = dict(matplotlib.rcParams)
+    render_figures(load_runs([saved_run]), tmp_path, ["rtf_bars", "latency_cdf"])
+    after = dict(matplotlib.rcParams)
+    assert {k for k in before if before[k] != after[k]} == set()
+    with paper_style():
+        assert matplotlib.rcParams["pdf.fonttype"] == 42
+    assert matplotlib.rcParams["pdf.fonttype"] == before["pdf.fonttype"]
+
+
+def test_missing_data_gives_visible_notes(golden_run, tmp_path) -> None:
+    results = {r.name: r for r in render_figures(load_runs([golden_run]), tmp_path,
+                                                 ["context_scaling", "peak_fraction", "drift_curves", "quality_vs_rtf"])}
+    assert all(not r.rendered for r in results.values())
+    assert "run --workload context-sweep" in results["context_scaling"].note
+    assert "not measured" in results["peak_fraction"].note and "--no-peak" in results["peak_fraction"].note
+    assert "drift" in results["drift_curves"].note
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_missing_figure_notes_reach_html_and_markdown(golden_run, tmp_path) -> None:
+    from reports.build import build_report
+
+    index = build_report([golden_run], tmp_path / "report")
+    html = index.read_text()
+    md = (index.parent / "report.md").read_text()
+    for text in (html, md):
+        assert "not in this run: run --workload context-sweep" in text
+    assert re.search(r'class="missing" id="fig-context_scaling"', html)
+
+
+def test_sizes_and_colours_are_fixed() -> None:
+    assert figure_size(1) == (3.5, pytest.approx(3.5 * 0.68)) and figure_size(2)[0] == 7.0
+    with pytest.raises(ValueError, match="columns"):
+        figure_size(3)
+    assert regime_colour("lmdm-causal") == regime_colour("lmdm-causal") != regime_colour("lmm")
+    assert regime_colour("someone-elses-model") == regime_colour("someone-elses-model")
