@@ -47,7 +47,7 @@ DTYPES = {
 }
 RUN_TABLES = ("blocks", "phases", "streams", "flops", "summary", "phase_summary", "pairs", "overhead")
 CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
-               "threads", "set")
+               "threads", "drift", "report", "set")
 
 
 @dataclass
@@ -65,6 +65,8 @@ class RunConfig:
     peak: bool = True  # the matmul peak micro-benchmark
     progress: str = "auto"  # auto (bars on a terminal), on, off
     threads: int = 0  # torch intra-op threads for the run; 0 = torch's default
+    drift: bool = True  # the drift stage after the systems cells (bench/drift_stage.py)
+    report: bool = True  # build <out>/report (tables, figures, HTML) at the end
     overrides: list[str] = field(default_factory=list)
 
 
@@ -80,6 +82,7 @@ class Plan:
     dtype: torch.dtype
     preset_overrides: dict[str, str]
     workload_overrides: dict[str, str]
+    drift_overrides: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------
@@ -109,6 +112,7 @@ generators: {', '.join(GENERATORS.names())} (the null generator 'noise' always r
 
 overrides (--set, repeatable; also the [set] table of a config file):
   preset fields   dit.width=128  lmm.rvq_levels=4  dit.rope_mode=offset   (python run_all.py --list)
+  drift fields    drift.horizon_s=120  drift.n_streams=4  drift.window_s=5   (docs/drift.md)
   workload fields workload.horizon_s=60  workload.steps=4  workload.cfg=true  workload.repeats=3
                   workload.scenario=realtime  workload.prebuffer_s=2  workload.warmup_blocks=1
                   workload.prompts="0:bach chorale;16:funk groove"   (seconds:prompt; ...)
@@ -130,6 +134,10 @@ examples:
   python run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16
   python run_all.py --out runs/x --resume             # finish an interrupted run
 
+reports (from saved folders only; no model runs):
+  python run_all.py --report-only runs/a              # rebuild runs/a/report
+  python run_all.py --compare runs/a runs/b --out reports/a-vs-b
+
 exit status: 0 all cells ok, 1 a cell failed (see its status.json), 2 bad configuration.
 """,
     )
@@ -150,6 +158,14 @@ exit status: 0 all cells ok, 1 a cell failed (see its status.json), 2 bad config
                         help="skip the matmul peak micro-benchmark (fraction of peak: not measured)")
     parser.add_argument("--progress", choices=("auto", "on", "off"), help="progress bars on stderr (default: auto)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads during the run (default: torch's own)")
+    parser.add_argument("--no-drift", dest="drift", action="store_false", default=None,
+                        help="skip the drift stage (long streams scored window by window)")
+    parser.add_argument("--no-report", dest="report", action="store_false", default=None,
+                        help="do not build the HTML report at the end (python run_all.py --report-only RUN_DIR later)")
+    parser.add_argument("--report-only", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="build the report (tables, figures, audio, HTML) from saved run folders and exit; runs nothing")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                        help="report comparing run A with run B (deltas B - A, warnings when manifests differ)")
     parser.add_argument("--list", action="store_true", help="list presets, workloads, generators and fields, then exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -190,7 +206,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                 setattr(cfg, key, value)
     for key, attr in (("preset", "preset"), ("workload", "workloads"), ("generators", "generators"),
                       ("device", "device"), ("dtype", "dtype"), ("out", "out"), ("resume", "resume"),
-                      ("flops", "flops"), ("peak", "peak"), ("progress", "progress"), ("threads", "threads")):
+                      ("flops", "flops"), ("peak", "peak"), ("progress", "progress"), ("threads", "threads"),
+                      ("drift", "drift"), ("report", "report")):
         value = getattr(args, key)
         if value is not None:
             setattr(cfg, attr, value)
@@ -204,14 +221,17 @@ def _toml_value(value: Any) -> str:
     return str(value)
 
 
-def _split_overrides(items: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-    preset_over, workload_over = {}, {}
+def _split_overrides(items: Sequence[str]) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Split ``key=value`` overrides into preset, ``workload.*`` and ``drift.*`` fields."""
+    preset_over, workload_over, drift_over = {}, {}, {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (for example workload.horizon_s=60)")
         key, value = (part.strip() for part in item.split("=", 1))
         if key.startswith("workload."):
             workload_over[key[len("workload."):]] = value
+        elif key.startswith("drift."):
+            drift_over[key[len("drift."):]] = value
         elif key.startswith("settings."):
             raise ConfigError(
                 f"override {key!r}: the stream (context, block, steps, cfg, sampler) is set by the workload, "
@@ -219,7 +239,7 @@ def _split_overrides(items: Sequence[str]) -> tuple[dict[str, str], dict[str, st
             )
         else:
             preset_over[key] = value
-    return preset_over, workload_over
+    return preset_over, workload_over, drift_over
 
 
 def _resolve_generators(names: list[str]) -> list[str]:
@@ -261,7 +281,7 @@ def resolve_device(name: str) -> str:
 
 def build_plan(cfg: RunConfig) -> Plan:
     """Validate a :class:`RunConfig` against presets, workloads and the generator registry."""
-    preset_over, workload_over = _split_overrides(cfg.overrides)
+    preset_over, workload_over, drift_over = _split_overrides(cfg.overrides)
     preset = apply_overrides(get_preset(cfg.preset), preset_over)
     workloads: list[Workload] = []
     for name in cfg.workloads:
@@ -277,8 +297,12 @@ def build_plan(cfg: RunConfig) -> Plan:
         raise ConfigError(f"threads must be an integer >= 0 (0 = torch's default), got {cfg.threads!r}")
     if cfg.resume and not cfg.out:
         raise ConfigError("--resume needs --out pointing at the run folder to continue (for example runs/2026-...)")
+    if cfg.drift:
+        from bench.drift_stage import drift_workload_for
+
+        drift_workload_for(workloads[0], drift_over)  # validate drift.* overrides before any work
     return Plan(cfg, preset, workloads, _resolve_generators(cfg.generators), resolve_device(cfg.device),
-                DTYPES[cfg.dtype], preset_over, workload_over)
+                DTYPES[cfg.dtype], preset_over, workload_over, drift_over)
 
 
 # ------------------------------------------------------------------------------------------
@@ -373,6 +397,10 @@ def _execute(plan: Plan, clock: Any = None) -> int:
         "seeds": {w.name: [w.seed + r for r in range(w.repeats)] for w in plan.workloads},
         "cells": [{"generator": g, "workload": w.name, "cell_hash": hashes[(g, w.name)]} for g, w in cells],
     }
+    if plan.config.drift:
+        from bench.drift_stage import drift_workload_for
+
+        run_info["drift"] = drift_workload_for(plan.workloads[0], plan.drift_overrides).to_dict()
     manifest = build_manifest(run_info, SCHEMA_VERSION)
     name = "manifest.json" if not (out / "manifest.json").exists() else f"manifest-resume-{manifest['created_utc'].replace(':', '')}.json"
     storage.write_json(out / name, manifest)
@@ -402,16 +430,56 @@ def _execute(plan: Plan, clock: Any = None) -> int:
         peak = _peak(plan, store, again=True)
     ok_cells = [(s["generator"], s["workload"]) for s in statuses if s["status"] == STATUS_OK]
     _write_run_tables(store, ok_cells, statuses, peak)
+    drift_failed: list[dict[str, Any]] = []
+    if plan.config.drift:
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            drift_failed = _drift(plan, out, tqdm, disable)
     from reports.summary import write_summary
 
     write_summary(out)
+    if plan.config.report:
+        _report(out)
     failed = [s for s in statuses if s["status"] != STATUS_OK]
     wall = time.perf_counter() - t_run
     log.info("done in %.1f s: %d cell(s) ok, %d failed; summary in %s", wall, len(ok_cells), len(failed), out / "summary.md")
     for s in failed:
         log.error("%s x %s failed: %s (traceback in %s)", s["generator"], s["workload"], s.get("error"),
                   store.cell_dir(s["generator"], s["workload"]) / "status.json")
-    return 1 if failed else 0
+    for s in drift_failed:
+        log.error("drift %s failed: %s (traceback in %s)", s["generator"], s.get("error"), out / "drift" / "config.json")
+    return 1 if failed or drift_failed else 0
+
+
+def _drift(plan: Plan, out: Path, tqdm: Any, disable: bool | None) -> list[dict[str, Any]]:
+    """The drift stage; with --resume it is skipped when a complete one with the same settings exists."""
+    import functools
+
+    from bench.drift_stage import drift_workload_for, run_drift_stage
+
+    drift = drift_workload_for(plan.workloads[0], plan.drift_overrides)
+    previous = storage.read_json(out / "drift" / "config.json")
+    if (plan.config.resume and previous and previous.get("drift") == drift.to_dict()
+            and previous.get("statuses") and all(s.get("status") == "ok" for s in previous["statuses"])
+            and sorted(s["generator"] for s in previous["statuses"]) == sorted(plan.generators)):
+        log.info("drift stage: complete with the same settings, skipped (--resume)")
+        return []
+    result = run_drift_stage(
+        out, plan.preset, plan.workloads, plan.generators, plan.device, plan.dtype,
+        drift_overrides=plan.drift_overrides,
+        progress=functools.partial(tqdm, file=sys.stderr, disable=disable),
+    )
+    return list(result.failed)
+
+
+def _report(out: Path) -> None:
+    """Build <out>/report from the saved folder; a report problem never changes the run's status."""
+    from reports.build import build_report
+
+    try:
+        index = build_report([out], out / "report")
+        log.info("report: %s", index)
+    except Exception as exc:  # noqa: BLE001 - the measurements are saved; the report can be rebuilt
+        log.error("report not built (%s); rebuild it with: python run_all.py --report-only %s", exc, out)
 
 
 def _run_one(plan: Plan, store: RunStore, clock: Any, tqdm: Any, disable: bool | None, generator: str,
@@ -501,6 +569,13 @@ def main(argv: Sequence[str] | None = None, clock: Any = None) -> int:
     if args.list:
         sys.stdout.write(list_everything())
         return 0
+    if args.report_only or args.compare:
+        from reports.__main__ import main as report_main
+
+        report_argv = [str(p) for p in (args.report_only or [])]
+        report_argv += ["--out", str(args.out)] if args.out else []
+        report_argv += ["--compare", *map(str, args.compare)] if args.compare else []
+        return report_main(report_argv)
     try:
         plan = build_plan(resolve_config(args))
         return execute(plan, clock=clock)

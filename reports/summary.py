@@ -124,6 +124,9 @@ def render_summary(run_dir: Path) -> str:
                     for _, r in part.iterrows()
                 ])
                 lines.append("")
+    drift_md = run_dir / "drift" / "drift.md"
+    if drift_md.exists():
+        lines += [drift_md.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,8 @@ from bench.storage import read_json, read_table
 from bench.contract import PHASE_BOOTSTRAP, PHASE_DECODE, PHASE_STEP
 from tests.bench.test_runner import MS, PHASE_NS, FailingGenerator, FakeGenerator, fakes  # noqa: F401 (fixture)
 
-BASE = ["--preset", "tiny", "--workload", "smoke", "--no-peak", "--progress", "off", "-q"]
+# The drift stage and the report are covered end to end in test_cli_stages.py.
+BASE = ["--preset", "tiny", "--workload", "smoke", "--no-peak", "--progress", "off", "-q", "--no-drift", "--no-report"]
 RUN_TABLES = ("blocks", "phases", "streams", "flops", "summary", "phase_summary", "pairs", "overhead", "cells")
 # Columns that legitimately differ between two runs of the same cells on a FakeClock.
 VOLATILE = {"peak_mem_bytes", "peak_mem_baseline_bytes", "wall_s", "resumed"}

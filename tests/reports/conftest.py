@@ -122,7 +122,8 @@ def make_run(out: Path, workloads: str = "smoke", extra: tuple[str, ...] = (), d
 
     argv = ["--preset", "tiny", "--workload", workloads, "--generators", "toy-uncached,toy-cached",
             "--out", str(out), "--no-peak", "--progress", "off", "-q",
-            "--set", "workload.horizon_s=2", "--set", "workload.prompts=0:bach chorale;1:funk groove", *extra]
+            "--set", "workload.horizon_s=2", "--set", "workload.prompts=0:bach chorale;1:funk groove",
+            "--no-drift", "--no-report", *extra]  # the drift stage runs below with its own generators
     code = main(argv, clock=FakeClock(fake_phase_ns))
     assert code == 0, f"harness run failed with exit status {code}"
     if drift:
