@@ -266,6 +266,7 @@ class DiffusionGenerator(StreamingGenerator):
         audio: np.ndarray,
         plan: list[PhasePlan],
         extra: dict[str, Any],
+        transient_kv_bytes: int = 0,
     ) -> tuple[StepResult, DiffusionState]:
         info = StepInfo(
             block_index=state.block_index,
@@ -274,6 +275,7 @@ class DiffusionGenerator(StreamingGenerator):
             cache_len=self._cache_len(),
             analytic_flops={p.phase: p.flops for p in plan if p.calls},
             extra={"sampler": self.settings.sampler, "cfg": self.batch == 2, **extra},
+            transient_kv_bytes=transient_kv_bytes,
         )
         return StepResult(audio=audio, info=info), new_state
 

@@ -78,8 +78,8 @@ class EncDecGenerator(DiffusionGenerator):
         audio = self._decode(x0, context, recorder)
         plan = self._plan(False, new_prompt)
         new_state = self._next_state(state, x0, prompt=control.prompt, cross=cross)
-        extra = {"prompt_changed": new_prompt, "transient_kv_bytes": context_kv.nbytes}
-        return self._finish(state, new_state, audio, plan, extra)
+        extra = {"prompt_changed": new_prompt}
+        return self._finish(state, new_state, audio, plan, extra, transient_kv_bytes=context_kv.nbytes)
 
 
 __all__ = ["EncDecGenerator"]

@@ -284,8 +284,8 @@ class LiveMusicModelGenerator(StreamingGenerator):
                 "encoder_tokens": self.encoder_tokens,
                 "cfg_batch": b,
                 "top_k": self.top_k,
-                "block_kv_bytes": self.block_kv_bytes(),
             },
+            transient_kv_bytes=self.block_kv_bytes(),
         )
         new_state = LMMState(state.seed, state.block_index + 1, context, last_latent)
         return StepResult(audio=audio_np, info=info), new_state

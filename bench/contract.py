@@ -158,9 +158,12 @@ class StepInfo:
     block_index: int
     phase_calls: dict[str, int]  # phase -> how many times it ran in this step
     tokens_processed: int  # query token-passes through the backbone(s) in this step
-    cache_len: int  # tokens held in the (self-attention) KV cache after this step
+    cache_len: int  # tokens in the self-attention KV cache this step attended to (persistent or not)
     analytic_flops: dict[str, float]  # phase -> analytic FLOPs of this step (matmul-level)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Bytes of KV caches that live only inside this step and are rebuilt every block (enc-dec's
+    # context cache, the LMM's decoder caches); caches kept in the state are kv_cache_bytes(state).
+    transient_kv_bytes: int = 0
 
 
 @dataclass

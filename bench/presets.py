@@ -182,15 +182,17 @@ def _build_presets() -> dict[str, Preset]:
         settings=StreamSettings(context_s=0.5, block_s=0.125, steps=3),
         description="tests: milliseconds per block",
     )
+    # The cpu preset is the architecture of the committed trained checkpoints (baselines/training):
+    # float16 files under 5 MB that train on 2 CPU cores in minutes. Both codecs keep ~0-1 kHz.
     cpu = Preset(
         name="cpu",
         dit=DiTConfig(
-            codec=CodecConfig(sample_rate=16000, channels=1, hop=500, latent_bins=32),
-            width=256, depth=4, heads=4, mlp_mult=4, cond_dim=64, cond_tokens=8,
+            codec=CodecConfig(sample_rate=16000, channels=1, hop=500, latent_bins=64),
+            width=192, depth=4, heads=4, mlp_mult=2, cond_dim=64, cond_tokens=8,
         ),
         lmm=LMMConfig(
-            codec=CodecConfig(sample_rate=16000, channels=1, hop=640, latent_bins=32),
-            width=256, heads=4, mlp_hidden=768, encoder_layers=2, temporal_layers=4, depth_layers=2,
+            codec=CodecConfig(sample_rate=16000, channels=1, hop=640, latent_bins=80),
+            width=128, heads=4, mlp_hidden=320, encoder_layers=2, temporal_layers=3, depth_layers=2,
             codebook_size=256, rvq_levels=8, encoder_levels=4, style_tokens=6, style_vocab=256,
         ),
         settings=StreamSettings(context_s=4.0, block_s=1.0, steps=8),

@@ -247,7 +247,8 @@ class Runner:
                 "audio_s": audio_samples[k] / spec.sample_rate,
                 "audio_start_s": offsets[k] / spec.sample_rate,
                 "tokens_processed": int(info.tokens_processed), "cache_len": int(info.cache_len),
-                "kv_cache_bytes": kv_bytes[k], "analytic_flops": float(sum(info.analytic_flops.values())),
+                "kv_cache_bytes": kv_bytes[k], "transient_kv_bytes": int(info.transient_kv_bytes),
+                "analytic_flops": float(sum(info.analytic_flops.values())),
                 "reported_block_index": int(info.block_index),
             })
             for phase in sorted(set(timings[k]) | set(info.phase_calls)):

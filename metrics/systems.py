@@ -323,7 +323,9 @@ def summarize_cell(
         "control_latency_best_ms": 1e3 * _nan_if_empty(best, np.mean),
         "control_latency_worst_ms": 1e3 * _nan_if_empty(worst, np.max),
         "peak_mem_bytes": int(streams.peak_mem_bytes.max()), "peak_mem_kind": str(streams.peak_mem_kind.iloc[0]),
-        "kv_cache_bytes": int(blocks.kv_cache_bytes.max()), "params": int(streams.params.iloc[0]),
+        "kv_cache_bytes": int(blocks.kv_cache_bytes.max()),
+        "transient_kv_bytes": int(blocks.transient_kv_bytes.max()) if "transient_kv_bytes" in blocks else 0,
+        "params": int(streams.params.iloc[0]),
         "steady_analytic_flops": _nan_if_empty(steady.analytic_flops.to_numpy(), np.median),
     })
     achieved = float(blocks.analytic_flops.sum()) / compute_s if compute_s > 0 else float("nan")

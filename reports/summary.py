@@ -85,7 +85,7 @@ def render_summary(run_dir: Path) -> str:
                   f"{int(first.blocks / first.repeats)} blocks x {int(first.repeats)} repeat(s))", ""]
         header = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "underruns",
                   "min pre-buffer s", "verdict", "GFLOP/block", "meas/analytic", "GFLOP/s", "% peak",
-                  "peak mem MB", "KV MB", "params M"]
+                  "peak mem MB", "KV MB kept / in-block", "params M"]
         rows = []
         for _, r in group.iterrows():
             rows.append([
@@ -94,13 +94,15 @@ def render_summary(run_dir: Path) -> str:
                 _num(r.rtf, 3), _num(r.x_realtime, 2), str(int(r.underruns)), _num(r.min_prebuffer_s, 2), r.verdict,
                 _num(r.steady_analytic_flops, 2, 1e-9), _num(r.steady_flop_ratio, 3),
                 _num(r.achieved_flops_per_s, 1, 1e-9), _num(r.peak_fraction, 1, 100.0),
-                _num(r.peak_mem_bytes, 0, 2**-20), _num(r.kv_cache_bytes, 2, 2**-20), _num(r.params, 2, 1e-6),
+                _num(r.peak_mem_bytes, 0, 2**-20), _num(r.kv_cache_bytes, 2, 2**-20) + " / " + _num(r.get("transient_kv_bytes", 0), 2, 2**-20),
+                _num(r.params, 2, 1e-6),
             ])
         lines += _table(header, rows)
         lines += ["", "`*` percentile not valid: fewer samples than MLPerf's minimum (64 for p90, 662 for p99). "
                   "Latencies are per block (one `step` call); RTF = compute s / audio s; GFLOP/block is the "
                   "analytic count of a steady block; meas/analytic is FlopCounterMode's count over the analytic one; "
-                  f"peak memory: {first.peak_mem_kind}.", ""]
+                  f"peak memory: {first.peak_mem_kind}; KV kept = caches held between blocks, in-block = caches "
+                  "rebuilt inside every block (enc-dec context, LMM decoders).", ""]
         lines += _phase_lines(phases, workload)
         changes = group[group.prompt_changes > 0]
         if not changes.empty:

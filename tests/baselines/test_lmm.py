@@ -173,7 +173,7 @@ def test_step_info_counts():
     assert info.phase_calls == {"encode": 1, "temporal": frames, "depth": frames * cfg.rvq_levels, "decode": 1}
     assert info.tokens_processed == 2 * (n_enc + frames + frames * cfg.rvq_levels) == gen.token_passes()
     assert info.cache_len == frames
-    assert gen.kv_cache_bytes(None) == 0 and info.extra["block_kv_bytes"] > 0
+    assert gen.kv_cache_bytes(None) == 0 and info.transient_kv_bytes == gen.block_kv_bytes() > 0
 
 
 # ---------------------------------------------------------------- construction
