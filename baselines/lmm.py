@@ -39,6 +39,7 @@ from torch import nn
 
 from baselines.codec import ResidualVQ, make_codec
 from baselines.conditioning import style_ids
+from baselines.weights import resolve_weights
 from baselines.transformer import Stack, init_parameters, memory_kv_flops, sinusoids, stack_flops
 from bench.contract import (
     NULL_RECORDER,
@@ -166,8 +167,9 @@ class LiveMusicModelGenerator(StreamingGenerator):
         # build without touching the global RNG: shapes on meta, storage on the CPU, seeded init
         net = LMMNet(self.cfg, device="meta").to_empty(device="cpu")
         init_parameters(net, torch.Generator().manual_seed(self.cfg.init_seed))
-        if self.cfg.weights:
-            self._load_weights(net, self.cfg.weights)
+        weights = resolve_weights("lmm.weights", self.cfg.weights, self.name)
+        if weights:
+            self._load_weights(net, weights)
         return net.to(device=self.device, dtype=self.dtype).eval()
 
     def _load_weights(self, net: LMMNet, path: str) -> None:

@@ -65,7 +65,7 @@ class DiTConfig:
     rope_mode: str = "fixed"  # block-causal cache: "fixed" (re-rotate keys) or "offset" (growing)
     causal_window: int = 0  # W chunks of the block-causal mask; 0 = derive from context / block
     cfg_scale: float = 3.0  # guidance scale when the workload turns CFG on
-    weights: str = ""  # path to a checkpoint; "" = seeded random init
+    weights: str = ""  # "" = seeded init; "builtin:<preset>", a folder or a file (baselines/weights.py)
     init_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -188,12 +188,13 @@ def _build_presets() -> dict[str, Preset]:
         name="cpu",
         dit=DiTConfig(
             codec=CodecConfig(sample_rate=16000, channels=1, hop=500, latent_bins=64),
-            width=192, depth=4, heads=4, mlp_mult=2, cond_dim=64, cond_tokens=8,
+            width=192, depth=4, heads=4, mlp_mult=2, cond_dim=64, cond_tokens=8, weights="builtin:cpu",
         ),
         lmm=LMMConfig(
             codec=CodecConfig(sample_rate=16000, channels=1, hop=640, latent_bins=80),
             width=128, heads=4, mlp_hidden=320, encoder_layers=2, temporal_layers=3, depth_layers=2,
             codebook_size=256, rvq_levels=8, encoder_levels=4, style_tokens=6, style_vocab=256,
+            weights="builtin:cpu",
         ),
         settings=StreamSettings(context_s=4.0, block_s=1.0, steps=8),
         description="default run on 2 CPU cores",

@@ -1,0 +1,68 @@
+"""Teacher-forced cross-entropy training of the LMM on fitted RVQ tokens.
+
+The passes mirror :class:`baselines.lmm.LiveMusicModelGenerator` exactly, run in parallel over a
+block instead of step by step:
+
+- encoder over ``[style | context frames x E levels]`` (+ fixed sinusoidal positions),
+  bidirectional; its output is the temporal decoder's cross-attention memory;
+- temporal decoder, causal over the block's ``B`` frames: input of frame ``i`` = the learned start
+  vector (``i = 0``) or the sum of frame ``i-1``'s ``Q`` level embeddings, plus position ``i``;
+- depth decoder, causal over the ``Q`` levels of each frame: input of level ``l`` = the frame's
+  temporal output + depth position ``l`` + the embedding of level ``l-1``'s token (none for l=0);
+  level ``l``'s head predicts its token.
+
+The loss is the mean cross-entropy over every (frame, level). Style ids are masked (all 0) for
+the empty-prompt examples, which trains the unconditional branch of classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from baselines.lmm import LMMNet
+from baselines.training.data import TokenBank
+from baselines.transformer import sinusoids
+from bench.presets import LMMConfig
+
+
+class LMMTask:
+    """Loss of the LMM on batches from a :class:`TokenBank`."""
+
+    def __init__(self, model: LMMNet, config: LMMConfig, bank: TokenBank, context: int, block: int, batch: int,
+                 p_silence: float = 0.15) -> None:
+        self.model, self.config, self.bank = model, config, bank
+        self.context, self.block, self.batch, self.p_silence = context, block, batch, p_silence
+        d = config.width
+        self.enc_pos = sinusoids(config.style_tokens + context * config.encoder_levels, d)  # (Ne, d)
+        self.temporal_pos = sinusoids(block, d)  # (B, d)
+        self.depth_pos = sinusoids(config.rvq_levels, d)  # (Q, d)
+        self.offsets = torch.arange(config.rvq_levels) * config.codebook_size  # (Q,)
+
+    def logits(self, context: torch.Tensor, target: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """context (N, F, E), target (N, B, Q), style (N, S) -> logits (N, B, Q, V)."""
+        net, cfg = self.model, self.config
+        n, frames, e = context.shape
+        b, q = target.shape[1], target.shape[2]
+        d = cfg.width
+        ctx = net.token_embed((context + self.offsets[:e]).reshape(n, frames * e))  # (N, F*E, d)
+        x = torch.cat([net.style_embed(style), ctx], dim=1) + self.enc_pos  # (N, Ne, d)
+        memory = net.encoder(x)  # (N, Ne, d)
+        cross = net.temporal.memory_kv(memory)
+        level_embeds = net.token_embed(target + self.offsets)  # (N, B, Q, d)
+        frame_sum = level_embeds.sum(dim=2)  # (N, B, d)
+        start = net.temporal_start.view(1, 1, d).expand(n, 1, d)
+        frame_in = torch.cat([start, frame_sum[:, :-1]], dim=1) + self.temporal_pos[:b]  # (N, B, d)
+        h = net.temporal(frame_in, causal=True, cross_kvs=cross)  # (N, B, d)
+        prev = torch.cat([torch.zeros_like(level_embeds[:, :, :1]), level_embeds[:, :, :-1]], dim=2)  # (N, B, Q, d)
+        depth_in = h[:, :, None, :] + self.depth_pos[:q] + prev  # (N, B, Q, d)
+        y = net.depth(depth_in.reshape(n * b, q, d), causal=True).reshape(n, b, q, d)
+        return torch.stack([net.level_heads[level](y[:, :, level]) for level in range(q)], dim=2)  # (N, B, Q, V)
+
+    def loss(self, gen: torch.Generator) -> torch.Tensor:
+        data = self.bank.sample(self.batch, self.context, self.block, self.p_silence, gen)
+        logits = self.logits(data.context, data.target, data.style)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), data.target.reshape(-1))
+
+
+__all__ = ["LMMTask"]

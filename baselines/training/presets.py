@@ -1,0 +1,55 @@
+"""The architecture the committed checkpoints are trained at (the ``cpu`` preset's, proposed).
+
+These overrides give models whose float16 checkpoints stay under 5 MB and that train on two CPU
+cores in minutes. ``bench/presets.py``'s ``cpu`` preset has adopted them (so applying them changes
+nothing); they stay here, and in the checkpoints' ``config.json``, as the record of the
+architecture the checkpoints were trained at. Training always starts from the seeded init (or the
+base checkpoint), whatever ``dit.weights`` / ``lmm.weights`` the preset names.
+
+- DiT: width 192, 4 layers, 4 heads (head dim 48), gated MLP 2x, 64 MDCT bins (0-1024 Hz at
+  16 kHz, hop 500 = 32 latent frames/s), conditioning 8 tokens x 64 (hashing featuriser):
+  2.01M parameters, 4.0 MB in float16.
+- LMM: width 128, 4 heads, MLP 320, encoder 2 / temporal 3 / depth 2 layers, 8 RVQ levels of
+  256 codes, 80 MDCT bins (0-1000 Hz at hop 640 = 25 frames/s, the same band as the DiT's):
+  about 2.1M parameters plus float16 codebooks, 4.5 MB.
+- Stream: unchanged (16 kHz mono, 4 s context, 1 s blocks, 8 steps).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from bench.presets import Preset, apply_overrides, get_preset
+
+PRESET_NAME = "cpu"
+CPU_TRAINED_OVERRIDES: tuple[str, ...] = (
+    "dit.width=192",
+    "dit.depth=4",
+    "dit.heads=4",
+    "dit.mlp_mult=2",
+    "dit.codec.latent_bins=64",
+    "dit.cond_dim=64",
+    "dit.cond_tokens=8",
+    "lmm.width=128",
+    "lmm.heads=4",
+    "lmm.mlp_hidden=320",
+    "lmm.encoder_layers=2",
+    "lmm.temporal_layers=3",
+    "lmm.depth_layers=2",
+    "lmm.codebook_size=256",
+    "lmm.rvq_levels=8",
+    "lmm.encoder_levels=4",
+    "lmm.style_tokens=6",
+    "lmm.style_vocab=256",
+    "lmm.codec.latent_bins=80",
+)
+
+
+def training_preset(name: str = PRESET_NAME, extra: Iterable[str] = ()) -> Preset:
+    """``get_preset(name)`` with :data:`CPU_TRAINED_OVERRIDES` (for "cpu") and ``extra`` applied."""
+    base = get_preset(name)
+    overrides = list(CPU_TRAINED_OVERRIDES if name == PRESET_NAME else ()) + list(extra)
+    return apply_overrides(base, overrides) if overrides else base
+
+
+__all__ = ["CPU_TRAINED_OVERRIDES", "PRESET_NAME", "training_preset"]
