@@ -144,7 +144,7 @@ class DriftWorkload:
 # Horizon, streams and window per harness workload (the stream settings come from the workload).
 DRIFT_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": dict(horizon_s=12.0, n_streams=2, window_s=2.0, hop_s=2.0),
-    "default": dict(horizon_s=30.0, n_streams=3, window_s=5.0, hop_s=5.0),
+    "default": dict(horizon_s=120.0, n_streams=3, window_s=10.0, hop_s=10.0),  # past ARC-Forcing's ~30 s rollouts
     "paper": dict(horizon_s=300.0, n_streams=8, window_s=10.0, hop_s=10.0),
 }
 DRIFT_FIELDS = ("horizon_s", "n_streams", "window_s", "hop_s", "prompts", "seed")
