@@ -272,11 +272,13 @@ def _replace_path(obj: Any, parts: list[str], value: Any, full: str) -> Any:
     else:
         if dataclasses.is_dataclass(current):
             raise ConfigError(f"field {full!r} is a group; set one of its fields ({full}.<name>=...)")
-        new = _coerce(value, current, full)
+        new = coerce_value(value, current, full)
     return dataclasses.replace(obj, **{head: new})
 
 
-def _coerce(value: Any, current: Any, full: str) -> Any:
+def coerce_value(value: Any, current: Any, full: str) -> Any:
+    """``value`` given as text (an override) converted to the type of the field's ``current`` value;
+    a ConfigError naming field ``full`` when it does not parse. Non-text values pass unchanged."""
     if not isinstance(value, str):
         return value
     try:

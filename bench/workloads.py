@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from bench.contract import ConfigError, StreamSettings, dataclass_fingerprint
+from bench.presets import coerce_value
 
 SCENARIOS = ("offline", "realtime")
 DEFAULT_PROMPT = "bach chorale, organ"
@@ -245,13 +246,8 @@ def apply_workload_overrides(workload: Workload, overrides: Mapping[str, Any] | 
         if key == "prompts":
             changes[key] = parse_prompts(value) if isinstance(value, str) else tuple((float(t), str(p)) for t, p in value)
         else:
-            changes[key] = _coerce(key, value, getattr(workload, key))
+            changes[key] = coerce_value(value, getattr(workload, key), f"workload.{key}")
     return dataclasses.replace(workload, **changes)
-
-
-def _coerce(key: str, value: Any, current: Any) -> Any:
-    if not isinstance(value, str):
-        return value
     try:
         if isinstance(current, bool):
             if value.lower() in ("1", "true", "yes", "on"):

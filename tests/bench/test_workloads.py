@@ -98,7 +98,7 @@ def test_overrides_coerce_and_validate():
     assert out.horizon_s == 4.0 and out.prompts == ((0.0, "a"), (2.0, "b"))
     with pytest.raises(ConfigError, match="Did you mean 'workload.horizon_s'"):
         apply_workload_overrides(w, {"horizn_s": "8"})
-    with pytest.raises(ConfigError, match="workload.steps expects a int"):
+    with pytest.raises(ConfigError, match="'workload.steps' expects a int"):
         apply_workload_overrides(w, {"steps": "many"})
     with pytest.raises(ConfigError, match="name"):
         apply_workload_overrides(w, {"name": "x"})
