@@ -30,7 +30,6 @@ from baselines.codec import make_codec
 from baselines.conditioning import prompt_tokens
 from baselines.dit import TIME_FEATURES, DiT, build_dit
 from baselines.samplers import VelocityFn, cfg_combine, get_sampler, logsnr_schedule
-from baselines.weights import resolve_weights
 from bench.contract import (
     PHASE_DECODE,
     ConfigError,
@@ -134,8 +133,7 @@ class DiffusionGenerator(StreamingGenerator):
         self._sampler = get_sampler(settings.sampler)
         self.batch = 2 if settings.cfg else 1  # CFG: [conditional, unconditional]
         self._validate()
-        weights = resolve_weights("dit.weights", config.weights, self.name) if self.device.type != "meta" else ""
-        self.dit: DiT = build_dit(dataclasses.replace(config, weights=weights), self.device, dtype)
+        self.dit: DiT = build_dit(config, self.device, dtype, regime=self.name)
         self._cond_cache: dict[str, torch.Tensor] = {}
         n, c, b, dim = self.batch, self.context_frames, self.block_frames, self.latent_dim
         fk = dict(device=self.device, dtype=dtype)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.attention import KVCache, apply_rope
+from baselines.weights import resolve_weights
 from bench.contract import ConfigError, stable_hash
 from bench.presets import DiTConfig
 
@@ -236,8 +237,10 @@ def _load_weights(model: DiT, path: str) -> None:
     model.load_state_dict(state, strict=True)
 
 
-def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> DiT:
-    """The backbone on ``device`` in ``dtype``: loaded from ``config.weights`` when set, otherwise
+def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+              regime: str = "outpaint") -> DiT:
+    """The backbone on ``device`` in ``dtype``: loaded from ``config.weights`` when set (resolved for
+    ``regime``: see baselines/weights.py; the default is the bidirectional base model), otherwise
     seeded from ``config.init_seed``. On the meta device nothing is initialised or loaded (shapes
     only, for parameter counts). Never touches the global RNG."""
     device = torch.device(device)
@@ -250,8 +253,9 @@ def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torc
             log.info("dit.weights %r not loaded: the meta device holds shapes only", config.weights)
         return model.to(dtype=dtype).eval()
     model = model.to_empty(device=device).to(dtype=dtype)
-    if config.weights:
-        _load_weights(model, config.weights)  # load_state_dict casts to the model's device/dtype
+    weights = resolve_weights("dit.weights", config.weights, regime)
+    if weights:
+        _load_weights(model, weights)  # load_state_dict casts to the model's device/dtype
     else:
         _init_parameters(model, config.init_seed, device, dtype)
     model.requires_grad_(False)
