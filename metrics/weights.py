@@ -31,7 +31,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +379,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if result.status in ("mismatch", "missing"):
             status = 1
     return status
+
+
+def load_torch_model(
+    name: str, path: Any, directory: Any, build: Callable[[], Any], label: str,
+    extract: Callable[[Any], Any] = lambda raw: raw,
+) -> tuple[Any, str]:
+    """Resolve manifest entry ``name`` (or a custom ``path``), load it with ``weights_only``, pull
+    the state dict out with ``extract`` and load it strictly into ``build()``. Returns (model, sha256)."""
+    p, sha, _ = resolve_weights(get_entry(name), path, directory)
+    raw = load_torch_file(p)
+    state = extract(raw) if isinstance(raw, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p}: expected a state dict for {label}")
+    model = build()
+    load_state_dict_strict(model, state, p, label)
+    return model, sha
 
 
 if __name__ == "__main__":

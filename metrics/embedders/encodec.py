@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError
-from metrics.weights import CheckpointError, get_entry, load_state_dict_strict, load_torch_file, resolve_weights
+from metrics.weights import load_torch_model
 
 
 def build_encodec_24khz() -> Any:
@@ -60,12 +60,7 @@ class EncodecEmbedder(Embedder):
         )
 
     def load(self, path: str | Path | None = None, *, directory: str | Path | None = None) -> "EncodecEmbedder":
-        p, sha, _ = resolve_weights(get_entry("encodec-24khz"), path, directory)
-        state = load_torch_file(p)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{p}: expected a state dict")
-        model = build_encodec_24khz()
-        load_state_dict_strict(model, state, p, "EnCodec 24 kHz")
+        model, sha = load_torch_model("encodec-24khz", path, directory, build_encodec_24khz, "EnCodec 24 kHz")
         self.model = model.to(self.device).eval()
         self.checkpoint_sha256 = sha
         self._loaded = True

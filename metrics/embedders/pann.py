@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError, require_offline_hub
-from metrics.weights import CheckpointError, get_entry, load_state_dict_strict, load_torch_file, resolve_weights
+from metrics.weights import load_torch_model
 
 CNN14_16K_ARGS = dict(
     sample_rate=16000, window_size=512, hop_size=160, mel_bins=64, fmin=50, fmax=8000, classes_num=527
@@ -83,13 +83,8 @@ class PannCnn14Embedder(Embedder):
 
     def load(self, path: str | Path | None = None, *, directory: str | Path | None = None) -> "PannCnn14Embedder":
         """Load ``Cnn14_16k_mAP=0.438.pth`` (verified against the manifest) or a custom file."""
-        p, sha, _ = resolve_weights(get_entry("pann-cnn14-16k"), path, directory)
-        raw = load_torch_file(p)
-        state = raw.get("model", raw) if isinstance(raw, dict) else None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{p}: expected a dict with a 'model' state dict")
-        model = build_cnn14_16k()
-        load_state_dict_strict(model, state, p, "Cnn14_16k")
+        model, sha = load_torch_model("pann-cnn14-16k", path, directory, build_cnn14_16k, "Cnn14_16k",
+                                      extract=lambda raw: raw.get("model", raw))  # PANN nests it under "model"
         self.model = model.to(self.device).eval()
         self.checkpoint_sha256 = sha
         self._loaded = True

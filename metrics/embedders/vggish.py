@@ -25,7 +25,7 @@ import numpy as np
 
 from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError
 from metrics.embedders.logmel import hz_to_mel_htk, periodic_hann
-from metrics.weights import CheckpointError, get_entry, load_state_dict_strict, load_torch_file, resolve_weights
+from metrics.weights import load_torch_model
 
 SAMPLE_RATE = 16000
 WINDOW = 400
@@ -118,12 +118,7 @@ class VGGishEmbedder(Embedder):
         )
 
     def load(self, path: str | Path | None = None, *, directory: str | Path | None = None) -> "VGGishEmbedder":
-        p, sha, _ = resolve_weights(get_entry("vggish"), path, directory)
-        state = load_torch_file(p)
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{p}: expected a state dict")
-        model = build_vggish()
-        load_state_dict_strict(model, state, p, "VGGish")
+        model, sha = load_torch_model("vggish", path, directory, build_vggish, "VGGish")
         self.model = model.to(self.device).eval()
         self.checkpoint_sha256 = sha
         self._loaded = True
