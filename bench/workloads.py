@@ -248,20 +248,6 @@ def apply_workload_overrides(workload: Workload, overrides: Mapping[str, Any] | 
         else:
             changes[key] = coerce_value(value, getattr(workload, key), f"workload.{key}")
     return dataclasses.replace(workload, **changes)
-    try:
-        if isinstance(current, bool):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-    except ValueError:
-        raise ConfigError(f"workload.{key} expects a {type(current).__name__}, got {value!r}") from None
-    return value
 
 
 __all__ = [

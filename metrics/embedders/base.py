@@ -141,3 +141,12 @@ class Embedder(ABC):
         """Compose an identity string: name, then ``key=value`` fields in the given order."""
         parts = [self.name] + [f"{k}={v}" for k, v in fields.items()]
         return "|".join(parts)
+
+
+class TorchEmbedder(Embedder):
+    """An embedder whose features come from a torch model loaded by :meth:`load` onto ``device``."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.device = device
+        self.model: Any = None

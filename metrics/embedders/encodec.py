@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError
+from metrics.embedders.base import RESAMPLER, EmbedderError, TorchEmbedder
 from metrics.weights import load_torch_model
 
 
@@ -30,7 +30,7 @@ def build_encodec_24khz() -> Any:
     return EncodecModel.encodec_model_24khz(pretrained=False).eval()
 
 
-class EncodecEmbedder(Embedder):
+class EncodecEmbedder(TorchEmbedder):
     """EnCodec 24 kHz encoder frames (see module docstring)."""
 
     name: ClassVar[str] = "encodec-24khz"
@@ -39,11 +39,6 @@ class EncodecEmbedder(Embedder):
     sample_rate = 24000
     feature_dim = 128
     min_samples = 320
-
-    def __init__(self, device: str = "cpu") -> None:
-        super().__init__()
-        self.device = device
-        self.model: Any = None
 
     @property
     def identity(self) -> str:

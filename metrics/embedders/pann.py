@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError, require_offline_hub
+from metrics.embedders.base import RESAMPLER, EmbedderError, TorchEmbedder, require_offline_hub
 from metrics.weights import load_torch_model
 
 CNN14_16K_ARGS = dict(
@@ -52,7 +52,7 @@ def pre_head_frames(model: Any, waveform: Any) -> Any:
     return x.mean(dim=3).transpose(1, 2)  # (B, T', 2048)
 
 
-class PannCnn14Embedder(Embedder):
+class PannCnn14Embedder(TorchEmbedder):
     """Per-frame PANN Cnn14 (16 kHz) features (see module docstring)."""
 
     name: ClassVar[str] = "pann-cnn14-16k"
@@ -61,11 +61,6 @@ class PannCnn14Embedder(Embedder):
     sample_rate = 16000
     feature_dim = 2048
     min_samples = 8000  # 0.5 s: at least one frame after five 2x time poolings
-
-    def __init__(self, device: str = "cpu") -> None:
-        super().__init__()
-        self.device = device
-        self.model: Any = None
 
     @property
     def identity(self) -> str:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError
+from metrics.embedders.base import RESAMPLER, EmbedderError, TorchEmbedder
 from metrics.embedders.logmel import hz_to_mel_htk, periodic_hann
 from metrics.weights import load_torch_model
 
@@ -87,7 +87,7 @@ def build_vggish() -> Any:
     return VGGishNet().eval()
 
 
-class VGGishEmbedder(Embedder):
+class VGGishEmbedder(TorchEmbedder):
     """Raw VGGish embeddings per 0.96 s example (see module docstring)."""
 
     name: ClassVar[str] = "vggish"
@@ -96,11 +96,6 @@ class VGGishEmbedder(Embedder):
     sample_rate = SAMPLE_RATE
     feature_dim = 128
     min_samples = WINDOW + HOP * (EXAMPLE_FRAMES - 1)  # 0.975 s: one full example
-
-    def __init__(self, device: str = "cpu") -> None:
-        super().__init__()
-        self.device = device
-        self.model: Any = None
 
     @property
     def identity(self) -> str:
