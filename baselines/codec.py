@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from bench.presets import CodecConfig
+from bench.core.presets import CodecConfig
 
 
 class Codec(ABC):

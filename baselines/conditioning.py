@@ -15,7 +15,7 @@ import re
 import numpy as np
 import torch
 
-from bench.contract import stable_hash
+from bench.core.hashing import stable_hash
 
 _WORD = re.compile(r"[a-z0-9]+")
 

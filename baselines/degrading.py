@@ -30,10 +30,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from bench.contract import (
-    NULL_RECORDER, PHASE_DECODE, ConfigError, Control, PhaseRecorder, StepInfo, StepResult, StreamingGenerator,
-    StreamSettings, StreamSpec, stable_hash,
+from bench.core.contract import (
+    NULL_RECORDER,
+    PhaseRecorder,
+    StepInfo,
+    StepResult,
+    StreamingGenerator,
+    StreamSpec,
 )
+from bench.core.errors import ConfigError
+from bench.core.hashing import stable_hash
+from bench.core.phases import PHASE_DECODE
+from bench.core.settings import Control, StreamSettings
 
 _SCALES = {
     "major-pentatonic": (0, 2, 4, 7, 9),

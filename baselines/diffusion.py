@@ -11,7 +11,7 @@
 
 Streams: a window is ``[C context latents | B target latents | 1 timestep token]``; block ``b``
 appends ``B`` clean latents and slides the context by ``B``. Randomness per block comes from
-:func:`bench.contract.block_generator` with purposes "noise" (initial noise), "sampler" (ping-pong
+:func:`bench.core.contract.block_generator` with purposes "noise" (initial noise), "sampler" (ping-pong
 re-noising) and "renoise" (outpaint's context re-noising).
 """
 
@@ -30,19 +30,18 @@ from baselines.codec import make_codec
 from baselines.conditioning import prompt_tokens
 from baselines.dit import TIME_FEATURES, DiT, build_dit
 from baselines.samplers import VelocityFn, cfg_combine, get_sampler, logsnr_schedule
-from bench.contract import (
-    PHASE_DECODE,
-    ConfigError,
-    Control,
+from bench.core.contract import (
     PhaseRecorder,
     StepInfo,
     StepResult,
     StreamingGenerator,
-    StreamSettings,
     StreamSpec,
     block_generator,
 )
-from bench.presets import DiTConfig
+from bench.core.errors import ConfigError
+from bench.core.phases import PHASE_DECODE
+from bench.core.presets import DiTConfig
+from bench.core.settings import Control, StreamSettings
 
 log = logging.getLogger(__name__)
 

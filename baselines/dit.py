@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from baselines.attention import KVCache, apply_rope
-from baselines.weights import resolve_weights
-from bench.contract import ConfigError, stable_hash
-from bench.presets import DiTConfig
+from baselines.weights import load_checkpoint, resolve_weights
+from bench.core.errors import ConfigError
+from bench.core.hashing import stable_hash
+from bench.core.presets import DiTConfig
 
 log = logging.getLogger(__name__)
 
@@ -210,31 +211,10 @@ def _init_parameters(model: DiT, seed: int, device: torch.device, dtype: torch.d
                 param.copy_(value.to(device=device, dtype=dtype))
 
 
-def _load_weights(model: DiT, path: str) -> None:
-    if not os.path.isfile(path):
-        raise ConfigError(f"dit.weights: checkpoint {path!r} does not exist (set dit.weights='' for seeded init)")
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(path, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a config problem for the user
-        raise ConfigError(f"dit.weights: cannot read {path!r} as safetensors: {exc}") from exc
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(
-        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-        for k in set(state) & set(expected)
-        if tuple(state[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or wrong:
-        raise ConfigError(
-            f"dit.weights: {path!r} does not match the DiT built from the dit.* fields: "
-            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
-            f"wrong shapes {wrong[:5]}{'...' if len(wrong) > 5 else ''}"
-        )
-    model.load_state_dict(state, strict=True)
+def _describe(config: DiTConfig) -> str:
+    """The DiT that ``config`` builds, as named in a checkpoint mismatch."""
+    return (f"the DiT built from the dit.* fields (width {config.width}, depth {config.depth}, heads {config.heads}, "
+            f"mlp_mult {config.mlp_mult}, latent dim {config.codec.latent_dim}, cond_dim {config.cond_dim})")
 
 
 def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
@@ -255,7 +235,7 @@ def build_dit(config: DiTConfig, device: torch.device | str = "cpu", dtype: torc
     model = model.to_empty(device=device).to(dtype=dtype)
     weights = resolve_weights("dit.weights", config.weights, regime)
     if weights:
-        _load_weights(model, weights)  # load_state_dict casts to the model's device/dtype
+        load_checkpoint("dit.weights", weights, model, _describe(config))  # cast to the model's device/dtype
     else:
         _init_parameters(model, config.init_seed, device, dtype)
     model.requires_grad_(False)

@@ -32,16 +32,10 @@ import torch
 
 from baselines.attention import block_causal_mask, rope_cos_sin, window_chunk_ids
 from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
-from bench.contract import (
-    NULL_RECORDER,
-    PHASE_BOOTSTRAP,
-    PHASE_FIRST_STEP,
-    PHASE_STEP,
-    ConfigError,
-    Control,
-    PhaseRecorder,
-    StepResult,
-)
+from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
+from bench.core.errors import ConfigError
+from bench.core.phases import PHASE_BOOTSTRAP, PHASE_FIRST_STEP, PHASE_STEP
+from bench.core.settings import Control
 
 
 class BlockCausalGenerator(DiffusionGenerator):

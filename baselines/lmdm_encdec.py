@@ -23,7 +23,9 @@ from __future__ import annotations
 import torch
 
 from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
-from bench.contract import NULL_RECORDER, PHASE_PREFILL, PHASE_STEP, Control, PhaseRecorder, StepResult
+from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
+from bench.core.phases import PHASE_PREFILL, PHASE_STEP
+from bench.core.settings import Control
 
 
 class EncDecGenerator(DiffusionGenerator):

@@ -28,38 +28,32 @@ stream's context or block length.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from baselines.codec import ResidualVQ, make_codec
 from baselines.conditioning import style_ids
-from baselines.weights import resolve_weights
 from baselines.transformer import Stack, init_parameters, memory_kv_flops, sinusoids, stack_flops
-from bench.contract import (
+from baselines.weights import load_checkpoint, resolve_weights
+from bench.core.contract import (
     NULL_RECORDER,
-    PHASE_DECODE,
-    PHASE_DEPTH,
-    PHASE_ENCODE,
-    PHASE_TEMPORAL,
-    ConfigError,
-    Control,
     PhaseRecorder,
     StepInfo,
     StepResult,
     StreamingGenerator,
-    StreamSettings,
     StreamSpec,
     block_generator,
 )
-from bench.presets import LMMConfig, Preset
-
-log = logging.getLogger(__name__)
+from bench.core.errors import ConfigError
+from bench.core.phases import PHASE_DECODE, PHASE_DEPTH, PHASE_ENCODE, PHASE_TEMPORAL
+from bench.core.presets import LMMConfig, Preset
+from bench.core.settings import Control, StreamSettings
 
 SAMPLE_PURPOSE = "lmm-sample"  # block_generator purpose of the token sampler
 RVQ_CODEBOOKS_KEY = "rvq.codebooks"  # optional checkpoint entry: (levels, size, dim) codebooks
@@ -173,46 +167,19 @@ class LiveMusicModelGenerator(StreamingGenerator):
         return net.to(device=self.device, dtype=self.dtype).eval()
 
     def _load_weights(self, net: LMMNet, path: str) -> None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(
-                f"lmm.weights: no file at {path!r}. Give a safetensors file written by "
-                "LiveMusicModelGenerator.save_weights, or set lmm.weights='' for seeded weights."
-            )
-        try:
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(file))
-        except Exception as exc:  # noqa: BLE001 - any parse failure is a bad checkpoint
-            raise ConfigError(f"lmm.weights: {path!r} is not a readable safetensors file ({exc})") from exc
-        codebooks = tensors.pop(RVQ_CODEBOOKS_KEY, None)
-        expected = net.state_dict()
-        missing = sorted(set(expected) - set(tensors))
-        unexpected = sorted(set(tensors) - set(expected))
-        shapes = [
-            f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-            for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape
-        ]
-        if missing or unexpected or shapes:
-            raise ConfigError(
-                f"lmm.weights: {path!r} does not match this lmm config "
-                f"(width {self.cfg.width}, heads {self.cfg.heads}, layers {self.cfg.encoder_layers}/"
-                f"{self.cfg.temporal_layers}/{self.cfg.depth_layers}, codebook {self.cfg.codebook_size}, "
-                f"levels {self.cfg.rvq_levels}). Missing: {missing[:5]}; unexpected: {unexpected[:5]}; "
-                f"shape mismatches: {shapes[:5]}"
-            )
-        net.load_state_dict(tensors)
-        if codebooks is not None:
+        cfg = self.cfg
+        built_from = (f"the LMM built from the lmm.* fields (width {cfg.width}, heads {cfg.heads}, layers "
+                      f"{cfg.encoder_layers}/{cfg.temporal_layers}/{cfg.depth_layers}, codebook {cfg.codebook_size}, "
+                      f"levels {cfg.rvq_levels})")
+        extras = load_checkpoint("lmm.weights", path, net, built_from, extra_keys=(RVQ_CODEBOOKS_KEY,))
+        if RVQ_CODEBOOKS_KEY in extras:
             try:
-                self.rvq.load_codebooks(codebooks.float())
+                self.rvq.load_codebooks(extras[RVQ_CODEBOOKS_KEY].float())
             except ValueError as exc:
                 raise ConfigError(f"lmm.weights: entry {RVQ_CODEBOOKS_KEY!r}: {exc}") from exc
-        log.info("lmm: loaded %d tensors from %s", len(tensors), path)
 
     def save_weights(self, path: str | Path) -> None:
         """Write the model and RVQ codebooks as a safetensors file that ``lmm.weights`` loads."""
-        from safetensors.torch import save_file
-
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in self.model.state_dict().items()}
         tensors[RVQ_CODEBOOKS_KEY] = self.rvq.codebooks.float().cpu().contiguous()
         save_file(tensors, str(path))

@@ -18,18 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.contract import (
+from bench.core.contract import (
     NULL_RECORDER,
-    PHASE_DECODE,
-    Control,
     PhaseRecorder,
     StepInfo,
     StepResult,
     StreamingGenerator,
-    StreamSettings,
     StreamSpec,
     block_generator,
 )
+from bench.core.phases import PHASE_DECODE
+from bench.core.registry import NULL_GENERATOR
+from bench.core.settings import Control, StreamSettings
 
 NOISE_STD = 0.1
 
@@ -41,9 +41,9 @@ class NoiseState:
 
 
 class NoiseGenerator(StreamingGenerator):
-    """Seeded noise, one block per step (registry name ``noise``)."""
+    """Seeded noise, one block per step (registry name :data:`~bench.core.registry.NULL_GENERATOR`)."""
 
-    name = "noise"
+    name = NULL_GENERATOR
 
     def __init__(self, preset: Any, settings: StreamSettings, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import torch
 
 from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
-from bench.contract import NULL_RECORDER, PHASE_STEP, Control, PhaseRecorder, StepResult, block_generator
+from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult, block_generator
+from bench.core.phases import PHASE_STEP
+from bench.core.settings import Control
 
 
 class OutpaintGenerator(DiffusionGenerator):

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 
 VelocityFn = Callable[[torch.Tensor, float, int], torch.Tensor]
 Sampler = Callable[[VelocityFn, torch.Tensor, Sequence[float], "torch.Generator | None"], torch.Tensor]

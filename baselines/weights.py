@@ -1,4 +1,5 @@
-"""Where a regime's checkpoint lives: ``dit.weights`` / ``lmm.weights`` resolved per regime.
+"""A regime's checkpoint: where it lives (``dit.weights`` / ``lmm.weights`` resolved per regime)
+and the one check every loader runs before trusting it (:func:`load_checkpoint`).
 
 The diffusion regimes share one ``dit.weights`` field but have one checkpoint each (the
 bidirectional base for ``outpaint``, the fine-tunes for ``lmdm-encdec`` and ``lmdm-causal``), so
@@ -14,15 +15,24 @@ the field may name:
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
+from typing import Collection, Mapping
 
-from bench.contract import ConfigError
+import torch
+from safetensors.torch import load_file
+
+from bench.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "builtin:"
 CHECKPOINTS_DIR = Path(__file__).resolve().parent / "checkpoints"
+SUMS_FILE = "SHA256SUMS"  # ``<hex>  <name>`` lines, as written by ``sha256sum``
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: str | Path) -> str:
+    """The sha256 hex digest of the file at ``path``, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -30,16 +40,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def expected_hashes(folder: Path) -> dict[str, str]:
-    """file name -> sha256 from ``folder/SHA256SUMS`` (``<hex>  <name>`` lines)."""
-    sums = folder / "SHA256SUMS"
+def expected_hashes(folder: str | Path) -> dict[str, str]:
+    """file name -> sha256 from ``folder/SHA256SUMS`` (``<hex>  <name>`` lines; a ``*`` before the
+    name, sha256sum's binary mode, is dropped)."""
+    sums = Path(folder) / SUMS_FILE
     if not sums.exists():
-        raise ConfigError(f"{folder} has no SHA256SUMS: the committed checkpoints cannot be verified")
+        raise ConfigError(f"{folder} has no {SUMS_FILE}: the checkpoints in it cannot be verified")
     out = {}
     for line in sums.read_text().splitlines():
         if line.strip():
             digest, name = line.split(maxsplit=1)
-            out[name.strip()] = digest
+            out[name.strip().lstrip("*")] = digest
     return out
 
 
@@ -68,3 +79,61 @@ def resolve_weights(field: str, value: str, regime: str) -> str:
     if path.is_dir():
         return str(path / f"{regime}.safetensors")
     return str(path)
+
+
+# ------------------------------------------------------------------------------ loading
+def load_checkpoint(field: str, path: str | Path, model: torch.nn.Module, built_from: str,
+                    extra_keys: Collection[str] = ()) -> dict[str, torch.Tensor]:
+    """Load the safetensors checkpoint ``path`` (the value of ``field``, e.g. "dit.weights") into
+    ``model`` once it is known to fit: the same keys (``extra_keys`` may also be in the file), the
+    same shapes, floating tensors where the model has them. ``built_from`` describes the model
+    (what built it) for the error. Returns the ``extra_keys`` entries found in the file.
+
+    Raises ConfigError naming the field, the problem and the fix. ``load_state_dict`` casts the
+    tensors to the model's device and dtype."""
+    tensors = read_checkpoint(field, path)
+    extras = {key: tensors.pop(key) for key in extra_keys if key in tensors}
+    check_checkpoint(field, path, tensors, model.state_dict(), built_from)
+    model.load_state_dict(tensors, strict=True)
+    log.info("%s: loaded %d tensors from %s", field, len(tensors), path)
+    return extras
+
+
+def read_checkpoint(field: str, path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the safetensors file ``path`` (on the CPU); ConfigError if it is missing or
+    unreadable."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{field}: checkpoint {path!r} does not exist; give a safetensors file saved for this "
+                          f"model, or set {field}='' for seeded weights")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad checkpoint, a config problem
+        raise ConfigError(f"{field}: cannot read {path!r} as safetensors ({exc}); the file is corrupt or not a "
+                          f"checkpoint: export it again, or set {field}='' for seeded weights") from exc
+
+
+def check_checkpoint(field: str, path: str | Path, tensors: Mapping[str, torch.Tensor],
+                     expected: Mapping[str, torch.Tensor], built_from: str) -> None:
+    """ConfigError listing every key missing from ``tensors``, every key the model (``expected``,
+    its state dict) lacks, every shape that differs and every non-floating tensor where the model
+    has a floating one."""
+    shared = sorted(set(tensors) & set(expected))
+    problems = {
+        "missing keys": sorted(set(expected) - set(tensors)),
+        "unexpected keys": sorted(set(tensors) - set(expected)),
+        "wrong shapes": [f"{k} {tuple(tensors[k].shape)} vs model {tuple(expected[k].shape)}"
+                         for k in shared if tensors[k].shape != expected[k].shape],
+        "wrong dtypes": [f"{k} {tensors[k].dtype} vs model {expected[k].dtype}"
+                         for k in shared if tensors[k].is_floating_point() != expected[k].is_floating_point()],
+    }
+    found = [f"{label}: {_first(items)}" for label, items in problems.items() if items]
+    if found:
+        raise ConfigError(
+            f"{field}: {path!r} does not match {built_from}. {'; '.join(found)}. Load it with the settings it "
+            f"was saved with, or set {field}='' for seeded weights"
+        )
+
+
+def _first(items: list[str], shown: int = 5) -> str:
+    """The first ``shown`` items, and how many there are in all when some are left out."""
+    return ", ".join(items[:shown]) + (f" ... ({len(items)} in all)" if len(items) > shown else "")

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from metrics.quality.frechet import fad
+from metrics.quality.fad import fad
 from metrics.quality.kad import kad
 
 N_FRAMES, DIM, CLIPS, N_BOOT = 10_000, 512, 100, 1000

@@ -20,10 +20,10 @@ import os
 import pytest
 import torch
 
-from bench.contract import Control
-from bench.presets import get_preset
-from bench.registry import GENERATORS
-from bench.workloads import get_workloads
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
+from bench.core.settings import Control
+from bench.core.workloads import get_workloads
 
 PRESET = os.environ.get("LMB_BENCH_PRESET", "cpu")
 WORKLOAD = os.environ.get("LMB_BENCH_WORKLOAD", "default")

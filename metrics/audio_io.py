@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import soundfile as sf
 
 SILENCE_PEAK = 1e-6  # -120 dBFS: below this peak amplitude a clip counts as silent
 
@@ -114,8 +115,6 @@ def read_audio(
     allow_silence: bool = False,
 ) -> Audio:
     """Read and validate one file with soundfile. Returns :class:`Audio` (channels first)."""
-    import soundfile as sf
-
     p = Path(path)
     if not p.exists():
         raise AudioError(f"{p}: no such file")

@@ -26,7 +26,8 @@ import numpy as np
 
 from metrics.audio_io import common_sample_rate, list_audio_files
 from metrics.embedding_cache import EmbeddingCache, embed_files
-from metrics.quality.frechet import FadResult, GaussianStats, fad_from_stats, gaussian_stats
+from metrics.quality.fad import FadResult, fad_from_stats
+from metrics.quality.frechet import GaussianStats, gaussian_stats
 
 FORMAT_VERSION = 1
 

@@ -29,10 +29,12 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.core.registry import NULL_GENERATOR, REFERENCE_GENERATOR
+from bench.core.workloads import SCENARIOS
+
 # MLPerf Inference minimum sample counts for a percentile claim.
 MIN_SAMPLES: dict[float, int] = {90.0: 64, 99.0: 662}
 EPS_S = 1e-9  # stalls shorter than 1 ns are float rounding, not underruns
-SCENARIOS = ("offline", "realtime")
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,7 +404,7 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["workload", "a", "b", "latency_ratio", "analytic_flop_ratio", "latency_over_flop_ratio"])
 
 
-def null_overhead(summary: pd.DataFrame, null: str = "noise", reference: str = "lmdm-causal") -> pd.DataFrame:
+def null_overhead(summary: pd.DataFrame, null: str = NULL_GENERATOR, reference: str = REFERENCE_GENERATOR) -> pd.DataFrame:
     """The null generator's median block latency per workload (the harness's own overhead per
     block plus minimal work), and its share of ``reference``'s median block latency."""
     rows = []

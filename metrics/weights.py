@@ -24,14 +24,20 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import os
 import sys
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from bench.core.errors import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +98,12 @@ def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, WeightEntry]:
 
 
 def get_entry(name: str, manifest: dict[str, WeightEntry] | None = None) -> WeightEntry:
+    """The manifest entry called ``name`` (``manifest`` defaults to the shipped one); KeyError with a
+    suggestion otherwise."""
     entries = manifest if manifest is not None else load_manifest()
     if name not in entries:
-        import difflib
-
-        hint = difflib.get_close_matches(name, entries, n=1)
-        raise KeyError(
-            f"no weights named {name!r} in the manifest{f'; did you mean {hint[0]!r}?' if hint else ''} "
-            f"Known: {', '.join(entries)}"
-        )
+        raise KeyError(f"no weights named {name!r} in the manifest{did_you_mean(name, entries)} "
+                       f"(known: {', '.join(entries)})")
     return entries[name]
 
 
@@ -239,10 +242,7 @@ def load_torch_file(path: str | Path) -> Any:
 
     Raises :class:`CheckpointError` when the file is not a readable checkpoint.
     """
-    import numpy as np
-    import torch
-
-    import importlib
+    import torch  # lazy: the manifest, hashing and fetching work without torch
 
     try:  # numpy >= 2 moved numpy.core to numpy._core
         multiarray = importlib.import_module("numpy._core.multiarray")
@@ -305,8 +305,6 @@ def fetch(
     An existing file that verifies is kept. A download that fails verification is deleted and
     raises :class:`ChecksumError`.
     """
-    import urllib.request
-
     target = weights_dir(directory) / entry.file_name
     if target.is_file():
         existing = verify_file(entry, target)

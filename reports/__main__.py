@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Sequence
 
 from reports.audio_clips import DEFAULT_CLIP_S
-from reports.tables import ReportError
+from reports.build import build_report
+from reports.errors import ReportError
 
 log = logging.getLogger("reports")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m reports``."""
     parser = argparse.ArgumentParser(
         prog="python -m reports",
         description=("Build tables (CSV, Markdown, LaTeX), paper-style figures (PDF + PNG), audio excerpts and an "
@@ -39,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from reports.build import build_report
-
+    """Build the report the arguments ask for; 0 on success, 2 when a folder cannot be reported on."""
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

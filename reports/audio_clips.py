@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 
+from bench.core.run_folder import RunData, RunSet
+from bench.core.storage import DRIFT_DIR
+from reports.formatting import format_significant
 from reports.style import sort_regimes
-from reports.tables import DRIFT_DIR, RunData, RunSet
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ def stream_files(run: RunData) -> list[StreamFile]:
 
 
 def longest_stream(files: list[StreamFile], generator: str) -> StreamFile | None:
+    """``generator``'s longest saved stream (ties: systems streams first, then repeat/stream order)."""
     mine = [f for f in files if f.generator == generator]
     if not mine:
         return None
@@ -98,8 +102,6 @@ def _safe(text: str) -> str:
 
 def write_excerpt(source: Path, dest: Path, start_sample: int, samples: int) -> int:
     """Copy ``samples`` samples from ``start_sample`` of ``source`` into a 16-bit WAV ``dest``; returns the rate."""
-    import soundfile as sf
-
     with sf.SoundFile(source, mode="r") as fh:
         rate = int(fh.samplerate)
         fh.seek(start_sample)
@@ -116,8 +118,6 @@ def write_excerpt(source: Path, dest: Path, start_sample: int, samples: int) -> 
 
 def cut_clips(runs: RunSet, out_dir: Path, clip_s: float = DEFAULT_CLIP_S) -> list[Clip]:
     """Write every run's excerpts under ``out_dir`` and describe them (in a deterministic order)."""
-    import soundfile as sf
-
     if not clip_s > 0:
         raise ValueError(f"clip_s must be > 0 seconds, got {clip_s}")
     out_dir = Path(out_dir)
@@ -146,7 +146,7 @@ def cut_clips(runs: RunSet, out_dir: Path, clip_s: float = DEFAULT_CLIP_S) -> li
                     d_n = min(int(round(min(clip_s, d_total / d_rate / 3.0) * d_rate)), d_total)
                     start = int(round(onset[0] * d_rate)) - d_n // 2
                     start = max(0, min(start, d_total - d_n))
-                    wanted.append(("drift onset", d, start, f"{onset[1]} left its early band at {onset[0]:g} s"))
+                    wanted.append(("drift onset", d, start, f"{onset[1]} left its early band at {format_significant(onset[0], 6)} s"))
             for position, src, start, detail in wanted:
                 length = n if src is stream else d_n
                 dest = out_dir / f"{prefix}{_safe(generator)}__{_safe(position)}.wav"

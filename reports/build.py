@@ -24,12 +24,16 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from bench.storage import atomic_write_text
+from bench.core.run_folder import RunSet, load_runs
+from bench.core.storage import atomic_write_text
 from reports.audio_clips import DEFAULT_CLIP_S, clips_table, cut_clips
 from reports.compare import Comparison, compare_runs
+from reports.errors import ReportError
 from reports.figures import FigureResult, render_figures
+from reports.formatting import CSV_FLOAT_FORMAT, format_fixed
 from reports.html import render_html
-from reports.tables import ReportError, RunSet, Table, build_tables, load_runs, write_tables
+from reports.table_model import Table
+from reports.tables import build_tables, write_tables
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ def prepare_out_dir(out: Path) -> None:
 
 def render_markdown(runs: RunSet, tables: dict[str, Table], figures: Sequence[FigureResult], clips_rows: list[dict],
                     comparison: Comparison | None) -> str:
+    """The whole report as Markdown (``report.md``): failures, tables, figures or their notes, excerpts."""
     lines = ["# live-music-bench report", "", "Runs: " + ", ".join(f"`{r.label}`" for r in runs), ""]
     if comparison is not None and comparison.warning_text():
         lines += [f"> **{comparison.warning_text()}**", ""]
@@ -85,8 +90,9 @@ def render_markdown(runs: RunSet, tables: dict[str, Table], figures: Sequence[Fi
         lines.append("No saved stream audio in these runs.")
     for c in clips_rows:
         detail = f" ({c['detail']})" if c["detail"] else ""
+        start, end = (format_fixed(t, 2, thousands=False) for t in (c["start_s"], c["start_s"] + c["duration_s"]))
         lines.append(f"- `{c['generator']}` {c['position']}: [{c['file']}]({c['file']}), "
-                     f"{c['start_s']:.2f}-{c['start_s'] + c['duration_s']:.2f} s of `{c['source']}`{detail}")
+                     f"{start}-{end} s of `{c['source']}`{detail}")
     lines.append("")
     if comparison is not None:
         lines.append(comparison.to_markdown())
@@ -124,7 +130,7 @@ def build_report(
     figures = render_figures(runs, out / "figures")
     clips = cut_clips(runs, out / "audio", clip_s)
     clips_df = clips_table(clips, out)
-    atomic_write_text(out / "tables" / "clips.csv", clips_df.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+    atomic_write_text(out / "tables" / "clips.csv", clips_df.to_csv(index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n"))
     atomic_write_text(out / "report.md", render_markdown(runs, tables, figures, clips_df.to_dict("records"), comparison))
     index = out / "index.html"
     atomic_write_text(index, render_html(runs, tables, figures, clips, out, comparison))

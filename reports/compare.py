@@ -23,9 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from reports.tables import (
-    Column, RunData, RunSet, Table, compute_table, latency_table, metric_direction, metric_label, quality_long,
-)
+from bench.core.run_folder import RunData, RunSet
+from reports.metric_names import metric_direction, metric_label
+from reports.quality_tables import quality_long
+from reports.style import regime_sort_key
+from reports.systems_tables import compute_table, latency_table
+from reports.table_model import Column, Table
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ RUN_FIELDS = ("run.preset", "run.preset_fingerprint", "run.device", "run.dtype",
 
 @dataclass(frozen=True)
 class ManifestDifference:
+    """One manifest field that differs between run A and run B."""
+
     field: str
     a: Any
     b: Any
@@ -61,11 +66,14 @@ class ManifestDifference:
 
     @property
     def loud(self) -> bool:
+        """Whether this difference is a warning (hardware or software), not information."""
         return self.category in ("hardware", "software")
 
 
 @dataclass
 class Comparison:
+    """Run A versus run B: manifest differences and the deltas table."""
+
     a: RunData
     b: RunData
     differences: list[ManifestDifference]
@@ -74,6 +82,7 @@ class Comparison:
 
     @property
     def warnings(self) -> list[ManifestDifference]:
+        """The loud differences (hardware and software)."""
         return [d for d in self.differences if d.loud]
 
     def warning_text(self) -> str:
@@ -86,6 +95,7 @@ class Comparison:
                 "change under test with these differences; compare on one machine with one software stack.")
 
     def to_markdown(self) -> str:
+        """The comparison section of report.md: warning, manifest differences, deltas."""
         lines = [f"## Comparison: A = {self.a.label}, B = {self.b.label}", ""]
         warning = self.warning_text()
         if warning:
@@ -173,8 +183,6 @@ def compare_runs(a: RunData, b: RunData) -> Comparison:
     data = pd.DataFrame(rows, columns=["generator", "workload", "metric", "metric_label", "a", "b", "delta",
                                        "delta_pct", "change", "order"])
     if not data.empty:
-        from reports.style import regime_sort_key
-
         data["_regime"] = [regime_sort_key(g) for g in data.generator]
         data = data.sort_values(["workload", "_regime", "order"], kind="stable").drop(columns=["_regime", "order"])
         data = data.reset_index(drop=True)

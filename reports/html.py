@@ -17,7 +17,9 @@ from typing import Any, Sequence
 
 from reports.audio_clips import Clip
 from reports.figures import FigureResult
-from reports.tables import RunData, RunSet, Table, format_value
+from bench.core.run_folder import RunData, RunSet
+from reports.formatting import format_fixed, format_value
+from reports.table_model import Table
 
 PAGE = string.Template("""<!DOCTYPE html>
 <html lang="en">
@@ -130,7 +132,7 @@ def manifest_rows(run: RunData) -> list[tuple[str, str]]:
             f"seed {w.get('seed', '?')}; fingerprint {w.get('fingerprint', '?')}"
         )))
     if run.peak.get("flops_per_s"):
-        rows.append(("machine peak", f"{run.peak['flops_per_s'] / 1e9:.1f} GFLOP/s ({run.peak.get('dtype')}, "
+        rows.append(("machine peak", f"{format_fixed(run.peak['flops_per_s'] / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype')}, "
                                      f"{run.peak.get('device')}, matmul n={run.peak.get('size')})"))
     else:
         rows.append(("machine peak", f"not measured ({run.peak.get('note', 'no peak.json')})"))
@@ -161,6 +163,7 @@ def _cells_html(run: RunData) -> str:
 
 
 def runs_html(runs: RunSet) -> str:
+    """The runs section: each run's manifest in readable form, its cells and failures, the full manifest."""
     parts = []
     for run in runs:
         parts.append(f"<h3>{escape(run.label)}</h3>")
@@ -172,6 +175,7 @@ def runs_html(runs: RunSet) -> str:
 
 
 def table_html(table: Table, folder: str = "tables") -> str:
+    """One table with its legend, notes and links to its CSV, Markdown and LaTeX files."""
     head = f'<h3 id="tab-{escape(table.name)}">{escape(table.title)}</h3>'
     if table.empty:
         note = table.notes[0] if table.notes else "nothing to show"
@@ -183,6 +187,7 @@ def table_html(table: Table, folder: str = "tables") -> str:
 
 
 def figures_html(figures: Sequence[FigureResult], folder: str = "figures") -> str:
+    """Each figure with its caption and PDF link, or the note saying why it is missing."""
     parts = []
     for f in figures:
         if not f.rendered:
@@ -197,6 +202,7 @@ def figures_html(figures: Sequence[FigureResult], folder: str = "figures") -> st
 
 
 def audio_html(clips: Sequence[Clip], root: Path, runs: RunSet) -> str:
+    """Audio players for every excerpt, per run."""
     if not clips:
         return '<p class="missing">No saved stream audio in these runs (nothing to listen to).</p>'
     parts = ['<p class="legend">Excerpts of each regime\'s longest saved stream (start, middle, end) and, where '
@@ -211,12 +217,13 @@ def audio_html(clips: Sequence[Clip], root: Path, runs: RunSet) -> str:
         rows = []
         for c in mine:
             rel = c.path.relative_to(root).as_posix()
-            what = f"{c.start_s:.2f}-{c.start_s + c.duration_s:.2f} s of {c.source}"
+            start, end = (format_fixed(t, 2, thousands=False) for t in (c.start_s, c.start_s + c.duration_s))
+            what = f"{start}-{end} s of {c.source}"
             if c.detail:
                 what += f" ({c.detail})"
             rows.append(
                 f"<tr><td>{escape(c.generator)}</td><td>{escape(c.position)}</td><td>{escape(what)}</td>"
-                f'<td><audio controls preload="auto" src="{escape(rel)}" data-duration="{c.duration_s:.6f}"></audio></td></tr>'
+                f'<td><audio controls preload="auto" src="{escape(rel)}" data-duration="{format_fixed(c.duration_s, 6, thousands=False)}"></audio></td></tr>'
             )
         parts.append("<table><thead><tr><th>regime</th><th>where</th><th>excerpt</th><th>play</th></tr></thead><tbody>"
                      + "".join(rows) + "</tbody></table>")
@@ -224,6 +231,7 @@ def audio_html(clips: Sequence[Clip], root: Path, runs: RunSet) -> str:
 
 
 def comparison_html(comparison: Any) -> str:
+    """The A-versus-B section (manifest differences and deltas); "" without a comparison."""
     if comparison is None:
         return ""
     parts = ['<section id="comparison">', f"<h2>Comparison: A = {escape(comparison.a.label)}, "

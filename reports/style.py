@@ -27,7 +27,7 @@ import contextlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from bench.contract import stable_hash
+from bench.core.hashing import stable_hash
 
 SINGLE_COLUMN_IN = 3.5
 DOUBLE_COLUMN_IN = 7.0
@@ -124,6 +124,7 @@ def regime_colour(name: str) -> str:
 
 
 def phase_colour(name: str) -> str:
+    """The fixed colour of a phase (a stable hashed one for phases outside the palette)."""
     if name in PHASE_COLOURS:
         return PHASE_COLOURS[name]
     return EXTRA_COLOURS[stable_hash("phase-colour", name) % len(EXTRA_COLOURS)]
@@ -138,6 +139,7 @@ def regime_sort_key(name: str) -> tuple[int, str]:
 
 
 def sort_regimes(names: Iterable[str]) -> list[str]:
+    """Distinct regime names in suite order."""
     return sorted(set(names), key=regime_sort_key)
 
 

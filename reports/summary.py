@@ -1,60 +1,50 @@
 """The short Markdown summary of a run, built from the run folder's saved files only.
 
-``write_summary(run_dir)`` reads ``manifest.json``, ``peak.json`` and the run tables (``cells``,
-``summary``, ``pairs``, ``overhead``, ``phase_summary``) and writes ``summary.md``; it never runs
-a model, so it can be rebuilt at any time (``python -m reports.summary runs/<run>``).
+``write_summary(run_dir)`` reads ``manifest.json``, ``peak.json``, the run tables (``cells``,
+``summary``, ``pairs``, ``overhead``, ``phase_summary``) and the drift stage's files, and writes
+``summary.md``; it never runs a model, so it can be rebuilt at any time
+(``python -m reports.summary runs/<run>``).
+
+The systems table of each workload shows the values of :func:`reports.systems_rows.systems_record`
+(the same rows as the report's latency and compute tables) with fixed decimals
+(:func:`reports.formatting.format_fixed`); the drift section is
+:func:`reports.drift_summary.render_drift_summary`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench.contract import PHASE_ORDER
-from bench.storage import atomic_write_text
+from bench.core.phases import PHASE_ORDER
+from bench.core.run_folder import read_run_json, read_run_table
+from bench.core.storage import atomic_write_text
+from reports.drift_summary import render_drift_summary
+from reports.formatting import format_fixed, format_significant, format_value, markdown_table
+from reports.systems_rows import systems_record
 
-NOT_MEASURED = "n/m"
-
-
-def _read(run_dir: Path, name: str) -> pd.DataFrame | None:
-    path = run_dir / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
-
-
-def _json(run_dir: Path, name: str) -> dict[str, Any]:
-    path = run_dir / name
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _num(value: Any, digits: int = 1, scale: float = 1.0) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return NOT_MEASURED
-    return f"{float(value) * scale:,.{digits}f}"
+SYSTEMS_HEADER = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "underruns",
+                  "min pre-buffer s", "verdict", "GFLOP/block", "meas/analytic", "GFLOP/s", "% peak",
+                  "peak mem MB", "KV MB kept / in-block", "params M"]
+SYSTEMS_NOTE = (
+    "`*` percentile not valid: fewer samples than MLPerf's minimum (64 for p90, 662 for p99). "
+    "Latencies are per block (one `step` call); RTF = compute s / audio s; GFLOP/block is the "
+    "analytic count of a steady block; meas/analytic is FlopCounterMode's count over the analytic one; "
+    "peak memory: {peak_mem_kind}; KV kept = caches held between blocks, in-block = caches "
+    "rebuilt inside every block (enc-dec context, LMM decoders)."
+)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(row) + " |" for row in rows]
-    return out
-
-
-def render_summary(run_dir: Path) -> str:
-    """The Markdown text of a run's summary."""
-    run_dir = Path(run_dir)
-    manifest, peak = _json(run_dir, "manifest.json"), _json(run_dir, "peak.json")
-    cells, summary = _read(run_dir, "cells"), _read(run_dir, "summary")
-    pairs, overhead = _read(run_dir, "pairs"), _read(run_dir, "overhead")
-    phases = _read(run_dir, "phase_summary")
+def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any], cells: pd.DataFrame | None) -> list[str]:
+    """Title, code and machine, matmul peak, and the cells' statuses (failures listed)."""
     run, git = manifest.get("run", {}), manifest.get("git", {})
     threads = manifest.get("threads", {})
     gpus = manifest.get("gpu", {}).get("gpus") or []
-    lines = [f"# Run summary: {run_dir.name}", ""]
     dirty = " (dirty)" if git.get("dirty") else ""
+    lines = [f"# Run summary: {run_dir.name}", ""]
     lines.append(
         f"- code: {git.get('commit') or 'unknown'}{dirty}; created {manifest.get('created_utc', '?')}; "
         f"schema {manifest.get('schema_version', '?')}"
@@ -66,7 +56,8 @@ def render_summary(run_dir: Path) -> str:
         + (f"; GPU {', '.join(gpus)}" if gpus else "")
     )
     if peak.get("flops_per_s"):
-        lines.append(f"- matmul peak ({peak.get('dtype')}, n={peak.get('size')}): {_num(peak['flops_per_s'], 1, 1e-9)} GFLOP/s")
+        lines.append(f"- matmul peak ({peak.get('dtype')}, n={peak.get('size')}): "
+                     f"{format_fixed(peak['flops_per_s'], 1, 1e-9)} GFLOP/s")
     else:
         lines.append(f"- matmul peak: not measured ({peak.get('note', 'no peak.json')})")
     if cells is not None:
@@ -74,62 +65,32 @@ def render_summary(run_dir: Path) -> str:
         lines.append(f"- cells: {int((cells.status == 'ok').sum())} ok, {len(failed)} failed")
         for _, row in failed.iterrows():
             lines.append(f"  - FAILED {row.generator} x {row.workload}: {row.error.splitlines()[0] if row.error else ''}")
-    lines.append("")
-    if summary is None or summary.empty:
-        lines.append("No completed cells: nothing to summarise.")
-        return "\n".join(lines) + "\n"
+    return lines + [""]
 
-    for workload, group in summary.groupby("workload", sort=False):
-        first = group.iloc[0]
-        lines += [f"## Workload `{workload}` ({first.scenario}, pre-buffer {first.prebuffer_s:g} s, "
-                  f"{int(first.blocks / first.repeats)} blocks x {int(first.repeats)} repeat(s))", ""]
-        header = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "underruns",
-                  "min pre-buffer s", "verdict", "GFLOP/block", "meas/analytic", "GFLOP/s", "% peak",
-                  "peak mem MB", "KV MB kept / in-block", "params M"]
-        rows = []
-        for _, r in group.iterrows():
-            rows.append([
-                r.generator, _num(r.ttfa_ms), _num(r.p50_ms, 2),
-                _num(r.p90_ms, 2) + ("" if r.p90_valid else "*"), _num(r.p99_ms, 2) + ("" if r.p99_valid else "*"),
-                _num(r.rtf, 3), _num(r.x_realtime, 2), str(int(r.underruns)), _num(r.min_prebuffer_s, 2), r.verdict,
-                _num(r.steady_analytic_flops, 2, 1e-9), _num(r.steady_flop_ratio, 3),
-                _num(r.achieved_flops_per_s, 1, 1e-9), _num(r.peak_fraction, 1, 100.0),
-                _num(r.peak_mem_bytes, 0, 2**-20), _num(r.kv_cache_bytes, 2, 2**-20) + " / " + _num(r.get("transient_kv_bytes", 0), 2, 2**-20),
-                _num(r.params, 2, 1e-6),
-            ])
-        lines += _table(header, rows)
-        lines += ["", "`*` percentile not valid: fewer samples than MLPerf's minimum (64 for p90, 662 for p99). "
-                  "Latencies are per block (one `step` call); RTF = compute s / audio s; GFLOP/block is the "
-                  "analytic count of a steady block; meas/analytic is FlopCounterMode's count over the analytic one; "
-                  f"peak memory: {first.peak_mem_kind}; KV kept = caches held between blocks, in-block = caches "
-                  "rebuilt inside every block (enc-dec context, LMM decoders).", ""]
-        lines += _phase_lines(phases, workload)
-        changes = group[group.prompt_changes > 0]
-        if not changes.empty:
-            lines += ["Control latency (prompt change until audio under the new prompt plays):", ""]
-            lines += _table(["regime", "changes", "best case ms (mean)", "worst case ms (max)"], [
-                [r.generator, str(int(r.prompt_changes)), _num(r.control_latency_best_ms), _num(r.control_latency_worst_ms)]
-                for _, r in changes.iterrows()
-            ])
-            lines.append("")
-        if overhead is not None and not overhead[overhead.workload == workload].empty:
-            o = overhead[overhead.workload == workload].iloc[0]
-            share = _num(o.overhead_fraction, 3, 100.0)
-            lines += [f"Null generator (`{o.null_generator}`) block latency: {_num(o.null_median_ms, 3)} ms median, "
-                      f"{share}% of `{o.reference}`'s median block latency ({_num(o.reference_median_ms, 2)} ms).", ""]
-        if pairs is not None:
-            part = pairs[pairs.workload == workload]
-            if not part.empty:
-                lines += ["Measured steady block-latency ratio / analytic FLOP ratio (1.0 = time scales with FLOPs):", ""]
-                lines += _table(["a", "b", "latency a/b", "FLOPs a/b", "latency ratio / FLOP ratio"], [
-                    [r.a, r.b, _num(r.latency_ratio, 3), _num(r.analytic_flop_ratio, 3), _num(r.latency_over_flop_ratio, 3)]
-                    for _, r in part.iterrows()
-                ])
-                lines.append("")
-    drift_md = run_dir / "drift" / "drift.md"
-    if drift_md.exists():
-        lines += [drift_md.read_text().rstrip(), ""]
-    return "\n".join(lines) + "\n"
+
+def _percentile_cell(record: dict[str, Any], name: str) -> str:
+    """``p90``/``p99`` in ms with ``*`` when it has fewer samples than MLPerf's minimum."""
+    return format_fixed(record[f"{name}_ms"], 2) + ("" if record[f"{name}_valid"] else "*")
+
+
+def _systems_cells(record: dict[str, Any]) -> list[str]:
+    """One row of the summary's systems table (columns of :data:`SYSTEMS_HEADER`)."""
+    f = format_fixed
+    return [
+        record["generator"], f(record["ttfa_ms"]), f(record["p50_ms"], 2), _percentile_cell(record, "p90"),
+        _percentile_cell(record, "p99"), f(record["rtf"], 3), f(record["x_realtime"], 2),
+        format_value(record["underruns"], "int"), f(record["min_prebuffer_s"], 2), record["verdict"],
+        f(record["analytic_gflop_per_block"], 2), f(record["measured_over_analytic"], 3),
+        f(record["achieved_gflop_per_s"], 1), f(record["peak_fraction"], 1, 100.0), f(record["peak_mem_mib"], 0),
+        f(record["kv_cache_mib"], 2) + " / " + f(record["transient_kv_mib"], 2), f(record["params_m"], 2),
+    ]
+
+
+def _systems_lines(group: pd.DataFrame) -> list[str]:
+    """The systems table of one workload (rows of the run's ``summary`` table) and its note."""
+    rows = [_systems_cells(systems_record(r)) for _, r in group.iterrows()]
+    note = SYSTEMS_NOTE.format(peak_mem_kind=group.iloc[0].peak_mem_kind)
+    return markdown_table(SYSTEMS_HEADER, rows) + ["", note, ""]
 
 
 def _phase_lines(phases: pd.DataFrame | None, workload: str) -> list[str]:
@@ -145,11 +106,71 @@ def _phase_lines(phases: pd.DataFrame | None, workload: str) -> list[str]:
             cell = []
             for kind in ("first", "steady"):
                 r = g[(g.phase == phase) & (g.block_kind == kind)]
-                cell.append(f"{_num(r.median_ms.iloc[0], 2)} ({r.calls.iloc[0]:g}x)" if len(r) else "-")
+                cell.append(f"{format_fixed(r.median_ms.iloc[0], 2)} ({format_significant(r.calls.iloc[0], 6)}x)"
+                            if len(r) else "-")
             cells.append(" / ".join(cell))
         rows.append([gen] + cells)
     return ["Median ms per block in each phase, first block / steady blocks (calls per block):", ""] + \
-        _table(["regime"] + present, rows) + [""]
+        markdown_table(["regime"] + present, rows) + [""]
+
+
+def _control_lines(group: pd.DataFrame) -> list[str]:
+    """Control latency of the regimes whose workload changes prompts (none otherwise)."""
+    changes = group[group.prompt_changes > 0]
+    if changes.empty:
+        return []
+    rows = [[r.generator, str(int(r.prompt_changes)), format_fixed(r.control_latency_best_ms),
+             format_fixed(r.control_latency_worst_ms)] for _, r in changes.iterrows()]
+    return (["Control latency (prompt change until audio under the new prompt plays):", ""]
+            + markdown_table(["regime", "changes", "best case ms (mean)", "worst case ms (max)"], rows) + [""])
+
+
+def _overhead_lines(overhead: pd.DataFrame | None, workload: str) -> list[str]:
+    """The null generator's block latency as a share of the reference regime's."""
+    if overhead is None or overhead[overhead.workload == workload].empty:
+        return []
+    o = overhead[overhead.workload == workload].iloc[0]
+    share = format_fixed(o.overhead_fraction, 3, 100.0)
+    return [f"Null generator (`{o.null_generator}`) block latency: {format_fixed(o.null_median_ms, 3)} ms median, "
+            f"{share}% of `{o.reference}`'s median block latency ({format_fixed(o.reference_median_ms, 2)} ms).", ""]
+
+
+def _pair_lines(pairs: pd.DataFrame | None, workload: str) -> list[str]:
+    """Measured latency ratios against analytic FLOP ratios for each pair of regimes."""
+    part = pairs[pairs.workload == workload] if pairs is not None else None
+    if part is None or part.empty:
+        return []
+    rows = [[r.a, r.b, format_fixed(r.latency_ratio, 3), format_fixed(r.analytic_flop_ratio, 3),
+             format_fixed(r.latency_over_flop_ratio, 3)] for _, r in part.iterrows()]
+    return (["Measured steady block-latency ratio / analytic FLOP ratio (1.0 = time scales with FLOPs):", ""]
+            + markdown_table(["a", "b", "latency a/b", "FLOPs a/b", "latency ratio / FLOP ratio"], rows) + [""])
+
+
+def render_summary(run_dir: Path) -> str:
+    """The Markdown text of a run's summary."""
+    run_dir = Path(run_dir)
+    manifest = read_run_json(run_dir / "manifest.json") or {}
+    peak = read_run_json(run_dir / "peak.json") or {}
+    summary = read_run_table(run_dir, "summary")
+    lines = _header_lines(run_dir, manifest, peak, read_run_table(run_dir, "cells"))
+    if summary is None or summary.empty:
+        lines.append("No completed cells: nothing to summarise.")
+        return "\n".join(lines) + "\n"
+    pairs, overhead = read_run_table(run_dir, "pairs"), read_run_table(run_dir, "overhead")
+    phases = read_run_table(run_dir, "phase_summary")
+    for workload, group in summary.groupby("workload", sort=False):
+        first = group.iloc[0]
+        lines += [f"## Workload `{workload}` ({first.scenario}, pre-buffer {format_significant(first.prebuffer_s, 6)} s, "
+                  f"{int(first.blocks / first.repeats)} blocks x {int(first.repeats)} repeat(s))", ""]
+        lines += _systems_lines(group)
+        lines += _phase_lines(phases, workload)
+        lines += _control_lines(group)
+        lines += _overhead_lines(overhead, workload)
+        lines += _pair_lines(pairs, workload)
+    drift = render_drift_summary(run_dir)
+    if drift:
+        lines += [drift.rstrip(), ""]
+    return "\n".join(lines) + "\n"
 
 
 def write_summary(run_dir: Path) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -53,9 +54,12 @@ from baselines.data.build import load_dataset, wav_bytes  # noqa: E402
 from baselines.lmm import RVQ_CODEBOOKS_KEY  # noqa: E402
 from baselines.training.data import make_rvq  # noqa: E402
 from baselines.training.export import REGIME_FILES, checkpoints_dir, read_config, verify_checkpoints  # noqa: E402
-from bench.contract import Control  # noqa: E402
-from bench.presets import apply_overrides, get_preset  # noqa: E402
-from bench.registry import GENERATORS  # noqa: E402
+from bench.core.presets import Preset, apply_overrides, get_preset  # noqa: E402
+from bench.core.registry import GENERATORS  # noqa: E402
+from bench.core.settings import Control  # noqa: E402
+from metrics.embedders import create_embedder  # noqa: E402
+from metrics.quality.fad import fad  # noqa: E402
+from metrics.quality.kad import kad  # noqa: E402
 
 log = logging.getLogger("eval_checkpoints")
 
@@ -111,6 +115,7 @@ class Scorer:
         self.sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def add(self, name: str, clips: list[np.ndarray]) -> None:
+        """Embed ``clips`` as the set ``name`` (each clip one bootstrap unit)."""
         frames, groups = [], []
         for i, clip in enumerate(clips):
             emb = self.embedder.embed(clip, self.rate, source=f"{name}[{i}]")
@@ -119,9 +124,7 @@ class Scorer:
         self.sets[name] = (np.concatenate(frames), np.asarray(groups))
 
     def score(self, name: str, reference: str, rms: float) -> dict[str, Any]:
-        from metrics.quality.frechet import fad
-        from metrics.quality.kad import kad
-
+        """FAD and KAD of set ``name`` against set ``reference`` (CIs resampling clips), as a row."""
         ref, ref_groups = self.sets[reference]
         ev, ev_groups = self.sets[name]
         f = fad(ref, ev, groups_reference=ref_groups, groups_evaluated=ev_groups, n_boot=self.n_boot, seed=0)
@@ -137,19 +140,8 @@ def _rms(clips: list[np.ndarray]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help="built data set (default: the cache)")
-    parser.add_argument("--checkpoints", default=str(checkpoints_dir("cpu")))
-    parser.add_argument("--clips", type=int, default=108, help="reference clips (default: %(default)s)")
-    parser.add_argument("--blocks", type=int, default=2, help="blocks generated per clip (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=8, help="denoising steps (default: %(default)s)")
-    parser.add_argument("--regimes", default=",".join(REGIME_FILES))
-    parser.add_argument("--n-boot", type=int, default=200)
-    parser.add_argument("--examples", type=int, default=3, help="clips saved as WAV per system")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="runs/eval-checkpoints")
-    args = parser.parse_args(argv)
+    """Score every regime's checkpoint and its random twin; write results.json and results.md."""
+    args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)  # a script entry point: the process is ours
     started = time.perf_counter()
@@ -177,24 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     contexts = [a[:ctx_n] for a in audio]
     prompts = [c["short_prompt"] for c in clips]
-    cut = slice(ctx_n, ctx_n + gen_n)
 
-    from safetensors.torch import load_file
-
-    from metrics.embedders import create_embedder
-
-    codebooks = load_file(str(folder / "lmm.safetensors"))[RVQ_CODEBOOKS_KEY].float()
-    rvq = make_rvq(lmm_preset.lmm, codebooks)
-    dit_round = codec_roundtrip(audio, dit_preset.dit.codec)
-    outputs: dict[str, list[np.ndarray]] = {
-        REAL: [a[cut] for a in audio],
-        DIT_REF: [x[cut] for x in dit_round],
-        LMM_REF: [x[cut] for x in codec_roundtrip(audio, lmm_preset.lmm.codec)],
-        "LMM codec + RVQ (8 levels)": [x[cut] for x in codec_roundtrip(audio, lmm_preset.lmm.codec, rvq)],
-        "same clips, other seconds (floor)": [x[:gen_n] for x in dit_round],
-    }
-    plan: list[tuple[str, str]] = [(DIT_REF, REAL), (LMM_REF, REAL), ("LMM codec + RVQ (8 levels)", LMM_REF),
-                                   ("same clips, other seconds (floor)", DIT_REF)]
+    outputs, plan = reference_outputs(audio, ctx_n, gen_n, dit_preset, lmm_preset, folder)
     timings: dict[str, float] = {}
     for regime in [r.strip() for r in args.regimes.split(",") if r.strip()]:
         for trained in (True, False):
@@ -208,21 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s: %d clips in %.1f s", name, len(generated), timings[name])
 
     scorer = Scorer(create_embedder("logmel").load(), rate, args.n_boot)
-    for name, clips_audio in outputs.items():
-        scorer.add(name, clips_audio)
-    rows = []
-    for name, reference in plan:
-        rows.append(scorer.score(name, reference, _rms(outputs[name])))
-        log.info("%-40s vs %-22s FAD %10.2f  KAD %8.3f", name, reference, rows[-1]["fad_logmel"],
-                 rows[-1]["kad_logmel"])
-
+    rows = score_all(scorer, outputs, plan)
     out = Path(args.out)
-    for name, clips_audio in outputs.items():
-        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
-        for i in range(min(args.examples, len(clips_audio))):
-            path = out / "examples" / slug / f"{clips[i]['id']}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(wav_bytes(np.clip(np.concatenate([contexts[i], clips_audio[i]]), -1, 1), rate))
+    write_examples(out / "examples", outputs, contexts, [c["id"] for c in clips[: args.examples]], rate)
     result = {
         "checkpoints": str(folder), "sha256sums": (folder / "SHA256SUMS").read_text(),
         "data_manifest_sha256": dataset.manifest_sha256(), "reference_clips": [c["id"] for c in clips],
@@ -240,6 +204,66 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.md").write_text(markdown_table(result))
     sys.stdout.write(markdown_table(result))
     return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="built data set (default: the cache)")
+    parser.add_argument("--checkpoints", default=str(checkpoints_dir("cpu")))
+    parser.add_argument("--clips", type=int, default=108, help="reference clips (default: %(default)s)")
+    parser.add_argument("--blocks", type=int, default=2, help="blocks generated per clip (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=8, help="denoising steps (default: %(default)s)")
+    parser.add_argument("--regimes", default=",".join(REGIME_FILES))
+    parser.add_argument("--n-boot", type=int, default=200)
+    parser.add_argument("--examples", type=int, default=3, help="clips saved as WAV per system")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/eval-checkpoints")
+    return parser.parse_args(argv)
+
+
+def reference_outputs(audio: list[np.ndarray], ctx_n: int, gen_n: int, dit_preset: Preset, lmm_preset: Preset,
+                      folder: Path) -> tuple[dict[str, list[np.ndarray]], list[tuple[str, str]]]:
+    """The non-generated sets (real continuations, codec round trips, the RVQ ceiling, the floor)
+    and the (system, scored against) pairs that compare them."""
+    cut = slice(ctx_n, ctx_n + gen_n)
+    codebooks = load_file(str(folder / "lmm.safetensors"))[RVQ_CODEBOOKS_KEY].float()
+    rvq = make_rvq(lmm_preset.lmm, codebooks)
+    dit_round = codec_roundtrip(audio, dit_preset.dit.codec)
+    outputs: dict[str, list[np.ndarray]] = {
+        REAL: [a[cut] for a in audio],
+        DIT_REF: [x[cut] for x in dit_round],
+        LMM_REF: [x[cut] for x in codec_roundtrip(audio, lmm_preset.lmm.codec)],
+        "LMM codec + RVQ (8 levels)": [x[cut] for x in codec_roundtrip(audio, lmm_preset.lmm.codec, rvq)],
+        "same clips, other seconds (floor)": [x[:gen_n] for x in dit_round],
+    }
+    plan: list[tuple[str, str]] = [(DIT_REF, REAL), (LMM_REF, REAL), ("LMM codec + RVQ (8 levels)", LMM_REF),
+                                   ("same clips, other seconds (floor)", DIT_REF)]
+    return outputs, plan
+
+
+def score_all(scorer: Scorer, outputs: dict[str, list[np.ndarray]], plan: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Embed every set, then one row per (system, scored against) pair of ``plan``."""
+    for name, clips_audio in outputs.items():
+        scorer.add(name, clips_audio)
+    rows = []
+    for name, reference in plan:
+        rows.append(scorer.score(name, reference, _rms(outputs[name])))
+        log.info("%-40s vs %-22s FAD %10.2f  KAD %8.3f", name, reference, rows[-1]["fad_logmel"],
+                 rows[-1]["kad_logmel"])
+    return rows
+
+
+def write_examples(folder: Path, outputs: dict[str, list[np.ndarray]], contexts: list[np.ndarray],
+                   clip_ids: list[str], rate: int) -> None:
+    """``<folder>/<system>/<clip>.wav``: context + continuation of each of the clips ``clip_ids``
+    (the first clips, in order) for every system."""
+    for name, clips_audio in outputs.items():
+        slug = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")
+        for i, clip_id in enumerate(clip_ids[: len(clips_audio)]):
+            path = folder / slug / f"{clip_id}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(wav_bytes(np.clip(np.concatenate([contexts[i], clips_audio[i]]), -1, 1), rate))
 
 
 def markdown_table(result: dict[str, Any]) -> str:

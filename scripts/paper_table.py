@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.contract import Control
-from bench.presets import apply_overrides, get_preset
-from bench.registry import GENERATORS
+from bench.core.presets import apply_overrides, get_preset
+from bench.core.registry import GENERATORS
+from bench.core.settings import Control
 
 PRESETS = ("sao-small", "mrt-base", "mrt-large")
 DIFFUSION_PUBLISHED = "SAO-small: 341M total (DiT + T5-base + VAE)"

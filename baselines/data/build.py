@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from baselines.data.corpus import COLLECTIONS, COLLECTIONS_BY_KEY, Collection, plan_pieces, parse_events, tune_type
 from baselines.data.licence import LICENCE_NOTE
 from baselines.data.prompts import estimate_key, full_prompt, short_prompt
 from baselines.data.render import ENSEMBLES, normalise, render_events, soundfont_sha256
-from bench.contract import stable_hash
+from bench.core.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,7 @@ def build_dataset(out: str | Path | None = None, config: BuildConfig | None = No
             skipped.append({"source": piece.source, "error": f"{type(exc).__name__}: {exc}"[:300]})
             continue
         for variant in range(collection.variants):
-            made = _render_piece(config, collection, piece, parsed, variant, root, len(clips))
+            made = _render_piece(config, collection, piece, parsed, variant, root)
             made = made[: config.clips - len(clips)]
             clips.extend(made)
             bar.update(len(made))
@@ -241,7 +242,7 @@ def _count(manifest: dict[str, Any]) -> dict[str, int]:
 
 
 def _render_piece(config: BuildConfig, collection: Collection, piece: Any, parsed: Any, variant: int,
-                  root: Path, first_index: int) -> list[dict[str, Any]]:
+                  root: Path) -> list[dict[str, Any]]:
     choice = choose_render(config, collection, piece.source, variant, parsed.n_parts)
     ensemble = ENSEMBLES[choice.ensemble]
     max_s = config.max_render_s
@@ -310,8 +311,6 @@ class _NoBar:
 def _progress(total: int, enabled: bool) -> Any:
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm
-
     return tqdm(total=total, unit="clip", desc="building data set")
 
 

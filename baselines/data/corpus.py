@@ -13,16 +13,13 @@ notes dropped, repeats not expanded, tempo marks ignored (the renderer picks a t
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.contract import stable_hash
-
-log = logging.getLogger(__name__)
+from bench.core.hashing import stable_hash
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ programs the last program repeats (the lowest instrument doubles the low voices)
 from __future__ import annotations
 
 import hashlib
-import logging
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,8 +23,6 @@ from typing import Sequence
 import numpy as np
 
 from baselines.data.corpus import NoteEvent
-
-log = logging.getLogger(__name__)
 
 RENDER_RATE = 32000  # Hz the synthesiser runs at (decimated to the data set's rate afterwards)
 TAIL_S = 1.0  # seconds rendered after the last note-off (release tails)
@@ -160,9 +158,7 @@ def resample_to(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Polyphase resampling (float64), exact identity when the rates match."""
     if rate_in == rate_out:
         return np.asarray(audio, dtype=np.float64)
-    import math
-
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # lazy: about 1 s to import, and only resampling needs it
 
     g = math.gcd(int(rate_in), int(rate_out))
     return resample_poly(np.asarray(audio, dtype=np.float64), rate_out // g, rate_in // g)

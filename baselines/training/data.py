@@ -12,7 +12,6 @@ replaced by silence, as at the start of a stream (the harness starts streams fro
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -21,9 +20,7 @@ import torch
 from baselines.codec import ResidualVQ, make_codec
 from baselines.conditioning import prompt_tokens, style_ids
 from baselines.data.build import Dataset
-from bench.presets import CodecConfig, DiTConfig, LMMConfig
-
-log = logging.getLogger(__name__)
+from bench.core.presets import CodecConfig, DiTConfig, LMMConfig
 
 P_FULL = 0.45
 P_SHORT = 0.45  # the rest (0.10) is the empty prompt
@@ -58,7 +55,6 @@ def _prompt_choice(n: int, gen: torch.Generator) -> torch.Tensor:
 class DiffusionBatch:
     x0: torch.Tensor  # (N, S, D) clean latents of the window [context | target]
     cond: torch.Tensor  # (N, Nc, cond_dim) prompt tokens
-    silent_frames: torch.Tensor  # (N,) context frames replaced by silence (0 = none)
 
 
 class LatentBank:
@@ -105,7 +101,7 @@ class LatentBank:
             silent = torch.where(use, k * block, silent)
             keep = torch.arange(window)[None, :] >= silent[:, None]  # (N, S)
             x0 = x0 * keep[..., None]
-        return DiffusionBatch(x0=x0, cond=cond, silent_frames=silent)
+        return DiffusionBatch(x0=x0, cond=cond)
 
 
 @dataclass

@@ -17,19 +17,17 @@ resolves to ``<folder>/<regime>.safetensors``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
-log = logging.getLogger(__name__)
+from baselines.weights import CHECKPOINTS_DIR, SUMS_FILE, expected_hashes, sha256_of
 
-SUMS_FILE = "SHA256SUMS"
 CONFIG_FILE = "config.json"
 STORAGE_DTYPE = torch.float16
 MAX_FILE_BYTES = 5_000_000  # every committed checkpoint stays under 5 MB
@@ -38,21 +36,11 @@ REGIME_FILES = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm")
 
 def checkpoints_dir(preset: str = "cpu") -> Path:
     """``baselines/checkpoints/<preset>`` inside this package tree."""
-    return Path(__file__).resolve().parent.parent / "checkpoints" / preset
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return CHECKPOINTS_DIR / preset
 
 
 def save_half(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> int:
     """Write ``tensors`` as float16 safetensors (atomically); returns the file size in bytes."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     half = {k: v.detach().to("cpu", STORAGE_DTYPE).contiguous() for k, v in sorted(tensors.items())}
@@ -73,32 +61,20 @@ def write_sums(folder: str | Path) -> Path:
     """(Re)write ``SHA256SUMS`` for every ``*.safetensors`` and ``config.json`` in ``folder``."""
     folder = Path(folder)
     names = sorted(p.name for p in folder.iterdir() if p.suffix == ".safetensors" or p.name == CONFIG_FILE)
-    lines = [f"{file_sha256(folder / name)}  {name}\n" for name in names]
+    lines = [f"{sha256_of(folder / name)}  {name}\n" for name in names]
     (folder / SUMS_FILE).write_text("".join(lines))
     return folder / SUMS_FILE
-
-
-def read_sums(folder: str | Path) -> dict[str, str]:
-    path = Path(folder) / SUMS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no {SUMS_FILE} in {folder}")
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split(maxsplit=1)
-            out[name.strip().lstrip("*")] = digest
-    return out
 
 
 def verify_checkpoints(folder: str | Path) -> dict[str, str]:
     """Check every file listed in ``SHA256SUMS``: {name: "ok" | "missing" | "sha256 mismatch"}."""
     folder = Path(folder)
     status = {}
-    for name, digest in read_sums(folder).items():
+    for name, digest in expected_hashes(folder).items():
         path = folder / name
         if not path.is_file():
             status[name] = "missing"
-        elif file_sha256(path) != digest:
+        elif sha256_of(path) != digest:
             status[name] = "sha256 mismatch"
         else:
             status[name] = "ok"
@@ -106,6 +82,7 @@ def verify_checkpoints(folder: str | Path) -> dict[str, str]:
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoints folder."""
     return json.loads((Path(folder) / CONFIG_FILE).read_text())
 
 
@@ -129,6 +106,6 @@ def update_config(folder: str | Path, preset: str, overrides: list[str], model: 
 
 
 __all__ = [
-    "checkpoints_dir", "file_sha256", "save_half", "write_sums", "read_sums", "verify_checkpoints", "read_config",
-    "update_config", "SUMS_FILE", "CONFIG_FILE", "REGIME_FILES", "MAX_FILE_BYTES",
+    "checkpoints_dir", "save_half", "write_sums", "verify_checkpoints", "read_config", "update_config",
+    "CONFIG_FILE", "REGIME_FILES", "MAX_FILE_BYTES",
 ]

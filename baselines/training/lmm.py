@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from baselines.lmm import LMMNet
 from baselines.training.data import TokenBank
 from baselines.transformer import sinusoids
-from bench.presets import LMMConfig
+from bench.core.presets import LMMConfig
 
 
 class LMMTask:

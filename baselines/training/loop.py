@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -27,8 +28,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm import tqdm
 
-from bench.contract import stable_hash
+from bench.core.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -130,49 +132,15 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     model.train()
     model.requires_grad_(True)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=config.betas,
-    )
+    optimizer = _optimizer(model, config)
     ema = EMA(model, config.ema_decay)
-    start, wall_before = 0, 0.0
     state_path, loss_path = out / STATE_FILE, out / LOSS_FILE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved = state["config"]
-        if saved != _config_dict(config):
-            diff = sorted(k for k in set(saved) | set(_config_dict(config)) if saved.get(k) != _config_dict(config).get(k))
-            raise ValueError(f"cannot resume {out}: the saved run used other settings ({', '.join(diff)}); "
-                             "use the same settings or a new --out")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.shadow = {k: v.float() for k, v in state["ema"].items()}
-        start, wall_before = int(state["step"]), float(state["wall_s"])
-        _truncate_log(loss_path, start)
-        log.info("resumed %s at step %d", out, start)
-    elif resume:
-        log.info("no %s in %s: starting from step 0", STATE_FILE, out)
+    start, wall_before = _resume(out, config, model, optimizer, ema) if resume else (0, 0.0)
     if start == 0:
         with loss_path.open("w", newline="") as f:
             csv.writer(f).writerow(LOSS_COLUMNS)
-
-    def save(step: int, wall_s: float) -> None:
-        state = {
-            "step": step, "wall_s": wall_s, "config": _config_dict(config),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.shadow,
-            "rng": {"scheme": "per-step torch.Generator seeded by (name, seed, step)", "seed": config.seed},
-            **(extra_state or {}),
-        }
-        _atomic_torch_save(state, state_path)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, initial=start, desc=config.name, unit="step", mininterval=2.0)
+    save = functools.partial(_save_state, state_path, config, model, optimizer, ema, extra_state or {})
+    bar = tqdm(total=config.steps, initial=start, desc=config.name, unit="step", mininterval=2.0) if progress else None
     began = time.perf_counter()
     recent: list[float] = _recent_losses(loss_path)
     step = start
@@ -187,11 +155,7 @@ def train(
             if not torch.isfinite(loss):
                 save(step, wall_before + time.perf_counter() - began)
                 raise FloatingPointError(f"{config.name}: loss is {loss.item()} at step {step} (state saved at step {step})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
-            optimizer.step()
-            ema.update(model, step)
+            grad_norm = _update(model, optimizer, ema, loss, config, step)
             step += 1
             value = float(loss.detach())
             recent = (recent + [value])[-50:]
@@ -218,6 +182,65 @@ def train(
     final = sum(recent) / len(recent) if recent else float("nan")
     return LoopResult(step=step, finished=not stopped_early and step >= config.steps, final_loss=final, wall_s=wall,
                       ema={k: v.clone() for k, v in ema.shadow.items()})
+
+
+def _optimizer(model: torch.nn.Module, config: LoopConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on biases, norms or embeddings)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name or "embed" in name else decay).append(p)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=config.betas,
+    )
+
+
+def _resume(out: Path, config: LoopConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            ema: EMA) -> tuple[int, float]:
+    """Restore model, optimiser and EMA from ``out``'s saved state and cut the loss log back to it;
+    (steps done, wall seconds so far), or (0, 0.0) when nothing was saved. A run saved with other
+    settings is refused, naming the settings that differ."""
+    state_path = out / STATE_FILE
+    if not state_path.is_file():
+        log.info("no %s in %s: starting from step 0", STATE_FILE, out)
+        return 0, 0.0
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    saved, current = state["config"], _config_dict(config)
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise ValueError(f"cannot resume {out}: the saved run used other settings ({', '.join(diff)}); "
+                         "use the same settings or a new --out")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+    start, wall_s = int(state["step"]), float(state["wall_s"])
+    _truncate_log(out / LOSS_FILE, start)
+    log.info("resumed %s at step %d", out, start)
+    return start, wall_s
+
+
+def _save_state(path: Path, config: LoopConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: EMA,
+                extra_state: dict[str, Any], step: int, wall_s: float) -> None:
+    """Write everything a resumed run needs (and ``extra_state``) to ``path``, atomically."""
+    state = {
+        "step": step, "wall_s": wall_s, "config": _config_dict(config),
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.shadow,
+        "rng": {"scheme": "per-step torch.Generator seeded by (name, seed, step)", "seed": config.seed},
+        **extra_state,
+    }
+    _atomic_torch_save(state, path)
+
+
+def _update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: EMA, loss: torch.Tensor,
+            config: LoopConfig, step: int) -> float:
+    """One optimiser step on ``loss`` (gradients clipped to ``config.grad_clip``) and the EMA
+    update; the gradient norm before clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+    optimizer.step()
+    ema.update(model, step)
+    return grad_norm
 
 
 def _truncate_log(path: Path, step: int) -> None:

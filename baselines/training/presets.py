@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from bench.presets import Preset, apply_overrides, get_preset
+from bench.core.presets import Preset, apply_overrides, get_preset
 
 PRESET_NAME = "cpu"
 CPU_TRAINED_OVERRIDES: tuple[str, ...] = (

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from baselines.data.build import Dataset, load_dataset
 from baselines.dit import build_dit, parameter_count
@@ -25,7 +26,6 @@ from baselines.training.diffusion import TASK_REGIME, DiffusionTask, Geometry
 from baselines.training.export import (
     MAX_FILE_BYTES,
     checkpoints_dir,
-    file_sha256,
     save_half,
     update_config,
 )
@@ -34,7 +34,8 @@ from baselines.training.loop import LoopConfig, LoopResult, train
 from baselines.training.presets import CPU_TRAINED_OVERRIDES, PRESET_NAME, training_preset
 from baselines.training.rvq import fit_rvq
 from baselines.transformer import init_parameters
-from bench.presets import Preset
+from baselines.weights import sha256_of
+from bench.core.presets import Preset
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ def fit_codebooks(options: RunOptions, iters: int = 15) -> Path:
 
 
 def load_codebooks(options: RunOptions) -> torch.Tensor:
-    from safetensors.torch import load_file
-
+    """The RVQ codebooks fitted by :func:`fit_codebooks` for ``options`` (float32)."""
     path = Path(options.runs) / "rvq" / RVQ_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no fitted codebooks at {path}: run `python -m baselines.training rvq` first")
@@ -145,7 +145,7 @@ def train_diffusion(task: str, options: RunOptions, init: str | None = None) -> 
         if not init_path.is_file():
             raise FileNotFoundError(f"{task} fine-tunes the base model, but {init_path} does not exist: "
                                     "train it first (`python -m baselines.training base`) or pass --init FILE")
-        init_desc = f"{init_path.name} sha256 {file_sha256(init_path)}"
+        init_desc = f"{init_path.name} sha256 {sha256_of(init_path)}"
         model = build_dit(dataclasses.replace(cfg, weights=str(init_path)))
     dataset = load_dataset(options.data)
     bank = LatentBank.from_dataset(dataset, "train", cfg)
@@ -199,7 +199,7 @@ def _export(folder: Path, model: str, result: LoopResult, loop: LoopConfig, opti
         "steps_done": result.step, "finished": result.finished,
         "final_loss": round(result.final_loss, 6), "final_loss_window": "mean of the last 50 steps",
         "wall_s": round(result.wall_s, 1), "data": _data_info(dataset),
-        "file_bytes": size, "sha256": file_sha256(folder / EXPORT_FILE),
+        "file_bytes": size, "sha256": sha256_of(folder / EXPORT_FILE),
     }
     _write_run(folder, info)
     log.info("%s: %d steps, final loss %.4f, %.1f min, %s (%d bytes)", model, result.step, result.final_loss,

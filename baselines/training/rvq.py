@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.contract import stable_hash
+from bench.core.hashing import stable_hash
 
 log = logging.getLogger(__name__)
 

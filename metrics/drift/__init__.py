@@ -9,7 +9,7 @@ Modules (one idea each):
   and per-stream distance to the stream's first window;
 - :mod:`metrics.drift.summary`: slope per minute with a CI, time to degrade, last/first ratio;
 - :mod:`metrics.drift.regression`: baseline files and the comparison that fails a regression;
-- :mod:`metrics.drift.pytest_plugin`: the ``drift_baseline`` fixture for users' own test suites.
+- :mod:`bench.app.drift.pytest_plugin`: the ``drift_baseline`` fixture for users' own test suites.
 
 Definitions and defaults are documented in ``docs/drift.md``.
 """

@@ -302,72 +302,101 @@ def compare_to_baseline(
             violations.append(Violation(metric, "missing", -1, math.nan, math.nan, math.nan, math.nan, "",
                                         "metric is in the baseline but missing from the result"))
             continue
-        obs = res_w[metric].to_numpy(dtype=np.float64)
-        base = base_w[metric].to_numpy(dtype=np.float64)
-        abs_tol, rel_tol = tolerance.for_metric(metric)
-        allowed = np.maximum(abs_tol, rel_tol * np.abs(base))
-        both_nan = np.isnan(obs) & np.isnan(base)
-        one_nan = np.isnan(obs) ^ np.isnan(base)
-        diff = np.where(both_nan | one_nan, 0.0, obs - base)
-        lo, hi = f"{metric}_ci_low", f"{metric}_ci_high"
-        has_ci = all(c in frame.columns for frame in (res_w, base_w) for c in (lo, hi))
-        if has_ci:
-            o_lo, o_hi = _bounds(res_w, metric, obs)
-            b_lo, b_hi = _bounds(base_w, metric, base)
-            gap = np.maximum(0.0, np.maximum(o_lo - b_hi, b_lo - o_hi))  # 0 when the intervals overlap
-            gap = np.where(both_nan | one_nan, 0.0, gap)
-        else:
-            gap = np.abs(diff)
-        bad = (gap > allowed) | one_nan
         r_sum = result.summary_row(metric) if metric in result.metrics else {}
         b_sum = baseline.summary_row(metric)
-        slopes = (
-            f"slope {_fmt(float(r_sum.get('slope_per_min', math.nan)))}/min "
-            f"[{_fmt(float(r_sum.get('slope_ci_low', math.nan)))}, "
-            f"{_fmt(float(r_sum.get('slope_ci_high', math.nan)))}] "
-            f"vs baseline {_fmt(float(b_sum.get('slope_per_min', math.nan)))}/min"
-        )
-        if bad.any():
-            i = int(np.argmax(bad))
-            worst = int(np.argmax(np.where(one_nan, np.inf, np.abs(diff))))
-            if has_ci:
-                values = (
-                    f"{_fmt(obs[i])} [{_fmt(o_lo[i])}, {_fmt(o_hi[i])}] vs {_fmt(base[i])} "
-                    f"[{_fmt(b_lo[i])}, {_fmt(b_hi[i])}] ({'+' if diff[i] >= 0 else ''}{_fmt(diff[i])}; "
-                    f"intervals {_fmt(gap[i])} apart)"
-                )
-            else:
-                values = f"{_fmt(obs[i])} vs {_fmt(base[i])} ({'+' if diff[i] >= 0 else ''}{_fmt(diff[i])})"
-            detail = (
-                f"from window {int(res_w['window_index'][i])} ({res_w['start_s'][i]:.1f}-{res_w['end_s'][i]:.1f} s) "
-                f"it differs from the baseline by more than {tolerance.describe(metric)}"
-                f"{' beyond the confidence intervals' if has_ci else ''}: {values}; "
-                f"{int(bad.sum())} of {n} windows out of tolerance; largest deviation "
-                f"{'+' if diff[worst] >= 0 else ''}{_fmt(diff[worst])} at {res_w['start_s'][worst]:.1f} s; {slopes}"
-            )
-            violations.append(Violation(
-                metric, "value", int(res_w["window_index"][i]), float(res_w["start_s"][i]), float(res_w["end_s"][i]),
-                float(obs[i]), float(base[i]), tolerance.describe(metric), detail,
-            ))
+        slopes = _slopes(r_sum, b_sum)
+        found = [_value_violation(metric, res_w, base_w, tolerance, slopes)]
         if tolerance.check_time_to_degrade and r_sum:
-            t_obs = float(r_sum.get("time_to_degrade_s", math.nan))
-            t_base = float(b_sum.get("time_to_degrade_s", math.nan))
-            horizon = float(base_w["end_s"].iloc[-1]) if n else math.nan
-            earlier = math.isfinite(t_obs) and (not math.isfinite(t_base) or t_obs < t_base - hop_s - 1e-9)
-            if earlier and t_obs < horizon:
-                base_text = f"at {t_base:.1f} s" if math.isfinite(t_base) else f"none within {horizon:.1f} s"
-                detail = (
-                    f"degrades at {t_obs:.1f} s ({r_sum.get('degrade_direction', '')}, value "
-                    f"{_fmt(float(r_sum.get('degrade_value', math.nan)))} outside the early band "
-                    f"[{_fmt(float(r_sum.get('band_low', math.nan)))}, "
-                    f"{_fmt(float(r_sum.get('band_high', math.nan)))}] "
-                    f"by more than {_fmt(float(r_sum.get('threshold', math.nan)))}); baseline: {base_text}; {slopes}"
-                )
-                violations.append(Violation(
-                    metric, "time_to_degrade", int(r_sum.get("degrade_window", -1)), t_obs, math.nan,
-                    float(r_sum.get("degrade_value", math.nan)), t_base, "earlier than baseline by > one hop", detail,
-                ))
+            found.append(_time_to_degrade_violation(metric, r_sum, b_sum, base_w, hop_s, slopes))
+        violations.extend(v for v in found if v is not None)
     return DriftComparison(result.generator, baseline_source, violations, names, n)
+
+
+def _slopes(r_sum: Mapping[str, Any], b_sum: Mapping[str, Any]) -> str:
+    """The result's slope with its CI and the baseline's slope, for a violation's message."""
+    return (
+        f"slope {_fmt(float(r_sum.get('slope_per_min', math.nan)))}/min "
+        f"[{_fmt(float(r_sum.get('slope_ci_low', math.nan)))}, "
+        f"{_fmt(float(r_sum.get('slope_ci_high', math.nan)))}] "
+        f"vs baseline {_fmt(float(b_sum.get('slope_per_min', math.nan)))}/min"
+    )
+
+
+def _signed(x: float) -> str:
+    return f"{'+' if x >= 0 else ''}{_fmt(x)}"
+
+
+def _value_violation(
+    metric: str, res_w: pd.DataFrame, base_w: pd.DataFrame, tolerance: Tolerance, slopes: str,
+) -> Violation | None:
+    """The first window where ``metric`` moved beyond tolerance (interval gap when both tables have
+    CIs, else the difference; a value NaN on one side only always counts), or None."""
+    n = len(base_w)
+    obs = res_w[metric].to_numpy(dtype=np.float64)
+    base = base_w[metric].to_numpy(dtype=np.float64)
+    abs_tol, rel_tol = tolerance.for_metric(metric)
+    allowed = np.maximum(abs_tol, rel_tol * np.abs(base))
+    both_nan = np.isnan(obs) & np.isnan(base)
+    one_nan = np.isnan(obs) ^ np.isnan(base)
+    diff = np.where(both_nan | one_nan, 0.0, obs - base)
+    lo, hi = f"{metric}_ci_low", f"{metric}_ci_high"
+    has_ci = all(c in frame.columns for frame in (res_w, base_w) for c in (lo, hi))
+    if has_ci:
+        o_lo, o_hi = _bounds(res_w, metric, obs)
+        b_lo, b_hi = _bounds(base_w, metric, base)
+        gap = np.maximum(0.0, np.maximum(o_lo - b_hi, b_lo - o_hi))  # 0 when the intervals overlap
+        gap = np.where(both_nan | one_nan, 0.0, gap)
+    else:
+        gap = np.abs(diff)
+    bad = (gap > allowed) | one_nan
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    worst = int(np.argmax(np.where(one_nan, np.inf, np.abs(diff))))
+    if has_ci:
+        values = (
+            f"{_fmt(obs[i])} [{_fmt(o_lo[i])}, {_fmt(o_hi[i])}] vs {_fmt(base[i])} "
+            f"[{_fmt(b_lo[i])}, {_fmt(b_hi[i])}] ({_signed(diff[i])}; intervals {_fmt(gap[i])} apart)"
+        )
+    else:
+        values = f"{_fmt(obs[i])} vs {_fmt(base[i])} ({_signed(diff[i])})"
+    detail = (
+        f"from window {int(res_w['window_index'][i])} ({res_w['start_s'][i]:.1f}-{res_w['end_s'][i]:.1f} s) "
+        f"it differs from the baseline by more than {tolerance.describe(metric)}"
+        f"{' beyond the confidence intervals' if has_ci else ''}: {values}; "
+        f"{int(bad.sum())} of {n} windows out of tolerance; largest deviation "
+        f"{_signed(diff[worst])} at {res_w['start_s'][worst]:.1f} s; {slopes}"
+    )
+    return Violation(
+        metric, "value", int(res_w["window_index"][i]), float(res_w["start_s"][i]), float(res_w["end_s"][i]),
+        float(obs[i]), float(base[i]), tolerance.describe(metric), detail,
+    )
+
+
+def _time_to_degrade_violation(
+    metric: str, r_sum: Mapping[str, Any], b_sum: Mapping[str, Any], base_w: pd.DataFrame, hop_s: float,
+    slopes: str,
+) -> Violation | None:
+    """A violation when the band rule finds a time to degrade within the horizon that the baseline
+    did not have, or more than one hop earlier than the baseline's; None otherwise."""
+    t_obs = float(r_sum.get("time_to_degrade_s", math.nan))
+    t_base = float(b_sum.get("time_to_degrade_s", math.nan))
+    horizon = float(base_w["end_s"].iloc[-1]) if len(base_w) else math.nan
+    earlier = math.isfinite(t_obs) and (not math.isfinite(t_base) or t_obs < t_base - hop_s - 1e-9)
+    if not (earlier and t_obs < horizon):
+        return None
+    base_text = f"at {t_base:.1f} s" if math.isfinite(t_base) else f"none within {horizon:.1f} s"
+    detail = (
+        f"degrades at {t_obs:.1f} s ({r_sum.get('degrade_direction', '')}, value "
+        f"{_fmt(float(r_sum.get('degrade_value', math.nan)))} outside the early band "
+        f"[{_fmt(float(r_sum.get('band_low', math.nan)))}, "
+        f"{_fmt(float(r_sum.get('band_high', math.nan)))}] "
+        f"by more than {_fmt(float(r_sum.get('threshold', math.nan)))}); baseline: {base_text}; {slopes}"
+    )
+    return Violation(
+        metric, "time_to_degrade", int(r_sum.get("degrade_window", -1)), t_obs, math.nan,
+        float(r_sum.get("degrade_value", math.nan)), t_base, "earlier than baseline by > one hop", detail,
+    )
 
 
 def assert_matches_baseline(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 
 SIGNAL_STAT_COLUMNS: tuple[str, ...] = (
     "loudness_lufs",
@@ -143,7 +143,7 @@ def integrated_loudness_lufs(
     audio: np.ndarray, sample_rate: int, config: SignalStatsConfig = DEFAULT_SIGNAL_STATS
 ) -> float:
     """BS.1770-4 integrated loudness (pyloudnorm), floored at ``loudness_floor_lufs``."""
-    import pyloudnorm  # light, but only needed here
+    import pyloudnorm  # lazy: it imports scipy.signal (about 1 s), and only this statistic needs it
 
     x = as_channels_first(audio)
     if x.shape[1] < int(0.4 * sample_rate):

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 
 # (abs_threshold, rel_threshold) per metric; a metric is matched by exact name, then by prefix
 # ("kad_" matches "kad_logmel"). Units are the metric's own.

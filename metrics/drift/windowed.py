@@ -28,19 +28,21 @@ gets NaN and a note in the ``notes`` column, never a made-up number.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from metrics.audio_io import AudioError
 from metrics.drift.signal_stats import DEFAULT_SIGNAL_STATS, SIGNAL_STAT_COLUMNS, SignalStatsConfig, signal_stats
-from metrics.drift.windows import WindowSpec, iter_aligned_windows
-
-log = logging.getLogger(__name__)
+from metrics.drift.windows import Window, WindowSpec, iter_aligned_windows
+from metrics.quality.bootstrap import bootstrap_frechet
+from metrics.quality.clap_score import clap_score
+from metrics.quality.frechet import InsufficientDataError, frechet_distance_stats, gaussian_stats
+from metrics.quality.kad import kad, median_pairwise_distance
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,6 @@ def build_reference(
     clips: Sequence[np.ndarray], sample_rate: int, embedder: Any, *, name: str, max_frames: int = 2000, seed: int = 0,
 ) -> ReferenceSet:
     """Embed reference ``clips`` (each ``(channels, samples)``); a seeded subsample above ``max_frames``."""
-    from metrics.quality.kad import median_pairwise_distance
-
     if len(clips) < 2:
         raise ValueError(f"a reference set needs at least 2 clips (bootstrap units), got {len(clips)}")
     frames, ids = [], []
@@ -90,10 +90,6 @@ def _score_pool(
     reference: ReferenceSet, pooled: np.ndarray, groups: np.ndarray, n_boot: int, seed: int, level: float,
 ) -> tuple[dict[str, float], list[str]]:
     """KAD and FAD (value, CI) of pooled frames against the reference."""
-    from metrics.quality.bootstrap import bootstrap_frechet
-    from metrics.quality.frechet import InsufficientDataError, frechet_distance_stats, gaussian_stats
-    from metrics.quality.kad import kad
-
     out: dict[str, float] = {}
     notes: list[str] = []
     units = np.unique(groups).size
@@ -131,8 +127,6 @@ def _score_pool(
 def _clap(clap: Any, audio: dict[str, np.ndarray], text: np.ndarray, n_boot: int, seed: int,
           level: float) -> dict[str, Any]:
     """CLAP score (H3's :func:`metrics.quality.clap_score.clap_score`) of the embedded streams."""
-    from metrics.quality.clap_score import clap_score
-
     if not audio:
         return {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan, "per_stream": {}}
     res = clap_score(audio, {sid: text[int(sid)] for sid in audio}, identity=clap.identity,
@@ -165,98 +159,32 @@ def windowed_metrics(
     ``prompts[i]`` is stream ``i``'s prompt (for the CLAP score). See the module docstring for
     every column.
     """
-    from metrics.audio_io import AudioError
-    from metrics.quality.frechet import InsufficientDataError
-    from metrics.quality.kad import kad
-
-    if len(prompts) != len(paths):
-        raise ValueError(f"one prompt per stream: {len(paths)} streams, {len(prompts)} prompts")
-    if reference.embedder_identity != embedder.identity:
-        raise ValueError(
-            "the reference set was embedded with a different pipeline "
-            f"({reference.embedder_identity!r}) than the streams ({embedder.identity!r}); rebuild it"
-        )
+    _check_inputs(paths, prompts, embedder, reference)
     e = embedder.name.replace("-", "_")
     k_self = f"self_kad_{e}"
     text = clap.embed_text(list(prompts)) if clap is not None else None  # (streams, D)
-    first: list[np.ndarray | None] = [None] * len(paths)
+    first: list[np.ndarray | None] = [None] * len(paths)  # each stream's window-0 frames: the anchor
     window_rows: list[dict[str, Any]] = []
     stream_rows: list[dict[str, Any]] = []
     for index, (start, end), windows in iter_aligned_windows(paths, spec):
-        pooled, groups, notes = [], [], []
-        per_stream: list[dict[str, Any]] = []
-        clap_audio: dict[str, np.ndarray] = {}
-        for s, window in enumerate(windows):
-            row: dict[str, Any] = {
-                "stream": s, "window_index": index, "start_s": window.start_s, "end_s": window.end_s,
-                "mid_s": window.mid_s, "prompt": prompts[s],
-            }
-            row.update(signal_stats(window.audio, spec.sample_rate, stats_config))
-            try:
-                frames = embedder.embed(window.audio, spec.sample_rate, source=f"stream {s} window {index}")
-                row["embedded"] = True
-            except AudioError as exc:  # silent or non-finite window: no embedding (the stats above say why)
-                frames = None
-                row["embedded"] = False
-                notes.append(f"stream {s}: not embedded ({str(exc).split(';')[0]})")
-            if frames is not None:
-                frames = frames.astype(np.float64)
-                pooled.append(frames)
-                groups.append(s * spec.window_blocks + _block_of_frames(frames.shape[0], spec.window_blocks))
-                if index == 0:
-                    first[s] = frames
-            if index == 0 or frames is None or first[s] is None:  # window 0 is the anchor: no distance
-                row[k_self] = math.nan
-            else:
-                try:
-                    row[k_self] = kad(first[s], frames, bandwidth=reference.bandwidth).value
-                except InsufficientDataError:
-                    row[k_self] = math.nan
-            if clap is not None:
-                try:
-                    clap_audio[str(s)] = clap.embed(window.audio, spec.sample_rate, source=f"stream {s} window {index}")
-                except AudioError:
-                    notes.append(f"stream {s}: no CLAP embedding (silent or non-finite)")
-            per_stream.append(row)
-        if clap is not None:
-            clap_out = _clap(clap, clap_audio, text, n_boot, seed + index, level)
-            for s, row in enumerate(per_stream):
-                row["clap_score"] = clap_out["per_stream"].get(str(s), math.nan)
-        stream_rows.extend(per_stream)
-
+        streams = _score_streams(windows, index, prompts, spec, embedder, reference.bandwidth, first, k_self,
+                                 clap=clap, stats_config=stats_config)
         out: dict[str, Any] = {
             "window_index": index, "start_s": start / spec.sample_rate, "end_s": end / spec.sample_rate,
             "mid_s": 0.5 * (start + end) / spec.sample_rate, "n_streams": len(windows),
-            "n_embedded_streams": len(pooled),
+            "n_embedded_streams": len(streams.frames),
         }
-        if pooled:
-            x, g = np.concatenate(pooled), np.concatenate(groups)
-            if x.shape[0] > max_frames_per_window:
-                keep = np.sort(np.random.default_rng([int(seed), int(index), 5]).choice(
-                    x.shape[0], max_frames_per_window, replace=False))
-                x, g = x[keep], g[keep]
-            out["n_frames"] = int(x.shape[0])
-            scores, score_notes = _score_pool(reference, x, g, n_boot, seed + index, level)
-            notes.extend(score_notes)
-        else:
-            out["n_frames"] = 0
-            scores = {k: math.nan for k in ("kad", "kad_ci_low", "kad_ci_high", "fad", "fad_ci_low", "fad_ci_high",
-                                             "fad_clipped_eigenvalues")}
-            notes.append("KAD/FAD not measured: no stream of this window could be embedded")
-        for key in ("kad", "fad"):
-            out[f"{key}_{e}"] = scores[key]
-            out[f"{key}_{e}_ci_low"] = scores[f"{key}_ci_low"]
-            out[f"{key}_{e}_ci_high"] = scores[f"{key}_ci_high"]
-        out[f"fad_{e}_clipped_eigenvalues"] = scores["fad_clipped_eigenvalues"]
+        pooled, notes = _pooled_columns(streams, reference, e, max_frames_per_window, n_boot, seed, index, level)
+        out.update(pooled)
         if clap is not None:  # H3's CLAP score over the window's streams (clips), CI resampling streams
+            clap_out = _clap(clap, streams.clap_audio, text, n_boot, seed + index, level)
+            for s, row in enumerate(streams.rows):
+                row["clap_score"] = clap_out["per_stream"].get(str(s), math.nan)
             out["clap_score"], out["clap_score_ci_low"], out["clap_score_ci_high"] = (
                 clap_out["value"], clap_out["ci_low"], clap_out["ci_high"])
-        stream_means = [k_self] + list(SIGNAL_STAT_COLUMNS)
-        for column in stream_means:  # mean over streams, CI by a bootstrap over streams
-            values = np.array([r[column] for r in per_stream], dtype=np.float64)
-            mean, low, high = _mean_ci_over_streams(values, n_boot, seed + index, level)
-            out[column], out[f"{column}_ci_low"], out[f"{column}_ci_high"] = mean, low, high
-        out["notes"] = "; ".join(notes)
+        out.update(_stream_mean_columns(streams.rows, [k_self, *SIGNAL_STAT_COLUMNS], n_boot, seed + index, level))
+        out["notes"] = "; ".join(streams.notes + notes)
+        stream_rows.extend(streams.rows)
         window_rows.append(out)
     if not window_rows:
         raise ValueError(
@@ -264,3 +192,111 @@ def windowed_metrics(
             "lengthen the horizon or shorten the window"
         )
     return pd.DataFrame(window_rows), pd.DataFrame(stream_rows)
+
+
+def _check_inputs(paths: Sequence[Any], prompts: Sequence[str], embedder: Any, reference: ReferenceSet) -> None:
+    """One prompt per stream, and a reference embedded by the same pipeline as the streams."""
+    if len(prompts) != len(paths):
+        raise ValueError(f"one prompt per stream: {len(paths)} streams, {len(prompts)} prompts")
+    if reference.embedder_identity != embedder.identity:
+        raise ValueError(
+            "the reference set was embedded with a different pipeline "
+            f"({reference.embedder_identity!r}) than the streams ({embedder.identity!r}); rebuild it"
+        )
+
+
+@dataclass
+class _WindowStreams:
+    """What the streams of one window give: a row each, and what the window's pooled scores need."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per stream
+    frames: list[np.ndarray] = field(default_factory=list)  # (frames, D) float64 of each embedded stream
+    groups: list[np.ndarray] = field(default_factory=list)  # bootstrap unit (stream, block) of each frame
+    clap_audio: dict[str, np.ndarray] = field(default_factory=dict)  # stream id -> CLAP audio embeddings
+    notes: list[str] = field(default_factory=list)
+
+
+def _score_streams(
+    windows: Sequence[Window], index: int, prompts: Sequence[str], spec: WindowSpec, embedder: Any,
+    bandwidth: float, first: list[np.ndarray | None], k_self: str, *, clap: Any, stats_config: SignalStatsConfig,
+) -> _WindowStreams:
+    """Window ``index`` of every stream: its signal statistics, its embedding frames and its self
+    distance (``k_self``) to the stream's first window, whose frames are kept in ``first``."""
+    out = _WindowStreams()
+    for s, window in enumerate(windows):
+        source = f"stream {s} window {index}"
+        row: dict[str, Any] = {
+            "stream": s, "window_index": index, "start_s": window.start_s, "end_s": window.end_s,
+            "mid_s": window.mid_s, "prompt": prompts[s],
+        }
+        row.update(signal_stats(window.audio, spec.sample_rate, stats_config))
+        try:
+            frames = embedder.embed(window.audio, spec.sample_rate, source=source).astype(np.float64)
+        except AudioError as exc:  # silent or non-finite window: no embedding (the stats above say why)
+            frames = None
+            out.notes.append(f"stream {s}: not embedded ({str(exc).split(';')[0]})")
+        row["embedded"] = frames is not None
+        if frames is not None:
+            out.frames.append(frames)
+            out.groups.append(s * spec.window_blocks + _block_of_frames(frames.shape[0], spec.window_blocks))
+            if index == 0:
+                first[s] = frames
+        row[k_self] = _self_distance(first[s], frames, index, bandwidth)
+        if clap is not None:
+            try:
+                out.clap_audio[str(s)] = clap.embed(window.audio, spec.sample_rate, source=source)
+            except AudioError:
+                out.notes.append(f"stream {s}: no CLAP embedding (silent or non-finite)")
+        out.rows.append(row)
+    return out
+
+
+def _self_distance(anchor: np.ndarray | None, frames: np.ndarray | None, index: int, bandwidth: float) -> float:
+    """KAD of a window's frames against the stream's first window; NaN for window 0 (the anchor),
+    when either is missing or when there are too few frames."""
+    if index == 0 or frames is None or anchor is None:
+        return math.nan
+    try:
+        return kad(anchor, frames, bandwidth=bandwidth).value
+    except InsufficientDataError:
+        return math.nan
+
+
+def _pooled_columns(
+    streams: _WindowStreams, reference: ReferenceSet, e: str, max_frames: int, n_boot: int, seed: int, index: int,
+    level: float,
+) -> tuple[dict[str, Any], list[str]]:
+    """The window's ``n_frames``, ``kad_<e>`` and ``fad_<e>`` columns (with CIs) of the streams'
+    pooled frames (a seeded subsample above ``max_frames``) against the reference, and notes."""
+    if streams.frames:
+        x, g = np.concatenate(streams.frames), np.concatenate(streams.groups)
+        if x.shape[0] > max_frames:
+            keep = np.sort(np.random.default_rng([int(seed), int(index), 5]).choice(
+                x.shape[0], max_frames, replace=False))
+            x, g = x[keep], g[keep]
+        n_frames = int(x.shape[0])
+        scores, notes = _score_pool(reference, x, g, n_boot, seed + index, level)
+    else:
+        n_frames = 0
+        scores = {k: math.nan for k in ("kad", "kad_ci_low", "kad_ci_high", "fad", "fad_ci_low", "fad_ci_high",
+                                         "fad_clipped_eigenvalues")}
+        notes = ["KAD/FAD not measured: no stream of this window could be embedded"]
+    out: dict[str, Any] = {"n_frames": n_frames}
+    for key in ("kad", "fad"):
+        out[f"{key}_{e}"] = scores[key]
+        out[f"{key}_{e}_ci_low"] = scores[f"{key}_ci_low"]
+        out[f"{key}_{e}_ci_high"] = scores[f"{key}_ci_high"]
+    out[f"fad_{e}_clipped_eigenvalues"] = scores["fad_clipped_eigenvalues"]
+    return out, notes
+
+
+def _stream_mean_columns(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], n_boot: int, seed: int, level: float,
+) -> dict[str, float]:
+    """Each column's mean over the streams' rows, with a bootstrap CI over streams."""
+    out: dict[str, float] = {}
+    for column in columns:
+        values = np.array([r[column] for r in rows], dtype=np.float64)
+        out[column], out[f"{column}_ci_low"], out[f"{column}_ci_high"] = _mean_ci_over_streams(
+            values, n_boot, seed, level)
+    return out

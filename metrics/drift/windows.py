@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
+import soundfile as sf
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,6 @@ class StreamFileInfo:
 
 def stream_file_info(path: str | os.PathLike) -> StreamFileInfo:
     """Sample rate, channels and length of a stream audio file, with a clear error if unreadable."""
-    import soundfile as sf
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"stream audio file {path!r} does not exist (was the stream written?)")
@@ -162,8 +161,6 @@ def iter_aligned_windows(
     (streams of one drift run have equal horizons, so normally nothing is dropped). Memory: one
     window per stream.
     """
-    import soundfile as sf
-
     if not paths:
         raise ValueError("no stream files given")
     infos = [stream_file_info(p) for p in paths]

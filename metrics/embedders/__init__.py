@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.registry import Registry
+from bench.core.registry import Registry
 from metrics.embedders.base import Embedder, EmbedderError
 
 EMBEDDERS = Registry(

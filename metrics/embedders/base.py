@@ -16,6 +16,7 @@ rational ratio reduced by the gcd), which is deterministic and needs no extra pa
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -34,8 +35,6 @@ def require_offline_hub(library: str) -> None:
     """Refuse to import a library that reaches for the Hugging Face hub unless the process is
     offline: laion-clap's import alone retries tokenizer downloads for over 10 minutes when
     ``HF_HUB_OFFLINE`` is unset. Embedders here never use the hub, so offline loses nothing."""
-    import os
-
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("1", "true", "TRUE", "yes", "YES"):
         raise EmbedderError(
             f"set HF_HUB_OFFLINE=1 (and TRANSFORMERS_OFFLINE=1) before starting Python: importing {library} "
@@ -48,7 +47,7 @@ def resample(audio: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarra
     """(C, T) float at ``sample_rate`` -> (C, T') float64 at ``target_rate`` (polyphase)."""
     if int(sample_rate) == int(target_rate):
         return np.asarray(audio, dtype=np.float64)
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # lazy: about 1 s to import, and only resampling needs it
 
     g = math.gcd(int(sample_rate), int(target_rate))
     up, down = int(target_rate) // g, int(sample_rate) // g

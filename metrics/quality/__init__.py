@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from metrics.quality.fad import fad
+from metrics.quality.kad import kad
+
 
 def report_key(metric: str, embedder_name: str) -> str:
     """``"fad", "logmel" -> "fad_logmel"``: metric keys always name the embedder."""
@@ -40,9 +43,6 @@ def score_embeddings(
     ``embedder`` is the :class:`~metrics.embedders.base.Embedder` that made both sets (its name,
     identity and ``pretrained`` flag are recorded).
     """
-    from metrics.quality.frechet import fad
-    from metrics.quality.kad import kad
-
     f = fad(reference, evaluated, groups_reference=groups_reference, groups_evaluated=groups_evaluated,
             n_boot=n_boot, seed=seed)
     k = kad(reference, evaluated, groups_reference=groups_reference, groups_evaluated=groups_evaluated,

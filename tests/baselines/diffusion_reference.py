@@ -16,7 +16,7 @@ import torch
 from baselines.attention import rope_cos_sin
 from baselines.conditioning import prompt_tokens
 from baselines.samplers import cfg_combine, get_sampler
-from bench.contract import block_generator
+from bench.core.contract import block_generator
 
 
 def record_velocities(gen) -> list[torch.Tensor]:  # noqa: ANN001

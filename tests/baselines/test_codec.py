@@ -1,7 +1,7 @@
 import torch
 
 from baselines.codec import MDCTCodec, ResidualVQ
-from bench.presets import CodecConfig
+from bench.core.presets import CodecConfig
 
 
 def test_full_band_mdct_reconstructs_after_the_first_hop():

@@ -9,9 +9,10 @@ from baselines.degrading import (
     DEGRADING_GENERATORS, NoiseCollapseGenerator, SilenceCollapseGenerator, SyntheticMusicGenerator,
     TiltDriftGenerator, degradation_gain, render_music,
 )
-from bench.contract import ConfigError, Control, StreamSettings
-from bench.flops import FlopRecorder
-from bench.presets import get_preset
+from bench.core.errors import ConfigError
+from bench.core.settings import Control, StreamSettings
+from bench.app.flops import FlopRecorder
+from bench.core.presets import get_preset
 
 PRESET = get_preset("tiny")
 SETTINGS = StreamSettings(context_s=0.5, block_s=0.125, steps=3)

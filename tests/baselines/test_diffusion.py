@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.contract import ConfigError, Control
-from bench.presets import get_preset
-from bench.registry import GENERATORS
+from bench.core.errors import ConfigError
+from bench.core.settings import Control
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
 
 REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal"]
 

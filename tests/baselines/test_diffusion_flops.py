@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 
 from baselines.dit import parameter_count
-from bench.contract import Control
-from bench.flops import FlopRecorder
-from bench.presets import get_preset
-from bench.registry import GENERATORS
+from bench.core.settings import Control
+from bench.app.flops import FlopRecorder
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
 
 REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal"]
 

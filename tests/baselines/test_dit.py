@@ -7,8 +7,8 @@ import torch
 
 from baselines.attention import KVCache
 from baselines.dit import build_dit, parameter_count
-from bench.contract import ConfigError
-from bench.presets import get_preset
+from bench.core.errors import ConfigError
+from bench.core.presets import get_preset
 
 TINY = get_preset("tiny").dit
 

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from baselines.lmdm_causal import BlockCausalGenerator
-from bench.contract import PHASE_BOOTSTRAP, PHASE_FIRST_STEP, ConfigError, Control
-from bench.presets import apply_overrides, get_preset
+from bench.core.errors import ConfigError
+from bench.core.phases import PHASE_BOOTSTRAP, PHASE_FIRST_STEP
+from bench.core.settings import Control
+from bench.core.presets import apply_overrides, get_preset
 from tests.baselines.diffusion_reference import max_abs_diff, record_velocities, reference_stream
 
 TOL = 1e-5

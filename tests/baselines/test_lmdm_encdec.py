@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from baselines.lmdm_encdec import EncDecGenerator
-from bench.contract import PHASE_PREFILL, PHASE_STEP, Control
-from bench.presets import get_preset
+from bench.core.phases import PHASE_PREFILL, PHASE_STEP
+from bench.core.settings import Control
+from bench.core.presets import get_preset
 from tests.baselines.diffusion_reference import max_abs_diff, record_velocities, reference_stream
 
 TOL = 1e-5

@@ -11,9 +11,11 @@ from baselines.lmm import (
     lmm_parameter_count,
     sample_tokens,
 )
-from bench.contract import ConfigError, Control, block_generator
-from bench.flops import FlopRecorder
-from bench.presets import apply_overrides, get_preset
+from bench.core.contract import block_generator
+from bench.core.errors import ConfigError
+from bench.core.settings import Control
+from bench.app.flops import FlopRecorder
+from bench.core.presets import apply_overrides, get_preset
 
 PROMPT = Control("bach chorale, organ")
 
@@ -208,7 +210,7 @@ def test_impossible_configs_name_the_field(tmp_path):
         make(overrides={"lmm.weights": str(tmp_path / "missing.safetensors")})
     wider = tmp_path / "wider.safetensors"
     make(overrides={"lmm.width": 64}).save_weights(wider)
-    with pytest.raises(ConfigError, match=r"lmm.weights.*shape mismatches"):
+    with pytest.raises(ConfigError, match=r"lmm.weights.*wrong shapes"):
         make(overrides={"lmm.weights": str(wider)})
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a checkpoint")

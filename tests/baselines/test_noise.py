@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from baselines.noise import NOISE_STD, NoiseGenerator
-from bench.contract import PHASE_DECODE, Control, StreamSettings
-from bench.flops import FlopRecorder
-from bench.presets import get_preset
-from bench.registry import GENERATORS
+from bench.core.phases import PHASE_DECODE
+from bench.core.settings import Control, StreamSettings
+from bench.app.flops import FlopRecorder
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from baselines.outpaint import OutpaintGenerator
-from bench.contract import PHASE_STEP, Control
-from bench.presets import get_preset
+from bench.core.phases import PHASE_STEP
+from bench.core.settings import Control
+from bench.core.presets import get_preset
 from tests.baselines.diffusion_reference import max_abs_diff, record_velocities, reference_stream
 
 TOL = 1e-5

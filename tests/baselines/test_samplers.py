@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from baselines.samplers import cfg_combine, get_sampler, logsnr_schedule, sample_euler, sample_pingpong
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 
 MU, S = 1.5, 0.4  # target x0 ~ N(MU, S^2), independent per dimension
 

@@ -27,7 +27,6 @@ from baselines.training.export import (
     REGIME_FILES,
     checkpoints_dir,
     read_config,
-    read_sums,
     save_half,
     verify_checkpoints,
     write_sums,
@@ -36,9 +35,11 @@ from baselines.training.lmm import LMMTask
 from baselines.training.loop import LoopConfig, read_loss_log, train
 from baselines.training.rvq import fit_rvq
 from baselines.transformer import init_parameters
-from bench.contract import Control, block_generator
-from bench.presets import apply_overrides, get_preset
-from bench.registry import GENERATORS
+from baselines.weights import expected_hashes
+from bench.core.contract import block_generator
+from bench.core.settings import Control
+from bench.core.presets import apply_overrides, get_preset
+from bench.core.registry import GENERATORS
 
 SEED = 3
 
@@ -262,7 +263,7 @@ def test_committed_checkpoints_verify():
     config = _committed_config()
     status = verify_checkpoints(COMMITTED)
     assert status and all(s == "ok" for s in status.values()), status
-    sums = read_sums(COMMITTED)
+    sums = expected_hashes(COMMITTED)
     assert set(config["models"]) == set(REGIME_FILES)
     for regime, entry in config["models"].items():
         path = COMMITTED / entry["file"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from baselines.transformer import KVCache, Stack, init_parameters, memory_kv_flops, sinusoids, stack_flops
-from bench.flops import count_flops
+from bench.app.flops import count_flops
 
 
 def _stack(cross: bool, layers: int = 2, width: int = 16, heads: int = 2, hidden: int = 24, seed: int = 0) -> Stack:

@@ -8,7 +8,8 @@ from metrics.quality.bootstrap import (
     bootstrap_interval,
     units_of,
 )
-from metrics.quality.frechet import fad, fad_from_stats, frechet_distance, gaussian_stats
+from metrics.quality.fad import fad, fad_from_stats
+from metrics.quality.frechet import frechet_distance, gaussian_stats
 
 
 @pytest.fixture(scope="module")

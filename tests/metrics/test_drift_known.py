@@ -15,7 +15,7 @@ import pytest
 from baselines.degrading import (
     NoiseCollapseGenerator, SilenceCollapseGenerator, SyntheticMusicGenerator, TiltDriftGenerator,
 )
-from bench.drift_stage import run_drift
+from bench.app.drift.score import run_drift
 
 WINDOW_S = 2.0
 DRIFT = {"horizon_s": 20.0, "window_s": WINDOW_S, "hop_s": WINDOW_S, "n_streams": 2}

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.contract import NULL_RECORDER
-from bench.drift_stage import run_drift
-from bench.workloads import get_workloads
+from bench.app.drift.score import run_drift
+from bench.core.contract import NULL_RECORDER
+from bench.core.workloads import get_workloads
 from metrics.drift.regression import (
     BaselineMismatch, DriftResult, Tolerance, assert_matches_baseline, compare_to_baseline, load_baseline,
     save_baseline,

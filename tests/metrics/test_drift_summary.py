@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 from metrics.drift.summary import BandRule, ols_slope_per_min, summarize_series, summarize_windows, time_to_degrade
 
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from baselines.degrading import render_music
-from bench.contract import stable_hash
+from bench.core.hashing import stable_hash
 from metrics.drift.signal_stats import signal_stats
 from metrics.drift.windowed import build_reference, windowed_metrics
 from metrics.drift.windows import WindowSpec

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 from metrics.drift.windows import WindowSpec, iter_aligned_windows, iter_windows, stream_file_info, window_count
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.contract import ConfigError
+from bench.core.errors import ConfigError
 from metrics.audio_io import AudioError
 from metrics.embedders import DEFAULT_EMBEDDER, EMBEDDERS, create_embedder
 from metrics.embedders.base import resample
@@ -66,7 +66,7 @@ def test_bad_audio_is_refused():
 
 def test_registry_lookup_is_lazy_and_helpful():
     assert {"logmel", "clap-laion-music", "vggish", "pann-cnn14-16k", "encodec-24khz"} <= set(EMBEDDERS.names())
-    with pytest.raises(ConfigError, match="Did you mean 'logmel'"):
+    with pytest.raises(ConfigError, match="did you mean 'logmel'"):
         create_embedder("logmels")
 
 

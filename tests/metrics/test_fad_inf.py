@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from metrics.quality.fad_inf import fad_inf, fit_inverse_n
-from metrics.quality.frechet import GaussianStats, InsufficientDataError, fad_from_stats
+from metrics.quality.fad import fad_from_stats
+from metrics.quality.frechet import GaussianStats, InsufficientDataError
 
 
 def test_fit_recovers_an_exact_inverse_n_law():

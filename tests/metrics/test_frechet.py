@@ -7,9 +7,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import pytest
 
+from metrics.quality.fad import fad
 from metrics.quality.frechet import (
     InsufficientDataError,
-    fad,
     frechet_distance,
     gaussian_stats,
 )

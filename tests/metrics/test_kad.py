@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from metrics.quality.bootstrap import STREAM_EVALUATED, STREAM_REFERENCE, bootstrap_counts
-from metrics.quality.frechet import InsufficientDataError, fad
+from metrics.quality.fad import fad
+from metrics.quality.frechet import InsufficientDataError
 from metrics.quality.kad import SCALE, kad, median_pairwise_distance
 
 

@@ -5,7 +5,8 @@ import soundfile as sf
 from metrics.audio_io import AudioError
 from metrics.embedders import create_embedder
 from metrics.embedding_cache import EmbeddingCache
-from metrics.quality.frechet import InsufficientDataError, fad
+from metrics.quality.fad import fad
+from metrics.quality.frechet import InsufficientDataError
 from metrics.reference_stats import (
     ReferenceMismatchError,
     compute_reference_stats,

@@ -1,4 +1,4 @@
-"""A small saved run for the report tests, made by the real harness (``bench.cli.main``) with a
+"""A small saved run for the report tests, made by the real harness (``bench.app.cli.main``) with a
 fake clock on the ``tiny`` preset, plus the real drift stage.
 
 Regimes: the null generator ``noise`` and two toy regimes defined here. The toys return the noise
@@ -23,9 +23,9 @@ import torch
 
 from baselines.degrading import NoiseCollapseGenerator
 from baselines.noise import NoiseGenerator
-from bench.clocks import FakeClock
-from bench.contract import StepInfo, StepResult
-from bench.registry import GENERATORS
+from bench.app.clocks import FakeClock
+from bench.core.contract import StepInfo, StepResult
+from bench.core.registry import GENERATORS
 
 MS = 1_000_000
 COLLAPSE_ONSET_S = 2.0
@@ -65,7 +65,7 @@ class _Toy(NoiseGenerator):
         return out
 
     def step(self, state: Any, control: Any, recorder: Any = None):  # noqa: ANN201
-        from bench.contract import NULL_RECORDER
+        from bench.core.contract import NULL_RECORDER
 
         recorder = recorder or NULL_RECORDER
         first = state.block_index == 0
@@ -118,7 +118,7 @@ def toy_generators():
 
 def make_run(out: Path, workloads: str = "smoke", extra: tuple[str, ...] = (), drift: bool = True) -> Path:
     """Run the harness (fake clock, tiny preset) into ``out``; optionally the drift stage too."""
-    from bench.cli import main
+    from bench.app.cli import main
 
     argv = ["--preset", "tiny", "--workload", workloads, "--generators", "toy-uncached,toy-cached",
             "--out", str(out), "--no-peak", "--progress", "off", "-q",
@@ -127,8 +127,10 @@ def make_run(out: Path, workloads: str = "smoke", extra: tuple[str, ...] = (), d
     code = main(argv, clock=FakeClock(fake_phase_ns))
     assert code == 0, f"harness run failed with exit status {code}"
     if drift:
-        from bench.cli import build_plan, resolve_config, build_parser
-        from bench.drift_stage import run_drift_stage
+        from bench.app.cli import build_parser
+        from bench.app.config import resolve_config
+        from bench.app.drift.stage import run_drift_stage
+        from bench.app.plan import build_plan
 
         plan = build_plan(resolve_config(build_parser().parse_args(argv)))
         run_drift_stage(out, plan.preset, plan.workloads, ["toy-collapse", "toy-cached", "noise"],
@@ -173,7 +175,7 @@ def run_copy(saved_run: Path, tmp_path: Path) -> Path:
 
 def write_peak(run_dir: Path, flops_per_s: float) -> None:
     """Give a run a peak.json (as if the micro-benchmark had measured ``flops_per_s``)."""
-    from bench.storage import write_json
+    from bench.core.storage import write_json
 
     write_json(run_dir / "peak.json", {"kind": "peak", "flops_per_s": flops_per_s, "size": 512, "device": "cpu",
                                         "dtype": "float32", "per_size": {"512": flops_per_s}})

@@ -9,7 +9,7 @@ import pytest
 
 from reports.__main__ import main
 from reports.build import MARKER, build_report
-from reports.tables import ReportError
+from reports.errors import ReportError
 
 TABLE_FILES = [f"{name}.{ext}" for name in ("latency", "phases", "compute", "quality", "drift")
                for ext in ("csv", "md", "tex")] + ["clips.csv"]
@@ -55,9 +55,10 @@ def test_cli_errors(tmp_path, golden_run, caplog) -> None:
 def test_failed_cells_are_shown_not_hidden(golden_run, tmp_path) -> None:
     import json
 
+    from bench.core.run_folder import load_runs
     from reports.build import render_markdown
     from reports.html import runs_html
-    from reports.tables import build_tables, load_runs
+    from reports.tables import build_tables
 
     run = tmp_path / "run"
     shutil.copytree(golden_run, run)

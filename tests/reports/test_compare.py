@@ -9,9 +9,9 @@ import shutil
 import pandas as pd
 import pytest
 
+from bench.core.run_folder import load_run
 from reports.__main__ import main
 from reports.compare import compare_runs, manifest_differences
-from reports.tables import load_run
 
 
 def _edit_manifest(run, **changes) -> None:

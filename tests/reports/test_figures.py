@@ -10,9 +10,9 @@ import pytest
 
 matplotlib.use("Agg")  # a test-only choice; the report code never selects a backend
 
+from bench.core.run_folder import load_runs  # noqa: E402
 from reports.figures import FIGURES, render_figures  # noqa: E402
 from reports.style import DOUBLE_COLUMN_IN, PNG_DPI, SINGLE_COLUMN_IN, figure_size, paper_style, regime_colour  # noqa: E402
-from reports.tables import load_runs  # noqa: E402
 
 
 def _png_size(path) -> tuple[int, int]:

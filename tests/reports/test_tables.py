@@ -1,19 +1,14 @@
-"""Tables: closed-form values of a fake-clock run, the golden Markdown table, best markers,
-order-statistic CIs, and the formats (CSV round trip, LaTeX escaping)."""
+"""Tables: closed-form values of a fake-clock run, the golden Markdown table, the saved run's five
+tables, and the reports' error for a folder that is not a run folder."""
 
 from __future__ import annotations
 
-import io
-import math
-
-import numpy as np
-import pandas as pd
 import pytest
 
-from reports.tables import (
-    Column, ReportError, Table, build_tables, format_value, latency_table, load_run, load_runs, median_ci,
-    median_ci_rank, metric_label,
-)
+from bench.core.run_folder import load_run, load_runs
+from reports.errors import ReportError
+from reports.systems_tables import latency_table
+from reports.tables import build_tables
 
 # The latency table of the golden run (tests/reports/conftest.py: tiny preset, smoke workload with a
 # 2 s horizon and a prompt change at 1 s, fake phase durations). Every number follows from the fake
@@ -56,71 +51,6 @@ def test_latency_values_closed_form(golden_run) -> None:
     assert cached.underruns == 0 and cached.verdict == "real time"
     # noise: the prompt change at 1 s is block 8; it plays at 2 ms + 8 * 125 ms, block 7 started at 7 * 2 ms.
     assert data.loc["noise"].control_latency_worst_ms == pytest.approx(2 + 8 * 125 - 7 * 2)
-
-
-def test_median_ci_order_statistics() -> None:
-    x = np.arange(1.0, 11.0)  # n = 10: P(Bin(10, 1/2) <= 1) = 0.0107, <= 2: 0.0547 -> ranks 2 and 9
-    assert median_ci(x) == (5.5, 2.0, 9.0)
-    assert median_ci_rank(10) == 2
-    assert math.isnan(median_ci(np.arange(5.0))[1])  # 5 samples cannot give a 95 % interval
-    assert median_ci_rank(6) == 1  # 2 * 0.5**6 = 0.031 <= 0.05
-    assert math.isnan(median_ci([])[0])
-
-
-def test_median_ci_covers_the_true_median() -> None:
-    rng = np.random.default_rng(0)
-    n, trials = 25, 2000
-    hits = 0
-    for _ in range(trials):
-        _, lo, hi = median_ci(rng.exponential(1.0, n))
-        hits += lo <= math.log(2.0) <= hi
-    assert hits / trials >= 0.94  # exact coverage is >= 95 % (0.957 for n = 25); 2000 trials: sd 0.005
-
-
-def _toy_table() -> Table:
-    data = pd.DataFrame({
-        "generator": ["a", "b", "c", "noise", "d"],
-        "workload": ["w", "w", "w", "w", "v"],
-        "lat": [3.0, 2.0, 2.0, 0.1, 9.0],
-        "speed": [1.0, 5.0, float("nan"), 100.0, 2.0],
-        "p": [1.0, 0.5, 2.0, 0.1, 3.0],
-        "p_valid": [True, False, True, True, True],
-    })
-    cols = [Column("generator", "regime", kind="text"), Column("workload", "workload", kind="text"),
-            Column("lat", "latency (ms)", "lower"), Column("speed", "x real time", "higher"),
-            Column("p", "p90 (ms)", "lower", valid_key="p_valid")]
-    return Table("toy", "Toy", data, cols, ["workload"])
-
-
-def test_best_marker_respects_direction_ties_nulls_and_validity() -> None:
-    mask = _toy_table().best_mask()
-    assert list(mask["lat"]) == [False, True, True, False, False]  # tie marked twice; noise never; d alone in v
-    assert list(mask["speed"]) == [False, True, False, False, False]  # higher is better; NaN skipped
-    assert list(mask["p"]) == [True, False, False, False, False]  # b's 0.5 is not a valid percentile
-
-
-def test_formats_round_trip_and_escape() -> None:
-    table = _toy_table()
-    back = pd.read_csv(io.StringIO(table.to_csv()))
-    assert list(back["lat_best"]) == [False, True, True, False, False]
-    assert back["lat"].tolist() == table.data["lat"].tolist()
-    md = table.to_markdown()
-    assert "| **2.00** |" in md and "0.500 †" in md
-    tex = table.to_latex()
-    assert r"\textbf{2.00}" in tex and r"$\downarrow$" in tex and r"\dag{}" in tex
-    assert "_" not in tex.split("\\begin{tabular}")[1].replace(r"\_", "")
-
-
-def test_format_value_rules() -> None:
-    assert [format_value(v) for v in (1234.5, 12.345, 1.2345, 0.12345, 0.0012345, 0, float("nan"))] == [
-        "1234", "12.3", "1.23", "0.123", "1.23e-03", "0", "–"]
-    assert format_value(0.25, "pct") == "25.0%" and format_value(3.6, "int") == "4"
-
-
-def test_log_mel_metrics_are_labelled_as_such() -> None:
-    assert metric_label("fad_logmel") == "FAD (log-mel, not a pretrained embedder)"
-    assert metric_label("kad_logmel") == "KAD x100 (log-mel, not a pretrained embedder)"
-    assert metric_label("clap_score") == "CLAP score (cosine)"
 
 
 def test_saved_run_tables(saved_run) -> None:

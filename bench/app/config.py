@@ -1,0 +1,123 @@
+"""A run's configuration before validation: flags, the TOML config file and ``--set`` overrides.
+
+Precedence: built-in defaults < ``--config FILE.toml`` < command-line flags. Overrides
+(``--set key=value``, repeatable, or the config file's ``[set]`` table) address the preset
+(``dit.width=128``), the workload (``workload.horizon_s=60``) or the drift stage
+(``drift.n_streams=4``); :func:`split_overrides` sorts them. Torch-free: the CLI imports this
+module for every command, including those that run no model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from bench.core.errors import ConfigError, did_you_mean
+
+CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
+               "threads", "drift", "report", "set")
+# Command-line flag (argparse dest) -> RunConfig attribute, for flags that override the config file.
+FLAG_ATTRIBUTES = (
+    ("preset", "preset"), ("workload", "workloads"), ("generators", "generators"), ("device", "device"),
+    ("dtype", "dtype"), ("out", "out"), ("resume", "resume"), ("flops", "flops"), ("peak", "peak"),
+    ("progress", "progress"), ("threads", "threads"), ("drift", "drift"), ("report", "report"),
+)
+PROGRESS_MODES = ("auto", "on", "off")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs, before validation against presets, workloads and the registry."""
+
+    preset: str = "cpu"
+    workloads: list[str] = field(default_factory=lambda: ["default"])
+    generators: list[str] = field(default_factory=lambda: ["all"])
+    device: str = "auto"
+    dtype: str = "float32"
+    out: str | None = None
+    resume: bool = False
+    flops: bool = True  # the separate FLOPs pass
+    peak: bool = True  # the matmul peak micro-benchmark
+    progress: str = "auto"  # auto (bars on a terminal), on, off
+    threads: int = 0  # torch intra-op threads for the run; 0 = torch's default
+    drift: bool = True  # the drift stage after the systems cells (bench/app/drift/)
+    report: bool = True  # build <out>/report (tables, figures, HTML) at the end
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """``key=value`` overrides sorted by what they address (keys without their prefix)."""
+
+    preset: dict[str, str]
+    workload: dict[str, str]
+    drift: dict[str, str]
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file; unknown keys are errors that name the allowed ones."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for key in data:
+        if key not in CONFIG_KEYS:
+            raise ConfigError(f"unknown key {key!r} in {path}{did_you_mean(key, CONFIG_KEYS)} "
+                              f"(allowed: {', '.join(CONFIG_KEYS)})")
+    if "set" in data and not isinstance(data["set"], dict):
+        raise ConfigError(f"'set' in {path} must be a table of \"key\" = value pairs")
+    return data
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Defaults < config file < flags; overrides accumulate in that order (a later one wins)."""
+    cfg = RunConfig()
+    if args.config is not None:
+        for key, value in load_config_file(args.config).items():
+            if key == "set":
+                cfg.overrides.extend(f"{k}={_toml_value(v)}" for k, v in value.items())
+            elif key == "workload":
+                cfg.workloads = [value] if isinstance(value, str) else list(value)
+            elif key == "generators":
+                cfg.generators = [value] if isinstance(value, str) else list(value)
+            else:
+                setattr(cfg, key, value)
+    for flag, attr in FLAG_ATTRIBUTES:
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(cfg, attr, value)
+    cfg.overrides.extend(args.overrides or [])
+    return cfg
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value as the text of a ``--set`` override (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def split_overrides(items: Sequence[str]) -> Overrides:
+    """Split ``key=value`` overrides into preset, ``workload.*`` and ``drift.*`` fields."""
+    preset_over, workload_over, drift_over = {}, {}, {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (for example workload.horizon_s=60)")
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key.startswith("workload."):
+            workload_over[key[len("workload."):]] = value
+        elif key.startswith("drift."):
+            drift_over[key[len("drift."):]] = value
+        elif key.startswith("settings."):
+            raise ConfigError(
+                f"override {key!r}: the stream (context, block, steps, cfg, sampler) is set by the workload, "
+                f"not the preset; use workload.{key[len('settings.'):]}={value}"
+            )
+        else:
+            preset_over[key] = value
+    return Overrides(preset_over, workload_over, drift_over)

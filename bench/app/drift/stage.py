@@ -1,0 +1,166 @@
+"""The drift stage of ``python run_all.py``: every generator's streams generated and scored, one
+failure isolated from the others, the tables, ``config.json`` and ``drift.md`` written under
+``<run>/drift/`` (layout in :mod:`bench.app.drift`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from bench.app.drift.config import DRIFT_SCHEMA_VERSION, DriftMetricsConfig, DriftWorkload, drift_workload_for
+from bench.app.drift.generate import generate_streams
+from bench.app.drift.score import prepare_scoring, score_streams
+from bench.core.errors import ConfigError
+from bench.core.presets import Preset
+from bench.core.storage import DRIFT_DIR, STATUS_FAILED, STATUS_OK, atomic_write_text, write_json, write_table
+from bench.core.workloads import Workload
+from metrics.drift.regression import DriftResult
+from metrics.drift.summary import band_rule_record
+from reports.drift_summary import render_drift_summary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DriftStageResult:
+    """What the stage produced: results of the generators that succeeded, a status per generator,
+    the Markdown section written to ``drift.md``, the folder and the tables written there."""
+
+    results: dict[str, DriftResult]
+    statuses: list[dict[str, Any]]
+    markdown: str
+    folder: Path
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Statuses of the generators that failed."""
+        return [s for s in self.statuses if s["status"] != STATUS_OK]
+
+
+class _Scorer:
+    """Scores streams; the reference set and embedders are prepared once per (sample rate, block)."""
+
+    def __init__(self, preset: Preset, drift: DriftWorkload, metrics_config: DriftMetricsConfig) -> None:
+        self.preset, self.drift, self.metrics_config = preset, drift, metrics_config
+        self._prepared: dict[tuple[int, float], tuple[Any, Any, Any]] = {}
+
+    def __call__(self, streams: pd.DataFrame) -> DriftResult:
+        key = (int(streams["sample_rate"].iloc[0]), float(streams["block_s"].iloc[0]))
+        if key not in self._prepared:
+            self._prepared[key] = prepare_scoring(self.preset, self.drift, self.metrics_config, streams)
+        reference, embedder, clap = self._prepared[key]
+        return score_streams(streams, self.drift, self.metrics_config, reference, embedder, clap)
+
+
+def _run_generator(generator: str, preset: Preset, drift: DriftWorkload, folder: Path, device: str,
+                   dtype: torch.dtype, scorer: _Scorer, progress: Any
+                   ) -> tuple[pd.DataFrame | None, DriftResult | None, dict[str, Any]]:
+    """(streams, result, status) of one generator; a failure is caught and recorded in the status."""
+    t0 = time.perf_counter()
+    streams = result = None
+    bar = None
+    if progress is not None:
+        bar = progress(total=drift.n_streams * drift.stream.n_blocks, desc=f"drift {generator}", unit="block",
+                       leave=False)
+    try:
+        streams = generate_streams(generator, preset, drift, folder / "audio" / generator, device, dtype,
+                                   progress=(bar.update if bar is not None else None))
+        result = scorer(streams)
+        status = {"generator": generator, "status": STATUS_OK, "error": "", "traceback": "",
+                  "wall_s": time.perf_counter() - t0}
+        log.info("drift %s: ok in %.1f s", generator, time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
+        status = {"generator": generator, "status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}",
+                  "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - t0}
+        log.error("drift %s: failed: %s", generator, exc)
+    finally:
+        if bar is not None:
+            bar.close()
+    return streams, result, status
+
+
+def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _stage_tables(folder: Path, stream_tables: list[pd.DataFrame], results: dict[str, DriftResult],
+                  statuses: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+    """The stage's tables; stream audio paths relative to ``folder``."""
+    tables = {
+        "streams": _concat(stream_tables),
+        "windows": _concat([r.windows for r in results.values()]),
+        "stream_windows": _concat([r.stream_windows for r in results.values()]),
+        "summary": _concat([r.summary for r in results.values()]),
+        "status": pd.DataFrame(statuses)[["generator", "status", "error", "wall_s"]] if statuses else pd.DataFrame(),
+    }
+    if not tables["streams"].empty:
+        tables["streams"]["audio_path"] = [str(Path(p).relative_to(folder)) for p in tables["streams"]["audio_path"]]
+    return tables
+
+
+def _config_record(drift: DriftWorkload, metrics_config: DriftMetricsConfig, results: dict[str, DriftResult],
+                   statuses: list[dict[str, Any]]) -> dict[str, Any]:
+    """``drift/config.json``: the drift workload, metric settings, scoring record and statuses."""
+    any_result = next(iter(results.values()), None)
+    return {
+        "kind": "drift_config", "drift_schema_version": DRIFT_SCHEMA_VERSION, "drift": drift.to_dict(),
+        "metrics": {
+            "embedder": metrics_config.embedder, "clap_checkpoint": metrics_config.clap_checkpoint or None,
+            "reference": metrics_config.reference, "reference_clips": metrics_config.reference_clips,
+            "max_frames_per_window": metrics_config.max_frames_per_window,
+            "max_reference_frames": metrics_config.max_reference_frames,
+            "bootstrap_resamples": metrics_config.bootstrap_resamples, "confidence": metrics_config.confidence,
+            "seed": metrics_config.seed, "band_rule": band_rule_record(metrics_config.band_rule),
+            "signal_stats": metrics_config.signal_stats.identity,
+        },
+        "scoring": {k: v for k, v in (any_result.config.items() if any_result else [])
+                    if k not in ("generator", "seeds", "prompts")},
+        "statuses": statuses,
+    }
+
+
+def run_drift_stage(
+    out: str | Path, preset: Preset, workloads: Sequence[Workload], generators: Sequence[str],
+    device: str = "cpu", dtype: torch.dtype = torch.float32, *, drift_overrides: Mapping[str, Any] | None = None,
+    metrics_config: DriftMetricsConfig | None = None, progress: Any = None,
+) -> DriftStageResult:
+    """Run the drift stage for ``generators`` into ``<out>/drift/`` (layout in :mod:`bench.app.drift`).
+
+    Uses the FIRST workload's stream (the run's main workload). A generator that fails is recorded
+    with its traceback (status ``failed``) and the others still run. ``progress`` is a tqdm-like
+    class (``progress(total=..., desc=...)``) or None.
+    """
+    if not workloads:
+        raise ConfigError("the drift stage needs a workload (its stream settings)")
+    metrics_config = metrics_config or DriftMetricsConfig(reference="auto")
+    drift = drift_workload_for(workloads[0], drift_overrides)
+    folder = Path(out) / DRIFT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("drift stage: %s, %d generator(s)", drift.description, len(generators))
+    scorer = _Scorer(preset, drift, metrics_config)
+    results: dict[str, DriftResult] = {}
+    statuses: list[dict[str, Any]] = []
+    stream_tables: list[pd.DataFrame] = []
+    for generator in generators:
+        streams, result, status = _run_generator(generator, preset, drift, folder, device, dtype, scorer, progress)
+        if streams is not None:
+            stream_tables.append(streams)
+        if result is not None:
+            results[generator] = result
+        statuses.append(status)
+
+    tables = _stage_tables(folder, stream_tables, results, statuses)
+    for name, table in tables.items():
+        write_table(folder, name, table)
+    write_json(folder / "config.json", _config_record(drift, metrics_config, results, statuses))
+    markdown = render_drift_summary(Path(out))  # from the summary table and config.json just written
+    atomic_write_text(folder / "drift.md", markdown)
+    return DriftStageResult(results, statuses, markdown, folder, tables)

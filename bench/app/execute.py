@@ -1,0 +1,156 @@
+"""Executing a validated plan, the work behind ``python run_all.py``.
+
+A run: write ``manifest.json`` (before any work) -> measure the matmul peak -> run the cells
+(:mod:`bench.app.cells`) -> measure the peak again -> build the run tables
+(:mod:`bench.app.run_tables`) -> the drift stage (:mod:`bench.app.drift.stage`) -> ``summary.md``
+-> the report -> exit 0 if every cell (and drift generator) is ok, 1 otherwise. Configuration
+errors (:class:`~bench.core.errors.ConfigError`, exit 2) are raised before any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from bench.app.cells import ProgressBar, log_failures, run_cells
+from bench.app.clocks import Clock, make_clock
+from bench.app.config import RunConfig
+from bench.app.drift.config import drift_workload_for
+from bench.app.drift.stage import run_drift_stage
+from bench.app.manifest import build_manifest, git_info
+from bench.app.peak import record_peak
+from bench.app.plan import Plan, build_plan
+from bench.app.run_tables import write_run_tables
+from bench.app.runner import cell_hash, dtype_name
+from bench.core.errors import ConfigError
+from bench.core.hashing import dataclass_fingerprint
+from bench.core.storage import DRIFT_DIR, SCHEMA_VERSION, STATUS_OK, RunStore, read_json, write_json
+from reports.build import build_report
+from reports.summary import write_summary
+
+log = logging.getLogger("bench")
+
+TQDM_DISABLE = {"auto": None, "on": False, "off": True}  # --progress -> tqdm's ``disable`` (None: on a terminal)
+
+
+def default_out_dir() -> Path:
+    """``runs/<UTC time>_<git short sha>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return Path("runs") / f"{stamp}_{git_info()['short']}"
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch intra-op threads inside the block (0: leave torch's setting alone)."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def execute_config(cfg: RunConfig, clock: Clock | None = None) -> int:
+    """Validate ``cfg`` (:func:`~bench.app.plan.build_plan`) and run it; returns the exit status."""
+    return execute(build_plan(cfg), clock)
+
+
+def execute(plan: Plan, clock: Clock | None = None) -> int:
+    """Run a validated plan; returns the exit status. ``clock`` lets tests inject a FakeClock."""
+    with torch_threads(plan.config.threads):
+        return _execute(plan, clock)
+
+
+def _execute(plan: Plan, clock: Clock | None) -> int:
+    t_run = time.perf_counter()
+    out = Path(plan.config.out) if plan.config.out else default_out_dir()
+    if not plan.config.resume and (out / "manifest.json").exists():
+        raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    store = RunStore(out)
+    hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype) for g, w in plan.cells()}
+    _write_manifest(plan, out, hashes)
+
+    peak = _peak(plan, out)
+    progress = functools.partial(tqdm, file=sys.stderr, disable=TQDM_DISABLE[plan.config.progress])
+    with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+        statuses = run_cells(plan, store, clock if clock is not None else make_clock(plan.device), hashes, progress)
+    if any(not s.get("resumed") for s in statuses):
+        peak = _peak(plan, out, again=True)
+    write_run_tables(store, statuses, peak.get("flops_per_s"))
+    drift_failed: list[dict[str, Any]] = []
+    if plan.config.drift:
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            drift_failed = _drift(plan, out, progress)
+    write_summary(out)
+    if plan.config.report:
+        _report(out)
+    failed = [s for s in statuses if s["status"] != STATUS_OK]
+    log.info("done in %.1f s: %d cell(s) ok, %d failed; summary in %s", time.perf_counter() - t_run,
+             len(statuses) - len(failed), len(failed), out / "summary.md")
+    log_failures(store, statuses)
+    for s in drift_failed:
+        log.error("drift %s failed: %s (traceback in %s)", s["generator"], s.get("error"),
+                  out / DRIFT_DIR / "config.json")
+    return 1 if failed or drift_failed else 0
+
+
+def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str]) -> None:
+    """``manifest.json`` (``manifest-resume-<time>.json`` when resuming): provenance and the planned cells."""
+    run_info = {
+        "argv": sys.argv, "config": dataclasses.asdict(plan.config), "preset": plan.preset.name,
+        "preset_fingerprint": dataclass_fingerprint(plan.preset), "preset_overrides": plan.preset_overrides,
+        "workload_overrides": plan.workload_overrides, "device": plan.device, "dtype": dtype_name(plan.dtype),
+        "workloads": {w.name: {"fingerprint": w.fingerprint(), **w.to_dict()} for w in plan.workloads},
+        "seeds": {w.name: [w.seed + r for r in range(w.repeats)] for w in plan.workloads},
+        "cells": [{"generator": g, "workload": w.name, "cell_hash": hashes[(g, w.name)]} for g, w in plan.cells()],
+    }
+    if plan.config.drift:
+        run_info["drift"] = drift_workload_for(plan.workloads[0], plan.drift_overrides).to_dict()
+    manifest = build_manifest(run_info, SCHEMA_VERSION)
+    name = "manifest.json" if not (out / "manifest.json").exists() \
+        else f"manifest-resume-{manifest['created_utc'].replace(':', '')}.json"
+    write_json(out / name, manifest)
+    log.info("run folder %s (manifest written)", out)
+
+
+def _peak(plan: Plan, out: Path, again: bool = False) -> dict[str, Any]:
+    """The run's matmul peak (:func:`~bench.app.peak.record_peak`) with the plan's options."""
+    return record_peak(out, plan.device, plan.dtype, measure=plan.config.peak, reuse=plan.config.resume, again=again)
+
+
+def _drift(plan: Plan, out: Path, progress: ProgressBar) -> list[dict[str, Any]]:
+    """The drift stage; with --resume it is skipped when a complete one with the same settings exists.
+    Returns the statuses of the generators that failed."""
+    drift = drift_workload_for(plan.workloads[0], plan.drift_overrides)
+    previous = read_json(out / DRIFT_DIR / "config.json")
+    if (plan.config.resume and previous and previous.get("drift") == drift.to_dict()
+            and previous.get("statuses") and all(s.get("status") == STATUS_OK for s in previous["statuses"])
+            and sorted(s["generator"] for s in previous["statuses"]) == sorted(plan.generators)):
+        log.info("drift stage: complete with the same settings, skipped (--resume)")
+        return []
+    result = run_drift_stage(out, plan.preset, plan.workloads, plan.generators, plan.device, plan.dtype,
+                             drift_overrides=plan.drift_overrides, progress=progress)
+    return result.failed
+
+
+def _report(out: Path) -> None:
+    """Build <out>/report from the saved folder; a report problem never changes the run's status."""
+    try:
+        index = build_report([out], out / "report")
+        log.info("report: %s", index)
+    except Exception as exc:  # noqa: BLE001 - the measurements are saved; the report can be rebuilt
+        log.error("report not built (%s); rebuild it with: python run_all.py --report-only %s", exc, out)

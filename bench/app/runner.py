@@ -1,0 +1,392 @@
+"""The runner: owns the streaming loop, so every regime is timed the same way.
+
+For one cell (a generator and a workload):
+
+1. prepare (untimed): build the generator;
+2. warm up (untimed): a separate stream of ``workload.warmup_blocks`` blocks, discarded;
+3. timed streams, one per repeat (seed = workload seed + repeat): ``start``, then
+   ``workload.n_blocks`` steps. The timed region is exactly::
+
+       t0 = clock.now_ns(); result, state = gen.step(state, control, timer); t1 = clock.now_ns()
+
+   Nothing else happens inside it: no printing, logging, progress updates, ``.item()`` or
+   DataFrame work. Between steps (untimed) the runner resolves the phase timer, appends the audio
+   block to its WAV file, reads the KV-cache size and appends raw integers to lists; the
+   DataFrames are built after the stream. In the ``realtime`` scenario it also waits until the
+   playback model (:func:`metrics.systems.simulate_playback`) allows the next block to start;
+4. FLOPs pass (untimed, separate stream): the first block and one steady block (block 1) with a
+   :class:`bench.app.flops.FlopRecorder`, beside the analytic FLOPs the step reports.
+
+The prompt of block k is the workload's prompt at stream time ``A_{k-1}`` (audio produced before
+block k), so a change at ``t_c`` takes effect at the first block starting at or after ``t_c``.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import inspect
+import json
+import logging
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from bench.app.clocks import Clock
+from bench.core.contract import StreamingGenerator
+from bench.core.hashing import dataclass_fingerprint
+from bench.core.settings import Control
+from bench.app.flops import FlopRecorder
+from bench.core.registry import GENERATORS
+from bench.core.storage import SCHEMA_VERSION, AudioWriter
+from bench.core.workloads import Workload
+from metrics.systems import simulate_playback
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+# The harness code a cell's numbers depend on, relative to the bench package.
+_HARNESS_FILES = ("app/runner.py", "app/clocks.py", "core/contract.py", "core/settings.py", "core/workloads.py")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (as written in tables and JSON)."""
+    return str(dtype).replace("torch.", "")
+
+
+def code_hash(generator: str) -> str:
+    """sha256 (16 hex) of the generator's package sources and the harness's timing code.
+
+    Like asv's benchmark versions: when the code that produced a cell changes, its hash changes
+    and ``--resume`` runs it again.
+    """
+    digest = hashlib.sha256()
+    try:
+        cls = GENERATORS.get(generator)
+        source = Path(inspect.getsourcefile(cls) or "")
+        files = sorted(source.parent.glob("*.py")) if source.name else []
+    except Exception as exc:  # noqa: BLE001 - an unimportable generator still gets a (distinct) hash
+        digest.update(f"unimportable: {exc}".encode())
+        files = []
+    bench_root = Path(__file__).resolve().parents[1]
+    for path in files + [bench_root / name for name in _HARNESS_FILES]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cell_hash(generator: str, preset: Any, workload: Workload, device: str, dtype: torch.dtype) -> str:
+    """Identity of a cell's result: schema, generator and its code, preset, workload, device, dtype and
+    the torch thread count in effect."""
+    key = {
+        "schema_version": SCHEMA_VERSION, "generator": generator, "code": code_hash(generator),
+        "preset": dataclass_fingerprint(preset), "workload": workload.fingerprint(), "device": str(device),
+        "dtype": dtype_name(dtype), "torch_threads": torch.get_num_threads(),
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------
+# Memory
+
+
+class _MemoryProbe:
+    """Peak memory over a region: the CUDA allocator on GPU, the process's peak RSS on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = "cuda_allocator" if device.type == "cuda" else "process_rss_peak"
+        self.baseline = 0
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline = int(torch.cuda.memory_allocated(self.device))
+            return
+        try:  # Linux: writing 5 to clear_refs resets this process's peak RSS (VmHWM)
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.baseline = _proc_status_bytes("VmRSS")
+        except OSError:
+            self.kind = "process_rss_peak_lifetime"  # cannot reset: peak since the process began
+            self.baseline = 0
+
+    def peak(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if self.kind == "process_rss_peak":
+            return _proc_status_bytes("VmHWM")
+        scale = 1 if sys.platform == "darwin" else 1024
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{key} not in /proc/self/status")
+
+
+# ------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass
+class CellResult:
+    """The four record tables of a cell, plus facts about the generator."""
+
+    blocks: pd.DataFrame
+    phases: pd.DataFrame
+    streams: pd.DataFrame
+    flops: pd.DataFrame
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {"blocks": self.blocks, "phases": self.phases, "streams": self.streams, "flops": self.flops}
+
+
+@dataclass
+class _RawStream:
+    """What the timed loop of one stream recorded: clock readings (ns) and per-block raw values."""
+
+    origin_ns: int  # clock reading just before ``start``
+    start_ns: int  # ``start`` duration (from origin)
+    t0s: list[int]
+    t1s: list[int]
+    audio_samples: list[int]
+    offsets: list[int]  # first sample of each block in the stream's audio
+    prompt_idx: list[int]
+    kv_bytes: list[int]
+    infos: list[Any]
+    timings: list[dict]
+    peak_mem_bytes: int
+    peak_mem_baseline_bytes: int
+    peak_mem_kind: str
+
+
+def _block_and_phase_rows(raw: _RawStream, workload: Workload, sample_rate: int,
+                          common: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the blocks and phases tables of one stream (built after the stream, untimed)."""
+    block_rows, phase_rows = [], []
+    for k, info in enumerate(raw.infos):
+        row = {**common, "block_index": k}
+        t0, t1, samples, offset = raw.t0s[k], raw.t1s[k], raw.audio_samples[k], raw.offsets[k]
+        block_rows.append({
+            **row,
+            "prompt_index": raw.prompt_idx[k], "prompt": workload.prompts[raw.prompt_idx[k]][1],
+            "latency_ns": t1 - t0, "latency_ms": (t1 - t0) / 1e6,
+            "gen_start_ns": t0 - raw.origin_ns, "gen_end_ns": t1 - raw.origin_ns,
+            "audio_samples": samples, "audio_offset_samples": offset,
+            "audio_s": samples / sample_rate, "audio_start_s": offset / sample_rate,
+            "tokens_processed": int(info.tokens_processed), "cache_len": int(info.cache_len),
+            "kv_cache_bytes": raw.kv_bytes[k], "transient_kv_bytes": int(info.transient_kv_bytes),
+            "analytic_flops": float(sum(info.analytic_flops.values())),
+            "reported_block_index": int(info.block_index),
+        })
+        timings = raw.timings[k]
+        for phase in sorted(set(timings) | set(info.phase_calls)):
+            timing = timings.get(phase)
+            phase_rows.append({
+                **row, "phase": phase,
+                "calls": timing.calls if timing else 0,
+                "reported_calls": int(info.phase_calls.get(phase, 0)),
+                "latency_ms": timing.total_ns / 1e6 if timing else 0.0,
+                "analytic_flops": float(info.analytic_flops.get(phase, 0.0)),
+            })
+    return block_rows, phase_rows
+
+
+class Runner:
+    """Runs cells with one clock. ``progress(n)`` is called between steps, never inside one."""
+
+    def __init__(self, clock: Clock, progress: Progress | None = None, count_flops: bool = True) -> None:
+        self.clock = clock
+        self.progress = progress or (lambda n: None)
+        self.count_flops = count_flops
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    @staticmethod
+    def build(generator: str, preset: Any, workload: Workload, device: str | torch.device, dtype: torch.dtype) -> StreamingGenerator:
+        return GENERATORS.create(generator, preset, workload.settings(), device=device, dtype=dtype)
+
+    @staticmethod
+    def controls(workload: Workload) -> list[Control]:
+        return [Control(prompt) for _, prompt in workload.prompts]
+
+    def warm_up(self, gen: StreamingGenerator, workload: Workload) -> None:
+        """Untimed blocks of a separate stream (same seed), through the clock's timer path."""
+        if workload.warmup_blocks == 0:
+            return
+        controls = self.controls(workload)
+        state = gen.start(controls[0], workload.seed)
+        audio_s = 0.0
+        for k in range(workload.warmup_blocks):
+            control = controls[workload.prompt_index_at(audio_s)]
+            timer = self.clock.timer(k)
+            result, state = gen.step(state, control, timer)
+            timer.resolve()
+            audio_s += result.audio.shape[1] / gen.spec.sample_rate
+            self.progress(1)
+        gen.stop(state)
+        self.clock.barrier()
+
+    def run_stream(self, gen: StreamingGenerator, workload: Workload, repeat: int, writer: AudioWriter | None,
+                   labels: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        """One timed stream. Returns (blocks, phases, stream row)."""
+        spec, seed = gen.spec, workload.seed + repeat
+        raw = self._timed_stream(gen, workload, seed, writer)
+        common = {**labels, "repeat": repeat, "seed": seed}
+        block_rows, phase_rows = _block_and_phase_rows(raw, workload, spec.sample_rate, common)
+        stream = {
+            **common, "scenario": workload.scenario,
+            "prebuffer_s": workload.prebuffer_s, "start_ns": raw.start_ns, "start_ms": raw.start_ns / 1e6,
+            "n_blocks": workload.n_blocks, "audio_s": sum(raw.audio_samples) / spec.sample_rate,
+            "sample_rate": spec.sample_rate, "channels": spec.channels, "spec_block_s": spec.block_s,
+            "frame_rate_hz": spec.frame_rate_hz, "peak_mem_bytes": raw.peak_mem_bytes,
+            "peak_mem_baseline_bytes": raw.peak_mem_baseline_bytes, "peak_mem_kind": raw.peak_mem_kind,
+            "params": int(gen.num_parameters()), "clock": self.clock.name,
+            "wall_s": (self.clock.now_ns() - raw.origin_ns) / 1e9,
+            "audio_path": str(writer.path.name) if writer is not None else "",
+        }
+        return pd.DataFrame(block_rows), pd.DataFrame(phase_rows), stream
+
+    def _timed_stream(self, gen: StreamingGenerator, workload: Workload, seed: int,
+                      writer: AudioWriter | None) -> _RawStream:
+        """The timed loop of one stream (module docstring); raw integers only, tables come later."""
+        clock, spec, n = self.clock, gen.spec, workload.n_blocks
+        controls = self.controls(workload)
+        realtime = workload.scenario == "realtime"
+        memory = _MemoryProbe(gen.device)
+        # Raw per-block values, appended between steps.
+        t0s: list[int] = []
+        t1s: list[int] = []
+        audio_samples: list[int] = []
+        offsets: list[int] = []
+        prompt_idx: list[int] = []
+        kv_bytes: list[int] = []
+        infos: list[Any] = []
+        timings: list[dict] = []
+        audio_done_s = 0.0
+
+        gc.collect()  # a full collection now rather than during the timed steps (GC stays enabled)
+        clock.barrier()
+        memory.reset()
+        origin = clock.now_ns()
+        state = gen.start(controls[0], seed)
+        start_end = clock.now_ns()
+        for k in range(n):
+            p = workload.prompt_index_at(audio_done_s)
+            control = controls[p]
+            if realtime and k > 0:
+                clock.sleep_until_ns(origin + self._realtime_start_ns(t0s, t1s, audio_samples, spec.sample_rate,
+                                                                      workload.prebuffer_s, start_end - origin))
+            timer = clock.timer(k)
+            clock.barrier()
+            t0 = clock.now_ns()
+            result, state = gen.step(state, control, timer)  # the timed region
+            t1 = clock.now_ns()
+            t0s.append(t0)
+            t1s.append(t1)
+            timings.append(timer.resolve())
+            samples = int(result.audio.shape[1])
+            offsets.append(writer.write(result.audio) if writer is not None else sum(audio_samples))
+            audio_samples.append(samples)
+            prompt_idx.append(p)
+            kv_bytes.append(int(gen.kv_cache_bytes(state)))
+            infos.append(result.info)
+            audio_done_s += samples / spec.sample_rate
+            self.progress(1)
+        gen.stop(state)
+        clock.barrier()
+        peak = memory.peak()
+        return _RawStream(origin, start_end - origin, t0s, t1s, audio_samples, offsets, prompt_idx, kv_bytes, infos,
+                          timings, peak, memory.baseline, memory.kind)
+
+    @staticmethod
+    def _realtime_start_ns(t0s: list[int], t1s: list[int], samples: list[int], sample_rate: int, prebuffer_s: float,
+                           start_ns: int) -> int:
+        """Earliest start of the next block under the realtime playback model (ns from origin)."""
+        latency_s = [(b - a) / 1e9 for a, b in zip(t0s, t1s)] + [0.0]
+        audio_s = [s / sample_rate for s in samples] + [1.0]  # the next block's length does not matter
+        pb = simulate_playback(latency_s, audio_s, prebuffer_s, "realtime", start_ns / 1e9)
+        return int(round(pb.gen_start_s[-1] * 1e9))
+
+    def flops_pass(self, gen: StreamingGenerator, workload: Workload, labels: dict[str, Any]) -> pd.DataFrame:
+        """Measured and analytic FLOPs per phase of the first block and one steady block (block 1)."""
+        controls = self.controls(workload)
+        state = gen.start(controls[0], workload.seed)
+        rows, audio_s = [], 0.0
+        for k in range(min(2, workload.n_blocks)):
+            recorder = FlopRecorder()
+            result, state = gen.step(state, controls[workload.prompt_index_at(audio_s)], recorder)
+            block_audio_s = result.audio.shape[1] / gen.spec.sample_rate
+            audio_s += block_audio_s
+            info = result.info
+            for phase in sorted(set(recorder.flops) | set(info.analytic_flops)):
+                measured = float(recorder.flops.get(phase, 0.0))
+                analytic = float(info.analytic_flops.get(phase, 0.0))
+                rows.append({
+                    **labels, "block_kind": "first" if k == 0 else "steady", "block_index": k, "phase": phase,
+                    "calls": int(recorder.calls.get(phase, 0)), "measured_flops": measured,
+                    "analytic_flops": analytic, "ratio": measured / analytic if analytic > 0 else float("nan"),
+                    "audio_s": block_audio_s,
+                })
+            self.progress(1)
+        gen.stop(state)
+        return pd.DataFrame(rows)
+
+    # -- a whole cell ------------------------------------------------------------------------
+
+    def flops_blocks(self, workload: Workload) -> int:
+        return min(2, workload.n_blocks) if self.count_flops else 0
+
+    def total_steps(self, workload: Workload) -> int:
+        """Progress units of a cell: warm-up + timed + FLOPs-pass steps."""
+        return workload.warmup_blocks + workload.repeats * workload.n_blocks + self.flops_blocks(workload)
+
+    def run_cell(self, generator: str, preset: Any, workload: Workload, device: str | torch.device,
+                 dtype: torch.dtype, cell_dir: Path | None = None, cell_hash_value: str = "") -> CellResult:
+        """Prepare, warm up, time ``workload.repeats`` streams, count FLOPs; audio under ``cell_dir``."""
+        labels = {"generator": generator, "workload": workload.name, "workload_hash": workload.fingerprint(),
+                  "cell_hash": cell_hash_value}
+        with torch.inference_mode():
+            t_build = time.perf_counter()
+            gen = self.build(generator, preset, workload, device, dtype)
+            build_s = time.perf_counter() - t_build
+            log.debug("%s: built in %.2f s (%d parameters)", generator, build_s, gen.num_parameters())
+            self.warm_up(gen, workload)
+            blocks, phases, streams = [], [], []
+            for repeat in range(workload.repeats):
+                writer = None
+                if cell_dir is not None:
+                    writer = AudioWriter(Path(cell_dir) / "audio" / f"repeat{repeat}.wav", gen.spec.sample_rate,
+                                         gen.spec.channels)
+                try:
+                    b, p, s = self.run_stream(gen, workload, repeat, writer, labels)
+                except BaseException:
+                    if writer is not None:
+                        writer.abort()
+                    raise
+                if writer is not None:
+                    writer.close()
+                    s["audio_path"] = f"audio/{writer.path.name}"  # relative to the cell folder
+                b["audio_path"] = s["audio_path"]
+                blocks.append(b)
+                phases.append(p)
+                streams.append(s)
+            flops = self.flops_pass(gen, workload, labels) if self.count_flops else pd.DataFrame()
+        spec = gen.spec
+        info = {"build_s": build_s, "params": gen.num_parameters(), "spec": {
+            "regime": spec.regime, "sample_rate": spec.sample_rate, "channels": spec.channels,
+            "frame_rate_hz": spec.frame_rate_hz, "block_frames": spec.block_frames,
+            "context_frames": spec.context_frames, "block_s": spec.block_s, "context_s": spec.context_s}}
+        return CellResult(pd.concat(blocks, ignore_index=True), pd.concat(phases, ignore_index=True),
+                          pd.DataFrame(streams), flops, info)

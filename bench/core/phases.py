@@ -1,0 +1,24 @@
+"""Phase names shared by every regime: the generator wraps each phase in ``recorder.phase(name)``
+and reports order phases this way. Plain strings, so reports and metrics read them without torch."""
+
+from __future__ import annotations
+
+# Phase names shared by all regimes. Reports order phases this way.
+PHASE_PREFILL = "prefill"  # enc-dec: context K/V computed once per block
+PHASE_BOOTSTRAP = "bootstrap"  # block-causal: full [context | target] pass that fills the cache
+PHASE_FIRST_STEP = "first_step"  # block-causal: fused pass [pending | target | token]
+PHASE_STEP = "step"  # one denoising step (target-only for cached regimes, whole window for outpaint)
+PHASE_ENCODE = "encode"  # LMM: encoder over context tokens + style tokens
+PHASE_TEMPORAL = "temporal"  # LMM: one temporal-decoder step (one frame)
+PHASE_DEPTH = "depth"  # LMM: one depth-decoder step (one RVQ level)
+PHASE_DECODE = "decode"  # codec: latents / tokens -> waveform
+PHASE_ORDER = (
+    PHASE_PREFILL,
+    PHASE_BOOTSTRAP,
+    PHASE_FIRST_STEP,
+    PHASE_STEP,
+    PHASE_ENCODE,
+    PHASE_TEMPORAL,
+    PHASE_DEPTH,
+    PHASE_DECODE,
+)

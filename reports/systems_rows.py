@@ -1,0 +1,62 @@
+"""The systems rows of a run: one record per (regime, workload) cell, from the per-cell summary of
+:func:`metrics.systems.summarize`, in the units the reports show.
+
+:func:`systems_record` is the one definition of those rows: the report's latency and compute
+tables (:mod:`reports.systems_tables`) and the run summary's systems table
+(:mod:`reports.summary`) both take their values from it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Mapping
+
+import pandas as pd
+
+from bench.core.run_folder import RunData
+from metrics import systems
+
+BYTES_PER_MIB = 2**20
+
+# metrics.systems.summarize of each loaded run's ok cells, computed once per run (weak: freed with the run)
+_SUMMARIES: weakref.WeakKeyDictionary[RunData, pd.DataFrame] = weakref.WeakKeyDictionary()
+
+
+def systems_summary(run: RunData) -> pd.DataFrame:
+    """The per-cell systems summary of ``run``'s ok cells (one row per (generator, workload)); empty
+    when the run has no completed cell. Computed from the cell tables once per loaded run."""
+    if run not in _SUMMARIES:
+        summary = pd.DataFrame()
+        if not run.streams.empty:
+            summary = systems.summarize(run.blocks, run.streams, run.flops, run.peak_flops_per_s)
+        _SUMMARIES[run] = summary
+    return _SUMMARIES[run]
+
+
+def systems_record(s: Mapping[str, Any]) -> dict[str, Any]:
+    """One cell's systems values in display units, from a row of :func:`metrics.systems.summarize`.
+
+    Times in ms or s, FLOPs in GFLOP, memory in MiB, parameters in millions (the key says which).
+    ``rtf``, ``achieved_gflop_per_s`` and ``peak_fraction`` are over the whole stream(s) (total
+    compute / total audio); the report tables replace them by medians over blocks with CIs.
+    """
+    return {
+        "generator": s["generator"], "workload": s["workload"], "blocks": int(s["blocks"]),
+        "ttfa_ms": s["ttfa_ms"], "first_block_ms": s["first_block_ms"], "p50_ms": s["p50_ms"],
+        "p90_ms": s["p90_ms"], "p90_valid": bool(s["p90_valid"]), "p99_ms": s["p99_ms"], "p99_valid": bool(s["p99_valid"]),
+        "rtf": s["rtf"], "x_realtime": s["x_realtime"], "underruns": int(s["underruns"]), "stall_s": s["stall_s"],
+        "prebuffer_s": s["prebuffer_s"], "min_prebuffer_s": s["min_prebuffer_s"],
+        "control_latency_worst_ms": s["control_latency_worst_ms"], "verdict": s["verdict"],
+        "params_m": s["params"] / 1e6,
+        "analytic_gflop_per_block": s["steady_analytic_flops"] / 1e9,
+        "measured_gflop_per_block": s["steady_measured_flops"] / 1e9,
+        "measured_over_analytic": s["steady_flop_ratio"],
+        "measured_gflop_per_audio_s": s["measured_flops_per_audio_s"] / 1e9,
+        "achieved_gflop_per_s": s["achieved_flops_per_s"] / 1e9, "peak_fraction": s["peak_fraction"],
+        "peak_mem_mib": s["peak_mem_bytes"] / BYTES_PER_MIB, "peak_mem_kind": s["peak_mem_kind"],
+        "kv_cache_mib": s["kv_cache_bytes"] / BYTES_PER_MIB,
+        "transient_kv_mib": s.get("transient_kv_bytes", 0) / BYTES_PER_MIB,  # absent in older runs' summaries
+    }
+
+
+__all__ = ["systems_summary", "systems_record"]

@@ -1,0 +1,68 @@
+"""Clocks and per-step phase timers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bench.app.clocks import FakeClock, PhaseTiming, WallClock, make_clock
+
+
+def test_fake_timer_accumulates_programmed_durations():
+    clock = FakeClock({"step": 3, "decode": 5}, start_ns=100)
+    timer = clock.timer(block_index=0)
+    for _ in range(4):
+        with timer.phase("step"):
+            pass
+    with timer.phase("decode"):
+        pass
+    with timer.phase("other"):  # not programmed: 0 ns
+        pass
+    assert clock.now_ns() == 100 + 4 * 3 + 5
+    assert timer.resolve() == {"step": PhaseTiming(4, 12), "decode": PhaseTiming(1, 5), "other": PhaseTiming(1, 0)}
+
+
+def test_fake_duration_function_sees_block_and_call_index():
+    seen = []
+    clock = FakeClock(lambda phase, block, call: seen.append((phase, block, call)) or 10 * (call + 1))
+    timer = clock.timer(block_index=7)
+    for _ in range(3):
+        with timer.phase("depth"):
+            pass
+    assert seen == [("depth", 7, 0), ("depth", 7, 1), ("depth", 7, 2)]
+    assert timer.resolve()["depth"] == PhaseTiming(3, 10 + 20 + 30)
+
+
+def test_fake_clock_sleeps_and_never_goes_back():
+    clock = FakeClock()
+    clock.advance(50)
+    clock.sleep_until_ns(80)
+    clock.sleep_until_ns(10)  # in the past: no wait
+    assert clock.now_ns() == 80 and clock.sleeps_ns == [30, 0]
+    with pytest.raises(ValueError):
+        clock.advance(-1)
+    with pytest.raises(ValueError):
+        FakeClock({"step": -5}).timer(0).phase("step").__exit__(None, None, None)
+
+
+def test_wall_timer_measures_at_least_the_time_spent():
+    clock = WallClock()
+    timer = clock.timer(0)
+    with timer.phase("sleep"):
+        time.sleep(0.002)
+    with timer.phase("sleep"):
+        time.sleep(0.001)
+    timing = timer.resolve()["sleep"]
+    assert timing.calls == 2 and timing.total_ns >= 3_000_000
+
+
+def test_wall_sleep_until_reaches_the_target():
+    clock = WallClock()
+    target = clock.now_ns() + 3_000_000
+    clock.sleep_until_ns(target)
+    assert clock.now_ns() >= target
+
+
+def test_make_clock_on_cpu_is_wall():
+    assert isinstance(make_clock("cpu"), WallClock)

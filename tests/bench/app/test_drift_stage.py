@@ -1,0 +1,115 @@
+"""The drift stage end to end on the tiny preset: tables on disk, failures isolated, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from baselines.degrading import TiltDriftGenerator
+from bench.core.contract import StreamingGenerator
+from bench.core.errors import ConfigError
+from bench.app.drift.config import drift_workload_for
+from bench.app.drift.score import load_drift_result
+from bench.app.drift.stage import run_drift_stage
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
+from bench.core.workloads import get_workloads
+
+
+class ExplodingGenerator(TiltDriftGenerator):
+    name = "exploding"
+
+    def step(self, state, control, recorder=None):  # noqa: ANN001
+        if state.block_index == 5:
+            raise RuntimeError("boom at block 5")
+        return super().step(state, control) if recorder is None else super().step(state, control, recorder)
+
+
+@pytest.fixture()
+def registered():
+    GENERATORS.register("drift-tilt-test", TiltDriftGenerator)
+    GENERATORS.register("exploding-test", ExplodingGenerator)
+    yield ["noise", "drift-tilt-test", "exploding-test"]
+    GENERATORS.unregister("drift-tilt-test")
+    GENERATORS.unregister("exploding-test")
+
+
+def run(out: Path, generators: list[str]):
+    return run_drift_stage(out, get_preset("tiny"), get_workloads("smoke"), generators,
+                           drift_overrides={"horizon_s": 8.0, "window_s": 2.0, "hop_s": 2.0, "n_streams": 2})
+
+
+def test_stage_writes_tables_isolates_failures_and_is_deterministic(tmp_path: Path, registered: list[str]) -> None:
+    result = run(tmp_path / "a", registered)
+    folder = tmp_path / "a" / "drift"
+    for name in ("streams", "windows", "stream_windows", "summary", "status"):
+        assert (folder / f"{name}.parquet").exists() and (folder / f"{name}.csv").exists()
+    status = pd.read_parquet(folder / "status.parquet").set_index("generator")["status"].to_dict()
+    assert status == {"noise": "ok", "drift-tilt-test": "ok", "exploding-test": "failed"}
+    config = json.loads((folder / "config.json").read_text())
+    failed = [s for s in config["statuses"] if s["status"] == "failed"][0]
+    assert "boom at block 5" in failed["error"] and "Traceback" in failed["traceback"]
+    assert "synthetic" in config["scoring"]["reference"]
+    assert "| noise | " in result.markdown and "exploding-test: drift stage failed" in result.markdown
+    assert "| drift-tilt-test | " in result.markdown and "not measured (no CLAP checkpoint)" in result.markdown
+    assert "NOT a pretrained-model metric" in result.markdown
+    assert (folder / "drift.md").read_text() == result.markdown
+    streams = pd.read_parquet(folder / "streams.parquet")
+    assert (folder / streams["audio_path"].iloc[0]).exists()  # paths relative to the drift folder
+    assert set(streams["generator"]) == {"noise", "drift-tilt-test"} and set(streams["seed"]) == {0, 1}
+
+    loaded = load_drift_result(tmp_path / "a", "drift-tilt-test")
+    pd.testing.assert_frame_equal(loaded.windows, result.results["drift-tilt-test"].windows, check_exact=True)
+    assert loaded.config["seeds"] == [0, 1]
+
+    again = run(tmp_path / "b", registered[:2])
+    for name in ("windows", "stream_windows", "summary"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(folder / f"{name}.parquet"), pd.read_parquet(tmp_path / "b" / "drift" / f"{name}.parquet"),
+            check_exact=True,
+        )
+
+
+def test_drift_workload_defaults_and_overrides() -> None:
+    default = drift_workload_for(get_workloads("default")[0])
+    assert default.stream.block_s == 1.0 and default.stream.steps == 8  # the systems stage's stream
+    assert [default.seed_of(i) for i in range(default.n_streams)] == list(range(default.n_streams))
+    custom = drift_workload_for(get_workloads("default")[0], {"horizon_s": "90", "n_streams": "4", "prompts": "a; b"})
+    assert custom.horizon_s == 90.0 and custom.n_streams == 4 and custom.prompt_of(3) == "b"
+    assert custom.stream_workload(2).prompts == ((0.0, "a"),)
+    with pytest.raises(ConfigError, match="unknown drift field 'horizon'"):
+        drift_workload_for(get_workloads("default")[0], {"horizon": 5})
+    with pytest.raises(ConfigError, match="shorter than one window"):
+        drift_workload_for(get_workloads("default")[0], {"horizon_s": 2.0})
+    with pytest.raises(ConfigError, match="0.4 s"):
+        drift_workload_for(get_workloads("default")[0], {"window_s": 0.2})
+    assert issubclass(TiltDriftGenerator, StreamingGenerator)
+
+
+def test_reference_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from baselines.degrading import render_music
+    from bench.app.drift.config import DriftMetricsConfig
+    from bench.app.drift.reference import dataset_reference_clips
+    from bench.app.drift.score import prepare_scoring
+
+    preset = get_preset("tiny")
+    drift = drift_workload_for(get_workloads("smoke")[0])
+    streams = pd.DataFrame({"sample_rate": [8000], "block_s": [0.125]})
+    monkeypatch.setenv("LIVE_MUSIC_BENCH_CACHE", str(tmp_path / "no-cache"))  # no data set built here
+    with pytest.raises(FileNotFoundError, match="python -m baselines.data build"):
+        dataset_reference_clips(preset, 16000, 4)
+    reference, embedder, clap = prepare_scoring(preset, drift, DriftMetricsConfig(reference="auto"), streams)
+    assert reference.name.startswith("synthetic:") and "not a real music data set" in reference.name
+    assert clap is None and embedder.name == "logmel" and reference.n_clips == 8
+    folder = tmp_path / "ref"
+    folder.mkdir()
+    for j in range(3):
+        sf.write(folder / f"r{j}.wav", render_music(8000, j, "x", 0, 16000).astype(np.float32), 8000)
+    reference, _, _ = prepare_scoring(preset, drift, DriftMetricsConfig(reference=str(folder)), streams)
+    assert reference.name == f"folder {folder}: 3 files" and reference.n_clips == 3

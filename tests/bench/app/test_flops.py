@@ -1,0 +1,32 @@
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+
+from bench.app.flops import FlopRecorder, count_flops
+
+
+def test_cpu_attention_is_counted_dense_with_and_without_mask():
+    q, k, v = torch.randn(1, 4, 50, 32), torch.randn(1, 4, 80, 32), torch.randn(1, 4, 80, 32)
+    expected = 2 * (2 * 4 * 50 * 80 * 32)  # QK^T and AV
+    mask = torch.rand(50, 80) > 0.3
+    assert count_flops(F.scaled_dot_product_attention, q, k, v) == expected
+    assert count_flops(F.scaled_dot_product_attention, q, k, v, attn_mask=mask) == expected
+
+
+def test_counting_leaves_torch_registry_untouched():
+    before = dict(flop_counter.flop_registry)
+    count_flops(torch.mm, torch.randn(3, 4), torch.randn(4, 5))
+    assert flop_counter.flop_registry == before
+
+
+def test_recorder_accumulates_per_phase():
+    rec = FlopRecorder()
+    a = torch.randn(8, 16)
+    for _ in range(3):
+        with rec.phase("depth"):
+            a @ a.T
+    with rec.phase("decode"):
+        a @ torch.randn(16, 2)
+    assert rec.flops["depth"] == 3 * 2 * 8 * 16 * 8
+    assert rec.calls["depth"] == 3 and rec.calls["decode"] == 1
+    assert rec.total() == rec.flops["depth"] + 2 * 8 * 16 * 2
