@@ -9,6 +9,11 @@ everything else is equal, so the manifests are compared field by field:
 - ``code`` (commit, dirty flag) and ``run`` (preset, device, dtype, workload fingerprints): shown
   as information (they are usually what is being compared).
 
+The manifest describes the machine that started the run; the cells may have been timed elsewhere
+(``--executor ray``). So the ``cells`` tables' node and hardware columns are compared too
+(:func:`hardware_warnings`): a run whose cells were timed on different hardware, or a cell timed on
+different hardware in A and in B, is a WARNING that says which cells ran on which node, CPU and GPU.
+
 Deltas are computed for every (regime, workload) cell present in both runs: ``delta = B - A`` and
 ``delta_pct = 100 (B - A) / |A|``, with ``change`` = better / worse / same from the metric's
 direction (same: equal values).
@@ -23,10 +28,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.core.run_folder import RunData, RunSet
+from bench.core.run_folder import RunData, RunSet, read_run_table
 from reports.metric_names import metric_direction, metric_label
 from reports.quality_tables import quality_long
 from reports.style import regime_sort_key
+from reports.summary import describe_hardware_groups, hardware_groups
 from reports.systems_tables import compute_table, latency_table
 from reports.table_model import Column, Table
 
@@ -79,20 +85,23 @@ class Comparison:
     differences: list[ManifestDifference]
     deltas: Table
     notes: list[str] = field(default_factory=list)
+    hardware: list[str] = field(default_factory=list)  # :func:`hardware_warnings` of the cells tables
 
     @property
     def warnings(self) -> list[ManifestDifference]:
-        """The loud differences (hardware and software)."""
+        """The loud manifest differences (hardware and software)."""
         return [d for d in self.differences if d.loud]
 
     def warning_text(self) -> str:
-        """The loud warning (empty when hardware and software match)."""
-        if not self.warnings:
-            return ""
-        kinds = sorted({d.category for d in self.warnings})
-        items = "; ".join(f"{d.field}: {_show(d.a)} -> {_show(d.b)}" for d in self.warnings)
-        return (f"WARNING: run A and run B differ in {' and '.join(kinds)} ({items}). The deltas below mix the "
-                "change under test with these differences; compare on one machine with one software stack.")
+        """The loud warning (empty when hardware and software match, in the manifests and in the cells)."""
+        parts = []
+        if self.warnings:
+            kinds = sorted({d.category for d in self.warnings})
+            items = "; ".join(f"{d.field}: {_show(d.a)} -> {_show(d.b)}" for d in self.warnings)
+            parts.append(f"WARNING: run A and run B differ in {' and '.join(kinds)} ({items}). The deltas below "
+                         "mix the change under test with these differences; compare on one machine with one "
+                         "software stack.")
+        return " ".join(parts + self.hardware)
 
     def to_markdown(self) -> str:
         """The comparison section of report.md: warning, manifest differences, deltas."""
@@ -149,6 +158,37 @@ def manifest_differences(a: dict[str, Any], b: dict[str, Any]) -> list[ManifestD
     return out
 
 
+def _cells_hardware(run: RunData) -> pd.DataFrame | None:
+    """The run's ``cells`` table (node and hardware per cell), or None when it is missing."""
+    return read_run_table(run.root, "cells")
+
+
+def _where(groups: dict[str, dict[str, list[str]]]) -> dict[str, str]:
+    """``{"generator x workload": "node [hardware]"}`` from :func:`~reports.summary.hardware_groups`."""
+    return {cell: f"{node} [{hardware}]" for hardware, nodes in groups.items() for node, cells in nodes.items()
+            for cell in cells}
+
+
+def hardware_warnings(a: RunData, b: RunData) -> list[str]:
+    """Loud lines for cells timed on different hardware: within run A, within run B, and cells present in
+    both whose hardware differs between A and B. Runs without node records give none."""
+    out = []
+    groups = {"A": hardware_groups(_cells_hardware(a)), "B": hardware_groups(_cells_hardware(b))}
+    for name, by_hardware in groups.items():
+        if len(by_hardware) > 1:
+            out.append(f"WARNING: run {name} timed its cells on different hardware "
+                       f"({'; '.join(describe_hardware_groups(by_hardware))}).")
+    hardware = {name: {cell: hw for hw, nodes in g.items() for cells in nodes.values() for cell in cells}
+                for name, g in groups.items()}
+    where = {name: _where(g) for name, g in groups.items()}
+    moved = [f"{cell} (A: {where['A'][cell]}; B: {where['B'][cell]})"
+             for cell in sorted(set(hardware["A"]) & set(hardware["B"])) if hardware["A"][cell] != hardware["B"][cell]]
+    if moved:
+        out.append("WARNING: these cells were timed on different hardware in A and B, so their deltas measure the "
+                   f"hardware too: {'; '.join(moved)}.")
+    return out
+
+
 def _change(a: float, b: float, direction: str | None) -> str:
     if not (math.isfinite(a) and math.isfinite(b)):
         return "n/a"
@@ -202,8 +242,9 @@ def compare_runs(a: RunData, b: RunData) -> Comparison:
                      + (", " if only_a and only_b else "")
                      + ", ".join(f"{g} x {w} (B only)" for g, w in sorted(only_b)) + ".")
     deltas = Table("compare", f"A versus B: {a.label} -> {b.label}", data, columns, [], notes)
-    comparison = Comparison(a, b, manifest_differences(a.manifest, b.manifest), deltas)
-    if comparison.warnings:
+    comparison = Comparison(a, b, manifest_differences(a.manifest, b.manifest), deltas,
+                            hardware=hardware_warnings(a, b))
+    if comparison.warning_text():
         log.warning("%s", comparison.warning_text())
     return comparison
 
@@ -225,4 +266,5 @@ def _cells(run: RunData) -> set[tuple[str, str]]:
     return set(zip(ok.generator, ok.workload))
 
 
-__all__ = ["Comparison", "ManifestDifference", "compare_runs", "manifest_differences", "DELTA_METRICS"]
+__all__ = ["Comparison", "ManifestDifference", "compare_runs", "hardware_warnings", "manifest_differences",
+           "DELTA_METRICS"]

@@ -5,6 +5,10 @@
 ``summary.md``; it never runs a model, so it can be rebuilt at any time
 (``python -m reports.summary runs/<run>``).
 
+Where the cells were timed comes from the ``cells`` table's ``node`` and ``hardware`` columns
+(:func:`hardware_groups`): cells timed on different hardware get a loud warning naming which cells
+ran on which node, CPU and GPU (their latencies are not comparable across groups).
+
 The systems table of each workload shows the values of :func:`reports.systems_rows.systems_record`
 (the same rows as the report's latency and compute tables) with fixed decimals
 (:func:`reports.formatting.format_fixed`); the drift section is
@@ -38,6 +42,40 @@ SYSTEMS_NOTE = (
 )
 
 
+def hardware_groups(cells: pd.DataFrame | None) -> dict[str, dict[str, list[str]]]:
+    """The ok cells by hardware label, then node: ``{hardware: {node: ["generator x workload", ...]}}``.
+    Empty for runs whose ``cells`` table has no hardware column (made before nodes were recorded)."""
+    if cells is None or "hardware" not in cells.columns:
+        return {}
+    groups: dict[str, dict[str, list[str]]] = {}
+    for _, row in cells[(cells.status == "ok") & cells.hardware.fillna("").astype(bool)].iterrows():
+        cell = f"{row.generator} x {row.workload}"
+        groups.setdefault(str(row.hardware), {}).setdefault(str(row.node), []).append(cell)
+    return groups
+
+
+def describe_hardware_groups(groups: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One line per (hardware, node): ``node [hardware]: cell, cell``."""
+    return [f"{node} [{hardware}]: {', '.join(cells)}"
+            for hardware, nodes in groups.items() for node, cells in nodes.items()]
+
+
+def _hardware_lines(cells: pd.DataFrame | None) -> list[str]:
+    """A loud warning when the cells were timed on different hardware; the nodes when a run used several
+    (or a remote executor); nothing for a local run on one machine (the header names its CPU)."""
+    groups = hardware_groups(cells)
+    nodes = {node for g in groups.values() for node in g}
+    if len(groups) > 1:
+        lines = ["- **WARNING: the cells were timed on different hardware; compare latencies only between cells "
+                 "timed on the same hardware:**"]
+        return lines + [f"  - {line}" for line in describe_hardware_groups(groups)]
+    executors = set(cells.executor.fillna("")) if cells is not None and "executor" in cells.columns else set()
+    if len(nodes) > 1 or (groups and executors - {"", "local"}):
+        return [f"- cells timed on {len(nodes)} node(s), all with the same hardware:"] + \
+            [f"  - {line}" for line in describe_hardware_groups(groups)]
+    return []
+
+
 def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any], cells: pd.DataFrame | None) -> list[str]:
     """Title, code and machine, matmul peak, and the cells' statuses (failures listed)."""
     run, git = manifest.get("run", {}), manifest.get("git", {})
@@ -65,6 +103,7 @@ def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any],
         lines.append(f"- cells: {int((cells.status == 'ok').sum())} ok, {len(failed)} failed")
         for _, row in failed.iterrows():
             lines.append(f"  - FAILED {row.generator} x {row.workload}: {row.error.splitlines()[0] if row.error else ''}")
+        lines += _hardware_lines(cells)
     return lines + [""]
 
 

@@ -52,8 +52,9 @@ def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # (module to plant, its source, the contract name that must report it)
 VIOLATIONS = [
-    ("reports/_planted.py", "import torch\n", "reports never imports baselines or torch"),
-    ("reports/_planted.py", "from baselines import dit\n", "reports never imports baselines or torch"),
+    ("reports/_planted.py", "import torch\n", "reports never imports baselines, torch or ray"),
+    ("reports/_planted.py", "from baselines import dit\n", "reports never imports baselines, torch or ray"),
+    ("reports/_planted.py", "import ray\n", "reports never imports baselines, torch or ray"),
     ("metrics/_planted.py", "import baselines.codec\n", "metrics never imports baselines"),
     ("bench/core/_planted.py", "import metrics.systems\n", "One-way layers"),
     ("baselines/_planted.py", "import metrics.systems\n", "One-way layers"),

@@ -1,21 +1,27 @@
-"""Running a plan's (generator, workload) cells: each one skipped when ``--resume`` finds it complete
-with the same hash, else run through the :class:`~bench.app.runner.Runner` with its tables and
-``status.json`` saved. A failing cell is recorded with its traceback and the next cell runs."""
+"""A plan's (generator, workload) cells: what one cell needs (:class:`CellJob`), how one cell runs
+(:func:`run_cell`, the same code under every executor) and the run's loop over them
+(:func:`run_cells`): each cell is skipped when ``--resume`` finds it complete with the same hash,
+else handed to the executor (:mod:`bench.app.executors`). A failing cell is recorded with its
+traceback and the others still run."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
 import traceback
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import torch
 
 from bench.app.clocks import Clock
 from bench.app.manifest import utc_now
 from bench.app.plan import Plan
-from bench.app.runner import Runner
+from bench.app.runner import Runner, code_hash
+from bench.core.presets import Preset
+from bench.core.registry import GENERATORS
 from bench.core.storage import STATUS_FAILED, STATUS_OK, RunStore
 from bench.core.workloads import Workload
 
@@ -24,52 +30,147 @@ log = logging.getLogger("bench")
 ProgressBar = Callable[..., Any]  # tqdm-like: ProgressBar(total=..., desc=..., unit=..., leave=...)
 
 
-def run_cells(plan: Plan, store: RunStore, clock: Clock, hashes: dict[tuple[str, str], str],
-              progress: ProgressBar) -> list[dict[str, Any]]:
-    """Run (or, resuming, skip) every cell of ``plan`` in order; one status per cell."""
-    cells = plan.cells()
-    statuses: list[dict[str, Any]] = []
-    cell_bar = progress(total=len(cells), desc="cells", unit="cell")
-    for generator, workload in cells:
-        key = hashes[(generator, workload.name)]
-        cell_bar.set_postfix_str(f"{generator} x {workload.name}")
-        if plan.config.resume and store.is_complete(generator, workload.name, key):
-            log.info("%s x %s: complete with the same hash, skipped (--resume)", generator, workload.name)
-            statuses.append({**store.status(generator, workload.name), "resumed": True})
-        else:
-            statuses.append(run_cell(plan, store, clock, progress, generator, workload, key))
-        cell_bar.update(1)
-    cell_bar.close()
-    return statuses
+@dataclass(frozen=True)
+class CellJob:
+    """One cell to run: self-contained and picklable, so a Ray task can receive it.
+
+    ``generator_target`` is the registry's ``module:Class`` of the generator (a Ray worker is a new
+    process and registers it under ``generator`` before building); ``code_hash`` is the driver's
+    :func:`~bench.app.runner.code_hash`, which a worker checks its own code against.
+    """
+
+    generator: str
+    generator_target: str | None
+    workload: Workload
+    cell_hash: str
+    code_hash: str
+    preset: Preset
+    device: str
+    dtype: torch.dtype
+    count_flops: bool
+    threads: int  # torch intra-op threads (0: leave the process's setting alone)
+
+    @property
+    def label(self) -> str:
+        """``generator x workload``, as log lines and warnings name a cell."""
+        return f"{self.generator} x {self.workload.name}"
 
 
-def run_cell(plan: Plan, store: RunStore, clock: Clock, progress: ProgressBar, generator: str,
-             workload: Workload, key: str) -> dict[str, Any]:
-    """Run one cell into its folder; its status (ok, or failed with the traceback), saved last."""
-    folder = store.reset_cell(generator, workload.name)
-    started, t0 = utc_now(), time.perf_counter()
-    bar = progress(total=0, desc=f"{generator} x {workload.name}", unit="block", leave=False)
-    runner = Runner(clock, progress=bar.update, count_flops=plan.config.flops)
-    bar.total = runner.total_steps(workload)
-    status: dict[str, Any] = {"kind": "cell_status", "generator": generator, "workload": workload.name,
-                              "cell_hash": key, "workload_hash": workload.fingerprint(), "started_utc": started}
+class Executor(Protocol):
+    """Runs cells and returns one status per cell, in the order given; each cell's folder (tables,
+    audio, ``status.json`` last) is in the run folder when ``run`` returns."""
+
+    name: str
+
+    def run(self, jobs: Sequence[CellJob]) -> list[dict[str, Any]]: ...
+
+
+class NullBar:
+    """A progress bar that shows nothing (where no terminal is watching, e.g. a Ray worker)."""
+
+    total = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        """Nothing to show."""
+
+    def set_postfix_str(self, text: str) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Use ``n`` torch intra-op threads inside the block (0: leave torch's setting alone)."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
     try:
-        result = runner.run_cell(generator, plan.preset, workload, plan.device, plan.dtype, folder, key)
-        store.write_cell_tables(generator, workload.name, result.tables())
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def generator_target(name: str) -> str | None:
+    """The ``module:Class`` a registered generator is imported from (what a Ray worker imports); None
+    when it cannot be imported here (its cell then fails when it is built, with the registry's message)."""
+    try:
+        cls = GENERATORS.get(name)
+    except Exception:  # noqa: BLE001 - like code_hash: an unimportable generator fails its own cell, not the run
+        return None
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def cell_jobs(plan: Plan, hashes: dict[tuple[str, str], str]) -> list[CellJob]:
+    """The plan's cells in run order as jobs, with the hashes computed here (in the driver)."""
+    targets = {g: generator_target(g) for g in plan.generators}
+    codes = {g: code_hash(g) for g in plan.generators}
+    return [CellJob(g, targets[g], w, hashes[(g, w.name)], codes[g], plan.preset, plan.device, plan.dtype,
+                    plan.config.flops, plan.config.threads) for g, w in plan.cells()]
+
+
+def cell_status(job: CellJob, **fields: Any) -> dict[str, Any]:
+    """A cell's status dictionary: who it is, plus ``fields``."""
+    return {"kind": "cell_status", "generator": job.generator, "workload": job.workload.name,
+            "cell_hash": job.cell_hash, "workload_hash": job.workload.fingerprint(), **fields}
+
+
+def run_cell(job: CellJob, store: RunStore, clock: Clock, progress: ProgressBar,
+             node: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one cell into its folder of ``store``; its status (ok, or failed with the traceback), saved
+    last. ``node`` (:func:`~bench.app.manifest.node_record`) says where it ran. Every executor calls
+    this, so the timed code is the same wherever a cell runs."""
+    name = job.workload.name
+    folder = store.reset_cell(job.generator, name)
+    started, t0 = utc_now(), time.perf_counter()
+    bar = progress(total=0, desc=job.label, unit="block", leave=False)
+    runner = Runner(clock, progress=bar.update, count_flops=job.count_flops)
+    bar.total = runner.total_steps(job.workload)
+    status = cell_status(job, started_utc=started)
+    try:
+        result = runner.run_cell(job.generator, job.preset, job.workload, job.device, job.dtype, folder,
+                                 job.cell_hash)
+        store.write_cell_tables(job.generator, name, result.tables())
         status.update({"status": STATUS_OK, "error": None, "traceback": None, "info": result.info})
-        log.info("%s x %s: ok in %.1f s", generator, workload.name, time.perf_counter() - t0)
+        log.info("%s: ok in %.1f s", job.label, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one failure never stops the other cells
         status.update({"status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}",
                        "traceback": traceback.format_exc()})
-        log.error("%s x %s: failed: %s", generator, workload.name, status["error"])
+        log.error("%s: failed: %s", job.label, status["error"])
     finally:
         bar.close()
         gc.collect()  # release this cell's model before the next one measures its memory
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    status.update({"finished_utc": utc_now(), "wall_s": time.perf_counter() - t0, "resumed": False})
-    store.write_status(generator, workload.name, status)  # last: the cell counts as done only now
+    status.update({"finished_utc": utc_now(), "wall_s": time.perf_counter() - t0, "resumed": False,
+                   "node": node})
+    store.write_status(job.generator, name, status)  # last: the cell counts as done only now
     return status
+
+
+def run_cells(plan: Plan, store: RunStore, executor: Executor,
+              hashes: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+    """Every cell of ``plan`` in order: skipped when ``--resume`` finds it complete with the same hash,
+    the rest run by ``executor``. One status per cell, in plan order."""
+    statuses: dict[int, dict[str, Any]] = {}
+    todo: list[tuple[int, CellJob]] = []
+    for i, job in enumerate(cell_jobs(plan, hashes)):
+        if plan.config.resume and store.is_complete(job.generator, job.workload.name, job.cell_hash):
+            log.info("%s: complete with the same hash, skipped (--resume)", job.label)
+            statuses[i] = {**store.status(job.generator, job.workload.name), "resumed": True}
+        else:
+            todo.append((i, job))
+    if todo:
+        log.info("running %d cell(s) with the %s executor", len(todo), executor.name)
+        for (i, _), status in zip(todo, executor.run([job for _, job in todo]), strict=True):
+            statuses[i] = status
+    return [statuses[i] for i in range(len(statuses))]
 
 
 def log_failures(store: RunStore, statuses: list[dict[str, Any]]) -> None:
@@ -78,4 +179,3 @@ def log_failures(store: RunStore, statuses: list[dict[str, Any]]) -> None:
         if s["status"] != STATUS_OK:
             log.error("%s x %s failed: %s (traceback in %s)", s["generator"], s["workload"], s.get("error"),
                       store.cell_dir(s["generator"], s["workload"]) / "status.json")
-

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.app.config import CONFIG_KEYS, PROGRESS_MODES, resolve_config
+from bench.app.config import CONFIG_KEYS, EXECUTORS, PROGRESS_MODES, resolve_config
 from bench.core.errors import ConfigError
 from bench.core.presets import PRESETS, preset_fields
 from bench.core.registry import GENERATORS, NULL_GENERATOR
@@ -49,6 +49,8 @@ config file (TOML; flags given on the command line win):
   device = "auto"          # auto, cpu, cuda, cuda:1
   dtype = "float32"        # float32, bfloat16, float16
   out = "runs/my-run"
+  executor = "ray"         # local (default) or ray
+  ray_address = "auto"     # the Ray cluster this machine belongs to
   [set]
   "workload.horizon_s" = 32
 
@@ -58,6 +60,7 @@ examples:
   python run_all.py --generators lmdm-causal,lmm --set workload.horizon_s=120
   python run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16
   python run_all.py --out runs/x --resume             # finish an interrupted run
+  python run_all.py --executor ray --ray-address auto --device cuda   # one Ray task per cell on a cluster
 
 reports (from saved folders only; no model runs):
   python run_all.py --report-only runs/a              # rebuild runs/a/report
@@ -102,6 +105,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="skip the drift stage (long streams scored window by window)")
     parser.add_argument("--no-report", dest="report", action="store_false", default=None,
                         help="do not build the HTML report at the end (python run_all.py --report-only RUN_DIR later)")
+    parser.add_argument("--executor", choices=EXECUTORS,
+                        help="who runs the cells: local (default; one after another here) or ray (one Ray task "
+                             "per cell with a whole GPU or a whole node's CPUs; pip install 'live-music-bench[ray]')")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="--executor ray: the cluster to use (auto, host:6379, ray://host:10001); "
+                             "default: RAY_ADDRESS, else a new local cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,14 +18,16 @@ from typing import Any, Sequence
 from bench.core.errors import ConfigError, did_you_mean
 
 CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
-               "threads", "drift", "report", "set")
+               "threads", "drift", "report", "executor", "ray_address", "set")
 # Command-line flag (argparse dest) -> RunConfig attribute, for flags that override the config file.
 FLAG_ATTRIBUTES = (
     ("preset", "preset"), ("workload", "workloads"), ("generators", "generators"), ("device", "device"),
     ("dtype", "dtype"), ("out", "out"), ("resume", "resume"), ("flops", "flops"), ("peak", "peak"),
     ("progress", "progress"), ("threads", "threads"), ("drift", "drift"), ("report", "report"),
+    ("executor", "executor"), ("ray_address", "ray_address"),
 )
 PROGRESS_MODES = ("auto", "on", "off")
+EXECUTORS = ("local", "ray")  # who runs the cells: this process, or Ray tasks (bench/app/executors/)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class RunConfig:
     threads: int = 0  # torch intra-op threads for the run; 0 = torch's default
     drift: bool = True  # the drift stage after the systems cells (bench/app/drift/)
     report: bool = True  # build <out>/report (tables, figures, HTML) at the end
+    executor: str = "local"  # local (this process, one cell after another) or ray (a task per cell)
+    ray_address: str | None = None  # --executor ray: the cluster (auto, host:port, ray://...); None: a new local one
     overrides: list[str] = field(default_factory=list)
 
 

@@ -1,33 +1,35 @@
 """Executing a validated plan, the work behind ``python run_all.py``.
 
-A run: write ``manifest.json`` (before any work) -> measure the matmul peak -> run the cells
-(:mod:`bench.app.cells`) -> measure the peak again -> build the run tables
-(:mod:`bench.app.run_tables`) -> the drift stage (:mod:`bench.app.drift.stage`) -> ``summary.md``
--> the report -> exit 0 if every cell (and drift generator) is ok, 1 otherwise. Configuration
-errors (:class:`~bench.core.errors.ConfigError`, exit 2) are raised before any work.
+A run: open the executor (:mod:`bench.app.executors`: local, or a Ray cluster) -> write
+``manifest.json`` (before any work) -> measure the matmul peak -> run the cells
+(:mod:`bench.app.cells`, through the executor) -> record every node the cells ran on in the
+manifest -> measure the peak again -> build the run tables (:mod:`bench.app.run_tables`) -> the
+drift stage (:mod:`bench.app.drift.stage`) -> ``summary.md`` -> the report -> exit 0 if every cell
+(and drift generator) is ok, 1 otherwise. The drift stage and the report run here, in the driver,
+whatever the executor. Configuration errors (:class:`~bench.core.errors.ConfigError`, exit 2, for
+example a missing Ray) are raised before any work.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from bench.app.cells import ProgressBar, log_failures, run_cells
-from bench.app.clocks import Clock, make_clock
+from bench.app.cells import ProgressBar, log_failures, run_cells, torch_threads
+from bench.app.clocks import Clock
 from bench.app.config import RunConfig
 from bench.app.drift.config import drift_workload_for
 from bench.app.drift.stage import run_drift_stage
-from bench.app.manifest import build_manifest, git_info
+from bench.app.executors import open_executor
+from bench.app.manifest import build_manifest, git_info, nodes_section
 from bench.app.peak import record_peak
 from bench.app.plan import Plan, build_plan
 from bench.app.run_tables import write_run_tables
@@ -49,20 +51,6 @@ def default_out_dir() -> Path:
     return Path("runs") / f"{stamp}_{git_info()['short']}"
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch intra-op threads inside the block (0: leave torch's setting alone)."""
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def execute_config(cfg: RunConfig, clock: Clock | None = None) -> int:
     """Validate ``cfg`` (:func:`~bench.app.plan.build_plan`) and run it; returns the exit status."""
     return execute(build_plan(cfg), clock)
@@ -79,15 +67,16 @@ def _execute(plan: Plan, clock: Clock | None) -> int:
     out = Path(plan.config.out) if plan.config.out else default_out_dir()
     if not plan.config.resume and (out / "manifest.json").exists():
         raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     store = RunStore(out)
-    hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype) for g, w in plan.cells()}
-    _write_manifest(plan, out, hashes)
-
-    peak = _peak(plan, out)
     progress = functools.partial(tqdm, file=sys.stderr, disable=TQDM_DISABLE[plan.config.progress])
-    with logging_redirect_tqdm(loggers=[logging.getLogger()]):
-        statuses = run_cells(plan, store, clock if clock is not None else make_clock(plan.device), hashes, progress)
+    with open_executor(plan, store, clock, progress) as executor:  # Ray missing or unreachable: exit 2, no work
+        out.mkdir(parents=True, exist_ok=True)
+        hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype) for g, w in plan.cells()}
+        manifest_path = _write_manifest(plan, out, hashes)
+        peak = _peak(plan, out)
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+            statuses = run_cells(plan, store, executor, hashes)
+    _record_nodes(manifest_path, statuses)
     if any(not s.get("resumed") for s in statuses):
         peak = _peak(plan, out, again=True)
     write_run_tables(store, statuses, peak.get("flops_per_s"))
@@ -108,7 +97,7 @@ def _execute(plan: Plan, clock: Clock | None) -> int:
     return 1 if failed or drift_failed else 0
 
 
-def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str]) -> None:
+def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str]) -> Path:
     """``manifest.json`` (``manifest-resume-<time>.json`` when resuming): provenance and the planned cells."""
     run_info = {
         "argv": sys.argv, "config": dataclasses.asdict(plan.config), "preset": plan.preset.name,
@@ -125,10 +114,25 @@ def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str]) -
         else f"manifest-resume-{manifest['created_utc'].replace(':', '')}.json"
     write_json(out / name, manifest)
     log.info("run folder %s (manifest written)", out)
+    return out / name
+
+
+def _record_nodes(manifest_path: Path, statuses: list[dict[str, Any]]) -> None:
+    """Add to this invocation's manifest every node the cells ran on (hardware, versions, threads) and
+    which cell ran where (:func:`~bench.app.manifest.nodes_section`)."""
+    manifest = read_json(manifest_path) or {}
+    write_json(manifest_path, {**manifest, **nodes_section(statuses)})
 
 
 def _peak(plan: Plan, out: Path, again: bool = False) -> dict[str, Any]:
-    """The run's matmul peak (:func:`~bench.app.peak.record_peak`) with the plan's options."""
+    """The run's matmul peak (:func:`~bench.app.peak.record_peak`) with the plan's options. Under Ray the
+    cells run on other machines than this one, so the driver does not measure it (recorded as such)."""
+    if plan.config.executor != "local":
+        note = f"the cells ran on {plan.config.executor} workers, whose peak the driver cannot measure"
+        result = {"flops_per_s": None, "device": plan.device, "dtype": dtype_name(plan.dtype), "note": note}
+        if not again:
+            write_json(out / "peak.json", {"kind": "peak", **result})
+        return result
     return record_peak(out, plan.device, plan.dtype, measure=plan.config.peak, reuse=plan.config.resume, again=again)
 
 

@@ -4,6 +4,10 @@ It records the code (git commit, dirty flag), the time (UTC), the software (Pyth
 driver, package versions read with ``importlib.metadata`` without importing the packages), the
 machine (CPU and GPU models, thread counts), and the run (command line, seeds, preset and
 workload fingerprints, the planned cells and their hashes, the schema version).
+
+The machine part (:func:`machine_info`) is also gathered where each cell runs (:func:`node_record`,
+inside the Ray task on a cluster) and kept in the cell's ``status.json``; after the cells the
+manifest gets every node's record (:func:`nodes_section`).
 """
 
 from __future__ import annotations
@@ -103,13 +107,10 @@ def gpu_info() -> dict[str, Any]:
     return info
 
 
-def build_manifest(run: dict[str, Any], schema_version: int) -> dict[str, Any]:
-    """The manifest dictionary; ``run`` holds the run's own fields (argv, config, cells, seeds)."""
+def machine_info() -> dict[str, Any]:
+    """This machine's software and hardware: the manifest's machine part, also what every node of a
+    distributed run reports for the cells it timed (:func:`node_record`)."""
     return {
-        "schema_version": schema_version,
-        "kind": "manifest",
-        "created_utc": utc_now(),
-        "git": git_info(),
         "python": {"version": sys.version.split()[0], "implementation": platform.python_implementation(),
                    "executable": sys.executable},
         "torch": {"version": torch.__version__, "cuda": torch.version.cuda,
@@ -120,5 +121,54 @@ def build_manifest(run: dict[str, Any], schema_version: int) -> dict[str, Any]:
         "threads": thread_info(),
         "packages": package_versions(),
         "env": {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CUDA_VISIBLE_DEVICES")},
+    }
+
+
+def hardware_label(machine: dict[str, Any], device: str) -> str:
+    """What a cell's timing depends on, in one line: CPU model, logical CPUs, torch threads and, on a
+    CUDA device, the GPU's name (two cells with different labels were timed on different hardware)."""
+    threads = machine["threads"]
+    label = (f"{machine['cpu']['model']} ({threads['os_cpu_count']} CPUs, "
+             f"{threads['torch_threads']} torch threads)")
+    if torch.device(device).type == "cuda":
+        label += f"; GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return label
+
+
+def node_record(device: str, executor: str, ray: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The node that times a cell, as its ``status.json`` records it: an id (the host name, plus the Ray
+    node id's first 8 characters under Ray), the executor, the hardware label and :func:`machine_info`.
+    Call it where the cell runs (inside a Ray task for a Ray worker), with the cell's thread settings
+    in effect."""
+    machine = machine_info()
+    host = machine["platform"]["hostname"]
+    node_id = f"{host}/{ray['node_id'][:8]}" if ray else host
+    return {"id": node_id, "executor": executor, "hardware": hardware_label(machine, device),
+            **({"ray": ray} if ray else {}), "machine": machine}
+
+
+def nodes_section(statuses: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's ``nodes`` (each node's machine info, once) and ``cell_nodes`` (which cell ran on
+    which node and hardware), from the cells' statuses; cells without a node record are left out."""
+    nodes: dict[str, Any] = {}
+    cells = []
+    for s in statuses:
+        node = s.get("node")
+        if not node:
+            continue
+        nodes.setdefault(node["id"], {k: v for k, v in node.items() if k != "id"})
+        cells.append({"generator": s["generator"], "workload": s["workload"], "node": node["id"],
+                      "hardware": node.get("hardware")})
+    return {"nodes": nodes, "cell_nodes": cells}
+
+
+def build_manifest(run: dict[str, Any], schema_version: int) -> dict[str, Any]:
+    """The manifest dictionary; ``run`` holds the run's own fields (argv, config, cells, seeds)."""
+    return {
+        "schema_version": schema_version,
+        "kind": "manifest",
+        "created_utc": utc_now(),
+        "git": git_info(),
+        **machine_info(),
         "run": run,
     }

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bench.app.config import PROGRESS_MODES, RunConfig, split_overrides
+from bench.app.config import EXECUTORS, PROGRESS_MODES, RunConfig, split_overrides
 from bench.app.drift.config import drift_workload_for
 from bench.core.errors import ConfigError, did_you_mean
 from bench.core.presets import Preset, apply_overrides, get_preset
@@ -62,23 +62,36 @@ def resolve_generators(names: list[str]) -> list[str]:
     return out
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine."""
+def resolve_device(name: str, local: bool = True) -> str:
+    """``auto`` (CUDA when available here), ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine
+    when the cells run here (``local``); on a Ray cluster the executor checks that the cluster has GPUs."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type == "cuda" and local and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available here; use --device cpu")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"device {name!r}: only cpu and cuda are supported")
     return str(device)
 
 
+def _check_executor(cfg: RunConfig) -> None:
+    """``executor`` is one of :data:`~bench.app.config.EXECUTORS`; ``ray_address`` only means something
+    with Ray (whether Ray is installed is checked when the executor opens, before any work)."""
+    if cfg.executor not in EXECUTORS:
+        raise ConfigError(f"executor {cfg.executor!r}{did_you_mean(str(cfg.executor), EXECUTORS)} is not known; "
+                          f"use one of {', '.join(EXECUTORS)}")
+    if cfg.ray_address is not None and not isinstance(cfg.ray_address, str):
+        raise ConfigError(f"ray_address must be a string (auto, host:port, ray://host:port), got {cfg.ray_address!r}")
+    if cfg.ray_address and cfg.executor != "ray":
+        log.warning("ray_address %r is ignored: the %s executor runs the cells here", cfg.ray_address, cfg.executor)
+
+
 def _check_run_options(cfg: RunConfig) -> None:
-    """The options that are not names: dtype, progress, threads, resume."""
+    """The options that are not names: dtype, progress, threads, resume, executor."""
     if cfg.dtype not in DTYPES:
         raise ConfigError(f"dtype {cfg.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
     if cfg.progress not in PROGRESS_MODES:
@@ -87,6 +100,7 @@ def _check_run_options(cfg: RunConfig) -> None:
         raise ConfigError(f"threads must be an integer >= 0 (0 = torch's default), got {cfg.threads!r}")
     if cfg.resume and not cfg.out:
         raise ConfigError("--resume needs --out pointing at the run folder to continue (for example runs/2026-...)")
+    _check_executor(cfg)
 
 
 def build_plan(cfg: RunConfig) -> Plan:
@@ -99,5 +113,9 @@ def build_plan(cfg: RunConfig) -> Plan:
     _check_run_options(cfg)
     if cfg.drift:
         drift_workload_for(workloads[0], overrides.drift)  # validate drift.* overrides before any work
-    return Plan(cfg, preset, workloads, resolve_generators(cfg.generators), resolve_device(cfg.device),
+    device = resolve_device(cfg.device, local=cfg.executor == "local")
+    if cfg.drift and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: the cells run on the Ray cluster, but the drift stage runs here, "
+                          "where CUDA is not available; add --no-drift (or run the driver on a GPU machine)")
+    return Plan(cfg, preset, workloads, resolve_generators(cfg.generators), device,
                 DTYPES[cfg.dtype], overrides.preset, overrides.workload, overrides.drift)

@@ -1,5 +1,7 @@
 """The run tables: every ok cell's saved tables concatenated, and the summaries computed from them
-(:mod:`metrics.systems`), written at the top of the run folder; ``cells`` lists every cell's status."""
+(:mod:`metrics.systems`), written at the top of the run folder; ``cells`` lists every cell's status
+and where it was timed (node and hardware label, from its ``status.json``; empty for cells of runs
+made before nodes were recorded)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ RUN_TABLES = ("blocks", "phases", "streams", "flops", "summary", "phase_summary"
 
 
 def _cells_table(statuses: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell: status, hash, error, wall time, resumed or run."""
+    """One row per cell: status, hash, error, wall time, resumed or run, and the node and hardware it ran on."""
     return pd.DataFrame([{
         "generator": s["generator"], "workload": s["workload"], "status": s["status"], "cell_hash": s["cell_hash"],
         "error": s.get("error") or "", "wall_s": s.get("wall_s"), "resumed": bool(s.get("resumed")),
+        "node": (s.get("node") or {}).get("id", ""), "executor": (s.get("node") or {}).get("executor", ""),
+        "hardware": (s.get("node") or {}).get("hardware", ""),
     } for s in statuses])
 
 

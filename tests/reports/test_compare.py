@@ -81,3 +81,37 @@ def test_compare_cli_writes_warning_into_html_and_markdown(golden_run, tmp_path,
     assert "> **WARNING" in (out / "report.md").read_text()
     assert (out / "tables" / "compare.csv").exists()
     assert any("WARNING" in r.getMessage() for r in caplog.records)
+
+
+def _move_cell(run, generator: str, node: str, hardware: str) -> None:
+    """Say in the run's cells table that ``generator``'s cell was timed on ``node`` with ``hardware``."""
+    path = run / "cells.parquet"
+    cells = pd.read_parquet(path)
+    cells.loc[cells.generator == generator, ["node", "hardware"]] = [node, hardware]
+    cells.to_parquet(path, index=False)
+
+
+def test_cells_timed_on_different_hardware_are_loud(golden_run, tmp_path) -> None:
+    """Identical manifests (one driver), but B's toy-cached cell was timed on another node's GPU."""
+    cells = pd.read_parquet(golden_run / "cells.parquet")
+    assert cells.hardware.nunique() == 1 and cells.hardware.iloc[0]  # the harness records where cells ran
+    b = tmp_path / "b"
+    shutil.copytree(golden_run, b)
+    _move_cell(b, "toy-cached", "gpu-node-7", "Xeon (32 CPUs, 32 torch threads); GPU NVIDIA H200")
+    comparison = compare_runs(load_run(golden_run), load_run(b))
+    assert comparison.differences == []  # the manifests cannot see it
+    warning = comparison.warning_text()
+    assert "WARNING: run B timed its cells on different hardware" in warning
+    assert "gpu-node-7 [Xeon (32 CPUs, 32 torch threads); GPU NVIDIA H200]: toy-cached x smoke" in warning
+    assert "timed on different hardware in A and B" in warning and "toy-cached x smoke (A: " in warning
+    assert "toy-uncached x smoke (A:" not in warning  # only the cell that moved
+    assert "WARNING: run A" not in warning
+    assert f"> **{warning}**" in comparison.to_markdown()
+
+
+def test_runs_without_node_records_compare_quietly(golden_run, tmp_path) -> None:
+    b = tmp_path / "b"
+    shutil.copytree(golden_run, b)
+    cells = pd.read_parquet(b / "cells.parquet").drop(columns=["node", "executor", "hardware"])
+    cells.to_parquet(b / "cells.parquet", index=False)  # as a run made before nodes were recorded
+    assert compare_runs(load_run(golden_run), load_run(b)).warning_text() == ""

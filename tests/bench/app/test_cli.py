@@ -42,7 +42,8 @@ def test_help_is_usable(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for needle in ("--workload", "--resume", "workload.horizon_s", "examples:", "exit status", "[set]"):
+    for needle in ("--workload", "--resume", "workload.horizon_s", "examples:", "exit status", "[set]", "--executor",
+                   "--ray-address", "executor = \"ray\""):
         assert needle in text
 
 
