@@ -40,6 +40,23 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_identity(path: str | Path) -> dict[str, object]:
+    """``{"path", "sha256", "bytes"}`` of a checkpoint file (sha256 None when the file is missing), so a
+    run records exactly which weights it used; cached per (path, size, mtime) within a process."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return {"path": str(path), "sha256": None, "bytes": None}
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = sha256_of(path)
+    return {"path": str(path), "sha256": _HASH_CACHE[key], "bytes": stat.st_size}
+
+
 def expected_hashes(folder: str | Path) -> dict[str, str]:
     """file name -> sha256 from ``folder/SHA256SUMS`` (``<hex>  <name>`` lines; a ``*`` before the
     name, sha256sum's binary mode, is dropped)."""
@@ -47,10 +64,13 @@ def expected_hashes(folder: str | Path) -> dict[str, str]:
     if not sums.exists():
         raise ConfigError(f"{folder} has no {SUMS_FILE}: the checkpoints in it cannot be verified")
     out = {}
-    for line in sums.read_text().splitlines():
+    for number, line in enumerate(sums.read_text(errors="replace").splitlines(), start=1):
         if line.strip():
-            digest, name = line.split(maxsplit=1)
-            out[name.strip().lstrip("*")] = digest
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2 or len(parts[0]) != 64 or any(c not in "0123456789abcdefABCDEF" for c in parts[0]):
+                raise ConfigError(f"{sums} line {number} is malformed ({line.strip()[:80]!r}); each line must be "
+                                  "'<64 hex digits>  <file name>' as written by sha256sum")
+            out[parts[1].strip().lstrip("*")] = parts[0].lower()
     return out
 
 

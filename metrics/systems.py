@@ -9,14 +9,10 @@ Definitions (units in the names; see docs/harness.md for the full text):
   the first block's audio is on the host (ms, lower is better).
 - RTF: ``compute_s / audio_s`` (lower is better; < 1 is faster than real time); "x real time" is
   its inverse ``audio_s / compute_s`` (higher is better).
-- Playback model (:func:`simulate_playback`): blocks generated back to back (``offline``) or paced
-  (``realtime``: block k may start only when at most ``prebuffer_s`` of generated audio is still
-  unplayed); playback starts when ``prebuffer_s`` of audio is ready (at least one block); an
-  underrun is a moment the player needs audio not yet generated; it then waits (a stall) and
-  resumes as soon as the block is ready.
-- Control latency: for the first block k generated under a new prompt, ``p_k - s_k`` (best case:
-  the change arrives just as block k starts generating) and ``p_k - s_{k-1}`` (worst case: it
-  arrives just after block k-1 started), where ``s`` is generation start and ``p`` play start.
+- Playback models, underruns, stalls, min pre-buffer and control latency: :mod:`metrics.playback`.
+  The summary's headline (``verdict``, ``underruns``, ``stall_s``, ``min_prebuffer_s``,
+  ``control_latency_*``) is the ``live`` model at the recorded look-ahead; the ``offline`` model
+  (unbounded lead, a throughput view) is in the ``offline_*`` columns.
 """
 
 from __future__ import annotations
@@ -30,11 +26,10 @@ import numpy as np
 import pandas as pd
 
 from bench.core.registry import NULL_GENERATOR, REFERENCE_GENERATOR
-from bench.core.workloads import SCENARIOS
+from metrics.playback import first_prompt_blocks, playback_columns, simulate_playback
 
 # MLPerf Inference minimum sample counts for a percentile claim.
 MIN_SAMPLES: dict[float, int] = {90.0: 64, 99.0: 662}
-EPS_S = 1e-9  # stalls shorter than 1 ns are float rounding, not underruns
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,165 +93,12 @@ def x_realtime(compute_s: float, audio_s: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Playback simulation
-
-
-@dataclass(frozen=True)
-class Playback:
-    """Timeline of one stream (seconds from the ``start()`` call), per block k."""
-
-    gen_start_s: np.ndarray  # s_k: generation of block k starts
-    gen_end_s: np.ndarray  # f_k = s_k + latency_k: block k's audio is on the host
-    play_start_s: np.ndarray  # p_k: block k starts playing
-    stall_s: np.ndarray  # wait before block k could play (0 when it was ready in time)
-    playback_start_s: float  # P: when playback began
-    end_s: float  # when the last sample finished playing
-    underruns: int
-    total_stall_s: float
-    prebuffer_s: float
-    scenario: str
-
-    @property
-    def realtime(self) -> bool:
-        """True iff the horizon played without a single underrun."""
-        return self.underruns == 0
-
-
-def _check_inputs(latency_s: Sequence[float], audio_s: Sequence[float], scenario: str) -> tuple[np.ndarray, np.ndarray]:
-    d = np.asarray(latency_s, dtype=np.float64)
-    a = np.asarray(audio_s, dtype=np.float64)
-    if d.ndim != 1 or d.shape != a.shape or d.size == 0:
-        raise ValueError(f"latency_s and audio_s must be equal-length 1-D, non-empty; got {d.shape} and {a.shape}")
-    if np.any(d < 0) or not np.all(np.isfinite(d)):
-        raise ValueError("latency_s must be finite and >= 0")
-    if np.any(a <= 0) or not np.all(np.isfinite(a)):
-        raise ValueError("audio_s must be finite and > 0 for every block")
-    if scenario not in SCENARIOS:
-        raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
-    return d, a
-
-
-def simulate_playback(
-    latency_s: Sequence[float],
-    audio_s: Sequence[float],
-    prebuffer_s: float,
-    scenario: str = "offline",
-    start_s: float = 0.0,
-) -> Playback:
-    """Play a stream whose block k took ``latency_s[k]`` and holds ``audio_s[k]`` seconds.
-
-    Time 0 is the call to ``start``; the first block starts generating at ``start_s``.
-    ``offline``: ``s_k = f_{k-1}``. ``realtime``: ``s_k = max(f_{k-1}, t)`` where ``t`` is when
-    the playhead reaches ``A_{k-1} - prebuffer_s`` (``A`` = cumulative audio): the generator never
-    holds more than ``prebuffer_s`` of unplayed audio when it starts a block. Playback starts at
-    ``P = f_m`` for the first m with ``A_m >= prebuffer_s``; ``p_0 = P`` and
-    ``p_k = max(p_{k-1} + a_{k-1}, f_k)``; block k underruns when ``f_k > p_{k-1} + a_{k-1}``.
-    """
-    d, a = _check_inputs(latency_s, audio_s, scenario)
-    if prebuffer_s < 0:
-        raise ValueError(f"prebuffer_s must be >= 0, got {prebuffer_s}")
-    n = d.size
-    cum = np.cumsum(a)  # A_k
-    reached = np.nonzero(cum >= prebuffer_s - EPS_S)[0]
-    m = int(reached[0]) if reached.size else n - 1
-    s = np.zeros(n)
-    f = np.zeros(n)
-    p = np.full(n, np.nan)
-    stall = np.zeros(n)
-    for k in range(n):
-        s_k = start_s if k == 0 else f[k - 1]
-        if scenario == "realtime" and k > 0:
-            must_have_played = cum[k - 1] - prebuffer_s
-            if must_have_played > EPS_S:  # then A_{k-1} > prebuffer_s, so playback has started
-                j = int(np.searchsorted(cum, must_have_played - EPS_S, side="left"))
-                before_j = cum[j - 1] if j > 0 else 0.0
-                s_k = max(s_k, p[j] + (must_have_played - before_j))
-        s[k] = s_k
-        f[k] = s_k + d[k]
-        if k == m:
-            for i in range(m + 1):  # all of them are ready at f_m: no stalls before playback
-                p[i] = f[m] + (cum[i - 1] if i > 0 else 0.0)
-        elif k > m:
-            due = p[k - 1] + a[k - 1]
-            p[k] = max(due, f[k])
-            stall[k] = max(0.0, f[k] - due)
-    underrun = stall > EPS_S
-    return Playback(
-        gen_start_s=s, gen_end_s=f, play_start_s=p, stall_s=np.where(underrun, stall, 0.0),
-        playback_start_s=float(f[m]), end_s=float(p[-1] + a[-1]), underruns=int(underrun.sum()),
-        total_stall_s=float(stall[underrun].sum()), prebuffer_s=float(prebuffer_s), scenario=scenario,
-    )
-
-
-def min_start_delay_s(latency_s: Sequence[float], audio_s: Sequence[float], start_s: float = 0.0) -> float:
-    """Earliest playback start (s after ``start``) that plays the whole stream without an underrun,
-    when blocks are generated back to back: ``max_k (f_k - A_{k-1})`` (closed form)."""
-    d, a = _check_inputs(latency_s, audio_s, "offline")
-    f = start_s + np.cumsum(d)
-    before = np.concatenate([[0.0], np.cumsum(a)[:-1]])
-    return float(np.max(f - before))
-
-
-def min_prebuffer_s(
-    latency_s: Sequence[float], audio_s: Sequence[float], scenario: str = "offline", start_s: float = 0.0
-) -> float:
-    """Smallest whole-block pre-buffer ``A_m`` (audio seconds) that plays without an underrun.
-
-    ``offline``: closed form, the first m with ``f_m >= min_start_delay_s``. ``realtime``: the
-    pre-buffer also paces generation, so candidates ``A_0, A_1, ...`` are simulated in order (the
-    whole stream as pre-buffer always works).
-    """
-    d, a = _check_inputs(latency_s, audio_s, scenario)
-    cum = np.cumsum(a)
-    if scenario == "offline":
-        f = start_s + np.cumsum(d)
-        delay = min_start_delay_s(d, a, start_s)
-        m = int(np.nonzero(f >= delay - EPS_S)[0][0])
-        return float(cum[m])
-    for m in range(d.size):
-        if simulate_playback(d, a, float(cum[m]), scenario, start_s).underruns == 0:
-            return float(cum[m])
-    return float(cum[-1])  # unreachable: with everything buffered nothing can underrun
-
-
-@dataclass(frozen=True)
-class ControlLatency:
-    block_index: int  # first block generated under the new prompt
-    best_s: float  # p_k - s_k
-    worst_s: float  # p_k - s_{k-1}
-
-
-def control_latencies(playback: Playback, change_blocks: Iterable[int]) -> list[ControlLatency]:
-    """Control latency of each prompt change, given the first block under each new prompt."""
-    out = []
-    for k in change_blocks:
-        k = int(k)
-        if k <= 0 or k >= playback.gen_start_s.size:
-            raise ValueError(f"a prompt change must take effect at a block in 1..{playback.gen_start_s.size - 1}, got {k}")
-        p_k = float(playback.play_start_s[k])
-        out.append(ControlLatency(k, p_k - float(playback.gen_start_s[k]), p_k - float(playback.gen_start_s[k - 1])))
-    return out
-
-
-def realtime_verdict(underruns: int, min_prebuffer: float | None = None) -> str:
-    """"real time" only with zero underruns at the configured pre-buffer (never from means)."""
-    if underruns == 0:
-        return "real time"
-    hint = f"; needs a {min_prebuffer:.2f} s pre-buffer" if min_prebuffer is not None and math.isfinite(min_prebuffer) else ""
-    return f"not real time ({underruns} underrun{'s' if underruns != 1 else ''}{hint})"
-
-
-# --------------------------------------------------------------------------------------------
 # Tables
-
-
-def _first_prompt_blocks(prompt_index: np.ndarray) -> list[int]:
-    return [k for k in range(1, prompt_index.size) if prompt_index[k] != prompt_index[k - 1]]
 
 
 def playback_table(blocks: pd.DataFrame, streams: pd.DataFrame) -> pd.DataFrame:
     """Per-block playback timeline of every stream (columns gen_start_s, gen_end_s, play_start_s,
-    stall_s, first_under_new_prompt) from the record tables."""
+    stall_s, first_under_new_prompt) from the record tables, under each stream's scenario model."""
     rows = []
     for key, stream in streams.groupby(["generator", "workload", "repeat"], sort=False):
         recs = blocks[(blocks.generator == key[0]) & (blocks.workload == key[1]) & (blocks["repeat"] == key[2])]
@@ -264,7 +106,7 @@ def playback_table(blocks: pd.DataFrame, streams: pd.DataFrame) -> pd.DataFrame:
         row = stream.iloc[0]
         pb = simulate_playback(recs.latency_ns.to_numpy() / 1e9, recs.audio_s.to_numpy(), float(row.prebuffer_s),
                                str(row.scenario), float(row.start_ns) / 1e9)
-        changes = set(_first_prompt_blocks(recs.prompt_index.to_numpy()))
+        changes = set(first_prompt_blocks(recs.prompt_index.to_numpy()))
         for i, k in enumerate(recs.block_index.to_numpy()):
             rows.append({
                 "generator": key[0], "workload": key[1], "repeat": key[2], "block_index": int(k),
@@ -290,20 +132,9 @@ def summarize_cell(
     pct = latency_percentiles(lat_ms)
     compute_s = float(blocks.latency_ns.sum()) / 1e9
     audio_s = float(blocks.audio_s.sum())
-    underruns, stall, min_pb, min_delay, ttfa, best, worst = 0, 0.0, [], [], [], [], []
-    for _, stream in streams.iterrows():
-        recs = blocks[blocks["repeat"] == stream["repeat"]].sort_values("block_index")
-        d, a, t0 = recs.latency_ns.to_numpy() / 1e9, recs.audio_s.to_numpy(), float(stream.start_ns) / 1e9
-        pb = simulate_playback(d, a, float(stream.prebuffer_s), str(stream.scenario), t0)
-        underruns += pb.underruns
-        stall += pb.total_stall_s
-        min_pb.append(min_prebuffer_s(d, a, str(stream.scenario), t0))
-        min_delay.append(min_start_delay_s(d, a, t0))
-        ttfa.append(t0 + d[0])
-        for c in control_latencies(pb, _first_prompt_blocks(recs.prompt_index.to_numpy())):
-            best.append(c.best_s)
-            worst.append(c.worst_s)
     first = blocks[blocks.block_index == 0]
+    first_ns = first.set_index("repeat").latency_ns
+    ttfa = [(float(stream.start_ns) + float(first_ns[stream["repeat"]])) / 1e9 for _, stream in streams.iterrows()]
     row = {
         "generator": gen, "workload": work,
         "repeats": int(streams.shape[0]), "blocks": int(blocks.shape[0]), "audio_s": audio_s,
@@ -318,12 +149,9 @@ def summarize_cell(
     row.update({
         "compute_s": compute_s, "rtf": rtf(compute_s, audio_s), "x_realtime": x_realtime(compute_s, audio_s),
         "scenario": str(streams.scenario.iloc[0]), "prebuffer_s": float(streams.prebuffer_s.iloc[0]),
-        "underruns": underruns, "stall_s": stall, "min_prebuffer_s": float(max(min_pb)),
-        "min_start_delay_s": float(max(min_delay)),
-        "verdict": realtime_verdict(underruns, float(max(min_pb))),
-        "prompt_changes": len(best),
-        "control_latency_best_ms": 1e3 * _nan_if_empty(best, np.mean),
-        "control_latency_worst_ms": 1e3 * _nan_if_empty(worst, np.max),
+    })
+    row.update(playback_columns(blocks, streams))  # live (headline) and offline_* (throughput) views
+    row.update({
         "peak_mem_bytes": int(streams.peak_mem_bytes.max()), "peak_mem_kind": str(streams.peak_mem_kind.iloc[0]),
         "kv_cache_bytes": int(blocks.kv_cache_bytes.max()),
         "transient_kv_bytes": int(blocks.transient_kv_bytes.max()) if "transient_kv_bytes" in blocks else 0,
@@ -425,7 +253,6 @@ def null_overhead(summary: pd.DataFrame, null: str = NULL_GENERATOR, reference: 
 
 __all__ = [
     "MIN_SAMPLES", "min_samples", "percentile", "latency_percentiles", "PercentileEstimate", "rtf", "x_realtime",
-    "Playback", "simulate_playback", "min_start_delay_s", "min_prebuffer_s", "ControlLatency", "control_latencies",
-    "realtime_verdict", "playback_table", "summarize_cell", "summarize", "phase_summary", "pairwise_ratios",
-    "null_overhead",
+    "simulate_playback",  # re-exported: bench.app.runner paces the realtime scenario with it
+    "playback_table", "summarize_cell", "summarize", "phase_summary", "pairwise_ratios", "null_overhead",
 ]

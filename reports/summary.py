@@ -10,7 +10,8 @@ Where the cells were timed comes from the ``cells`` table's ``node`` and ``hardw
 ran on which node, CPU and GPU (their latencies are not comparable across groups).
 
 The systems table of each workload shows the values of :func:`reports.systems_rows.systems_record`
-(the same rows as the report's latency and compute tables) with fixed decimals
+(the same rows as the report's latency and compute tables) with fixed decimals; the real-time verdict is
+the live model's, beside the offline (throughput) verdict
 (:func:`reports.formatting.format_fixed`); the drift section is
 :func:`reports.drift_summary.render_drift_summary`.
 """
@@ -27,18 +28,22 @@ from bench.core.phases import PHASE_ORDER
 from bench.core.run_folder import read_run_json, read_run_table
 from bench.core.storage import atomic_write_text
 from reports.drift_summary import render_drift_summary
-from reports.formatting import format_fixed, format_significant, format_value, markdown_table
-from reports.systems_rows import systems_record
+from reports.formatting import NOT_MEASURED, format_fixed, format_significant, format_value, is_finite, markdown_table
+from reports.systems_rows import playback_views, systems_record
 
-SYSTEMS_HEADER = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "underruns",
-                  "min pre-buffer s", "verdict", "GFLOP/block", "meas/analytic", "GFLOP/s", "% peak",
+SYSTEMS_HEADER = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "look-ahead s",
+                  "underruns (live)", "min pre-buffer s (live)", "verdict (live)", "offline verdict (throughput)",
+                  "GFLOP/block", "meas/analytic", "GFLOP/s", "% peak",
                   "peak mem MB", "KV MB kept / in-block", "params M"]
 SYSTEMS_NOTE = (
     "`*` percentile not valid: fewer samples than MLPerf's minimum (64 for p90, 662 for p99). "
     "Latencies are per block (one `step` call); RTF = compute s / audio s; GFLOP/block is the "
     "analytic count of a steady block; meas/analytic is FlopCounterMode's count over the analytic one; "
     "peak memory: {peak_mem_kind}; KV kept = caches held between blocks, in-block = caches "
-    "rebuilt inside every block (enc-dec context, LMM decoders)."
+    "rebuilt inside every block (enc-dec context, LMM decoders). Live: playback simulated from the measured "
+    "block times with the generator at most the look-ahead ahead of the listener (the real-time verdict); "
+    "offline: the same blocks back to back with an unbounded lead (throughput only; docs/harness.md). "
+    "Live values n/m (not measured): a run recorded before the live model (no look-ahead in its streams)."
 )
 
 
@@ -118,7 +123,10 @@ def _systems_cells(record: dict[str, Any]) -> list[str]:
     return [
         record["generator"], f(record["ttfa_ms"]), f(record["p50_ms"], 2), _percentile_cell(record, "p90"),
         _percentile_cell(record, "p99"), f(record["rtf"], 3), f(record["x_realtime"], 2),
-        format_value(record["underruns"], "int"), f(record["min_prebuffer_s"], 2), record["verdict"],
+        f(record["lookahead_s"], 2),
+        format_value(record["underruns"], "int") if is_finite(record["underruns"]) else NOT_MEASURED,
+        f(record["min_prebuffer_s"], 2),
+        record["verdict"], record["offline_verdict"],
         f(record["analytic_gflop_per_block"], 2), f(record["measured_over_analytic"], 3),
         f(record["achieved_gflop_per_s"], 1), f(record["peak_fraction"], 1, 100.0), f(record["peak_mem_mib"], 0),
         f(record["kv_cache_mib"], 2) + " / " + f(record["transient_kv_mib"], 2), f(record["params_m"], 2),
@@ -154,14 +162,20 @@ def _phase_lines(phases: pd.DataFrame | None, workload: str) -> list[str]:
 
 
 def _control_lines(group: pd.DataFrame) -> list[str]:
-    """Control latency of the regimes whose workload changes prompts (none otherwise)."""
+    """Control latency of the regimes whose workload changes prompts (none otherwise): live, and offline."""
     changes = group[group.prompt_changes > 0]
     if changes.empty:
         return []
-    rows = [[r.generator, str(int(r.prompt_changes)), format_fixed(r.control_latency_best_ms),
-             format_fixed(r.control_latency_worst_ms)] for _, r in changes.iterrows()]
-    return (["Control latency (prompt change until audio under the new prompt plays):", ""]
-            + markdown_table(["regime", "changes", "best case ms (mean)", "worst case ms (max)"], rows) + [""])
+    rows = []
+    for _, r in changes.iterrows():
+        v = playback_views(r)
+        rows.append([r.generator, str(int(r.prompt_changes))] + [format_fixed(v[key]) for key in (
+            "control_latency_best_ms", "control_latency_worst_ms", "offline_control_latency_best_ms",
+            "offline_control_latency_worst_ms")])
+    header = ["regime", "changes", "live best ms (mean)", "live worst ms (max)", "offline best ms (mean)",
+              "offline worst ms (max)"]
+    return (["Control latency (prompt change until audio under the new prompt plays; live = bounded look-ahead, "
+             "offline = unbounded lead, which grows it):", ""] + markdown_table(header, rows) + [""])
 
 
 def _overhead_lines(overhead: pd.DataFrame | None, workload: str) -> list[str]:
@@ -199,8 +213,10 @@ def render_summary(run_dir: Path) -> str:
     phases = read_run_table(run_dir, "phase_summary")
     for workload, group in summary.groupby("workload", sort=False):
         first = group.iloc[0]
+        look = playback_views(first)["lookahead_s"]
+        look_text = f"live look-ahead {format_significant(look, 6)} s, " if is_finite(look) else ""
         lines += [f"## Workload `{workload}` ({first.scenario}, pre-buffer {format_significant(first.prebuffer_s, 6)} s, "
-                  f"{int(first.blocks / first.repeats)} blocks x {int(first.repeats)} repeat(s))", ""]
+                  f"{look_text}{int(first.blocks / first.repeats)} blocks x {int(first.repeats)} repeat(s))", ""]
         lines += _systems_lines(group)
         lines += _phase_lines(phases, workload)
         lines += _control_lines(group)

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import torch
 
 from bench.app.clocks import Clock
+from bench.app.config import DEFAULT_STEP_TIMEOUT_S
+from bench.app.guards import contain
 from bench.app.manifest import utc_now
 from bench.app.plan import Plan
 from bench.app.runner import Runner, code_hash
@@ -49,6 +51,7 @@ class CellJob:
     dtype: torch.dtype
     count_flops: bool
     threads: int  # torch intra-op threads (0: leave the process's setting alone)
+    step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # a step running longer fails the cell (bench.app.guards)
 
     @property
     def label(self) -> str:
@@ -112,7 +115,8 @@ def cell_jobs(plan: Plan, hashes: dict[tuple[str, str], str]) -> list[CellJob]:
     targets = {g: generator_target(g) for g in plan.generators}
     codes = {g: code_hash(g) for g in plan.generators}
     return [CellJob(g, targets[g], w, hashes[(g, w.name)], codes[g], plan.preset, plan.device, plan.dtype,
-                    plan.config.flops, plan.config.threads) for g, w in plan.cells()]
+                    plan.config.flops, plan.config.threads, float(plan.config.step_timeout_s))
+            for g, w in plan.cells()]
 
 
 def cell_status(job: CellJob, **fields: Any) -> dict[str, Any]:
@@ -130,16 +134,17 @@ def run_cell(job: CellJob, store: RunStore, clock: Clock, progress: ProgressBar,
     folder = store.reset_cell(job.generator, name)
     started, t0 = utc_now(), time.perf_counter()
     bar = progress(total=0, desc=job.label, unit="block", leave=False)
-    runner = Runner(clock, progress=bar.update, count_flops=job.count_flops)
+    runner = Runner(clock, progress=bar.update, count_flops=job.count_flops, step_timeout_s=job.step_timeout_s)
     bar.total = runner.total_steps(job.workload)
-    status = cell_status(job, started_utc=started)
+    status = cell_status(job, started_utc=started, step_timeout_s=job.step_timeout_s)
     try:
         result = runner.run_cell(job.generator, job.preset, job.workload, job.device, job.dtype, folder,
                                  job.cell_hash)
         store.write_cell_tables(job.generator, name, result.tables())
         status.update({"status": STATUS_OK, "error": None, "traceback": None, "info": result.info})
         log.info("%s: ok in %.1f s", job.label, time.perf_counter() - t0)
-    except Exception as exc:  # noqa: BLE001 - one failure never stops the other cells
+    except BaseException as raised:  # noqa: BLE001 - one failure never stops the other cells
+        exc = contain(raised)  # SystemExit etc. from generator code: this cell's error; a real Ctrl-C re-raises
         status.update({"status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}",
                        "traceback": traceback.format_exc()})
         log.error("%s: failed: %s", job.label, status["error"])

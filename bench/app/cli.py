@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from bench.app.config import CONFIG_KEYS, EXECUTORS, PROGRESS_MODES, resolve_config
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, RunStopped
 from bench.core.presets import PRESETS, preset_fields
 from bench.core.registry import GENERATORS, NULL_GENERATOR
+from bench.core.storage import read_json
 from bench.core.workloads import WORKLOADS, Workload, get_workloads
 from reports.__main__ import main as report_main
 
@@ -66,8 +69,11 @@ reports (from saved folders only; no model runs):
   python run_all.py --report-only runs/a              # rebuild runs/a/report
   python run_all.py --compare runs/a runs/b --out reports/a-vs-b
 
-exit status: 0 all cells ok, 1 a cell failed (see its status.json), 2 bad configuration.
+exit status: 0 all cells ok, 1 a cell failed (see its status.json) or results could not be written
+(full disk, permissions), 2 bad configuration (nothing run), 130 interrupted (Ctrl-C; the message
+gives the --resume command).
 """
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _csv(text: str) -> list[str]:
@@ -93,6 +99,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run folder (default: runs/<UTC time>_<git sha>)")
     parser.add_argument("--resume", action="store_true", default=None,
                         help="continue the run in --out: skip cells completed with the same hash")
+    parser.add_argument("--allow-config-change", action="store_true", default=None,
+                        help="with --resume: continue a run made with another configuration (both are recorded "
+                             "in the manifest); without it such a resume is refused")
+    parser.add_argument("--step-timeout", dest="step_timeout_s", type=float, metavar="S",
+                        help="a generator step that does not return within S seconds fails its cell (default: 600)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a preset or workload field (repeatable)")
     parser.add_argument("--no-flops", dest="flops", action="store_false", default=None,
@@ -160,13 +171,57 @@ def _report_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def resume_command(argv: Sequence[str], out: object) -> str:
+    """The command that continues this run: the same options, ``--out`` the run folder, ``--resume``."""
+    args = [a for a in argv if a != "--resume"]
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(out)]
+    return shlex.join(["python", "run_all.py", *args, "--resume"])
+
+
+def _finished(out: object) -> str:
+    """What the run folder holds: cells ok and failed so far."""
+    statuses = [read_json(p) or {} for p in sorted(Path(str(out)).glob("cells/*/status.json"))]
+    ok = [f"{s.get('generator')} x {s.get('workload')}" for s in statuses if s.get("status") == "ok"]
+    failed = [f"{s.get('generator')} x {s.get('workload')}" for s in statuses if s.get("status") not in (None, "ok")]
+    return (f"{len(ok)} cell(s) finished ok ({', '.join(ok) or 'none'}), {len(failed)} failed"
+            + (f" ({', '.join(failed)})" if failed else ""))
+
+
+def _stopped(exc: RunStopped, argv: Sequence[str]) -> int:
+    """One paragraph for a run that stopped early (Ctrl-C, full disk, unwritable file) and its exit status."""
+    again = resume_command(argv, exc.out)
+    if exc.interrupted:
+        log.error("interrupted (Ctrl-C): %s in %s. Finished cells are kept; continue with:\n  %s",
+                  _finished(exc.out), exc.out, again)
+        return EXIT_INTERRUPTED
+    cause = exc.cause
+    where = getattr(cause, "filename", None) or exc.out
+    if getattr(cause, "errno", None) == errno.ENOSPC:
+        what = f"the disk holding {where} is full"
+    elif getattr(cause, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"{where} cannot be written ({getattr(cause, 'strerror', None) or cause})"
+    else:
+        what = f"writing {where} failed ({cause})"
+    log.error("the run stopped: %s. %s so far in %s. Free space or fix the folder, then continue with:\n  %s",
+              what, _finished(exc.out), exc.out, again)
+    return EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None, clock: Any = None) -> int:
-    """Entry point of ``python run_all.py``; ``clock`` lets tests inject a FakeClock."""
-    args = build_parser().parse_args(argv)
+    """Entry point of ``python run_all.py``; ``clock`` lets tests inject a FakeClock. Returns the exit
+    status (0 ok, 1 a cell failed or a write failed, 2 bad configuration, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the problem
+        if exc.code in (0, None):
+            raise
+        return EXIT_CONFIG
     _setup_logging(args.verbose, args.quiet)
     if args.list:
         sys.stdout.write(list_everything())
-        return 0
+        return EXIT_OK
     if args.report_only or args.compare:
         return report_main(_report_argv(args))
     try:
@@ -179,4 +234,10 @@ def main(argv: Sequence[str] | None = None, clock: Any = None) -> int:
         return execute_config(cfg, clock)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
-        return 2
+        return EXIT_CONFIG
+    except RunStopped as exc:
+        return _stopped(exc, argv)
+    except Exception as exc:  # noqa: BLE001 - a message, not a traceback; the traceback at -v
+        log.error("unexpected error (a bug in the harness; please report it): %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return EXIT_FAILED

@@ -10,6 +10,7 @@ module for every command, including those that run no model.
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +18,25 @@ from typing import Any, Sequence
 
 from bench.core.errors import ConfigError, did_you_mean
 
+DEFAULT_STEP_TIMEOUT_S = 600.0  # seconds; a generator step running longer fails its cell (bench.app.guards)
+
 CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
-               "threads", "drift", "report", "executor", "ray_address", "set")
+               "threads", "drift", "report", "executor", "ray_address", "step_timeout_s", "allow_config_change", "set")
+# The type each config-file key must have (TOML is typed: drift = "false" is a string, not a boolean).
+_BOOL, _STR, _NAMES = ("a boolean (true or false, without quotes)", "a string", "a string or a list of strings")
+KEY_TYPES = {
+    "preset": _STR, "workload": _NAMES, "generators": _NAMES, "device": _STR, "dtype": _STR, "out": _STR,
+    "resume": _BOOL, "flops": _BOOL, "peak": _BOOL, "progress": _STR, "threads": "an integer", "drift": _BOOL,
+    "report": _BOOL, "executor": _STR, "ray_address": _STR, "step_timeout_s": "a number of seconds",
+    "allow_config_change": _BOOL, "set": "a table of \"key\" = value pairs",
+}
 # Command-line flag (argparse dest) -> RunConfig attribute, for flags that override the config file.
 FLAG_ATTRIBUTES = (
     ("preset", "preset"), ("workload", "workloads"), ("generators", "generators"), ("device", "device"),
     ("dtype", "dtype"), ("out", "out"), ("resume", "resume"), ("flops", "flops"), ("peak", "peak"),
     ("progress", "progress"), ("threads", "threads"), ("drift", "drift"), ("report", "report"),
-    ("executor", "executor"), ("ray_address", "ray_address"),
+    ("executor", "executor"), ("ray_address", "ray_address"), ("step_timeout_s", "step_timeout_s"),
+    ("allow_config_change", "allow_config_change"),
 )
 PROGRESS_MODES = ("auto", "on", "off")
 EXECUTORS = ("local", "ray")  # who runs the cells: this process, or Ray tasks (bench/app/executors/)
@@ -49,6 +61,8 @@ class RunConfig:
     report: bool = True  # build <out>/report (tables, figures, HTML) at the end
     executor: str = "local"  # local (this process, one cell after another) or ray (a task per cell)
     ray_address: str | None = None  # --executor ray: the cluster (auto, host:port, ray://...); None: a new local one
+    step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # a generator step running longer fails its cell
+    allow_config_change: bool = False  # --resume may continue a run made with another configuration
     overrides: list[str] = field(default_factory=list)
 
 
@@ -73,9 +87,26 @@ def load_config_file(path: Path) -> dict[str, Any]:
         if key not in CONFIG_KEYS:
             raise ConfigError(f"unknown key {key!r} in {path}{did_you_mean(key, CONFIG_KEYS)} "
                               f"(allowed: {', '.join(CONFIG_KEYS)})")
-    if "set" in data and not isinstance(data["set"], dict):
-        raise ConfigError(f"'set' in {path} must be a table of \"key\" = value pairs")
+    for key, value in data.items():
+        if not _has_type(key, value):
+            raise ConfigError(f"{key!r} in {path} must be {KEY_TYPES[key]}, got {type(value).__name__} {value!r}")
     return data
+
+
+def _has_type(key: str, value: Any) -> bool:
+    """Whether a config-file value has the type :data:`KEY_TYPES` gives its key (no coercion)."""
+    kind = KEY_TYPES[key]
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _NAMES:
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if key == "threads":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if key == "step_timeout_s":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, dict)
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -103,7 +134,21 @@ def _toml_value(value: Any) -> str:
     """A TOML value as the text of a ``--set`` override (booleans as true/false)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if not isinstance(value, (int, float, str)):
+        raise ConfigError(f"[set] values must be numbers, strings or booleans, got {type(value).__name__} {value!r}")
     return str(value)
+
+
+def _check_value(key: str, value: str) -> None:
+    """Refuse an empty key and non-finite numbers (nan, inf) before any field sees them."""
+    if not key:
+        raise ConfigError(f"override '={value}' has no key; use key=value (for example workload.horizon_s=60)")
+    try:
+        number = float(value)
+    except ValueError:
+        return
+    if not math.isfinite(number):
+        raise ConfigError(f"override {key}={value}: {value!r} is not a finite number")
 
 
 def split_overrides(items: Sequence[str]) -> Overrides:
@@ -113,6 +158,7 @@ def split_overrides(items: Sequence[str]) -> Overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (for example workload.horizon_s=60)")
         key, value = (part.strip() for part in item.split("=", 1))
+        _check_value(key, value)
         if key.startswith("workload."):
             workload_over[key[len("workload."):]] = value
         elif key.startswith("drift."):

@@ -29,14 +29,17 @@ from bench.app.config import RunConfig
 from bench.app.drift.config import drift_workload_for
 from bench.app.drift.stage import run_drift_stage
 from bench.app.executors import open_executor
+from bench.app.guards import sigint_received, watch_sigint
 from bench.app.manifest import build_manifest, git_info, nodes_section
 from bench.app.peak import record_peak
-from bench.app.plan import Plan, build_plan
+from bench.app.plan import Plan, build_plan, check_out_dir, estimate_bytes
+from bench.app.resume import check_resume, record_config_change, run_identity
 from bench.app.run_tables import write_run_tables
-from bench.app.runner import cell_hash, dtype_name
-from bench.core.errors import ConfigError
+from bench.app.runner import cell_hash, dtype_name, weights_identity
+from bench.core.errors import ConfigError, RunStopped
 from bench.core.hashing import dataclass_fingerprint
-from bench.core.storage import DRIFT_DIR, SCHEMA_VERSION, STATUS_OK, RunStore, read_json, write_json
+from bench.core.storage import (DRIFT_DIR, SCHEMA_VERSION, STATUS_OK, RunFolderBusy, RunLock, RunStore, read_json,
+                                write_json)
 from reports.build import build_report
 from reports.summary import write_summary
 
@@ -57,22 +60,37 @@ def execute_config(cfg: RunConfig, clock: Clock | None = None) -> int:
 
 
 def execute(plan: Plan, clock: Clock | None = None) -> int:
-    """Run a validated plan; returns the exit status. ``clock`` lets tests inject a FakeClock."""
-    with torch_threads(plan.config.threads):
-        return _execute(plan, clock)
-
-
-def _execute(plan: Plan, clock: Clock | None) -> int:
-    t_run = time.perf_counter()
+    """Run a validated plan; returns the exit status. ``clock`` lets tests inject a FakeClock. A Ctrl-C or
+    a failed write raises :class:`RunStopped`; another run holding the folder is a ConfigError."""
     out = Path(plan.config.out) if plan.config.out else default_out_dir()
+    if not plan.config.out:
+        check_out_dir(out, estimate_bytes(plan))
+    with torch_threads(plan.config.threads), watch_sigint():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with RunLock(out):
+                return _execute(plan, out, clock)
+        except RunFolderBusy as exc:
+            raise ConfigError(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            if not sigint_received():
+                raise
+            raise RunStopped(out, exc, interrupted=True) from None
+        except OSError as exc:
+            raise RunStopped(out, exc, interrupted=False) from None
+
+
+def _execute(plan: Plan, out: Path, clock: Clock | None) -> int:
+    t_run = time.perf_counter()
     if not plan.config.resume and (out / "manifest.json").exists():
         raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
     store = RunStore(out)
     progress = functools.partial(tqdm, file=sys.stderr, disable=TQDM_DISABLE[plan.config.progress])
     with open_executor(plan, store, clock, progress) as executor:  # Ray missing or unreachable: exit 2, no work
-        out.mkdir(parents=True, exist_ok=True)
         hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype) for g, w in plan.cells()}
-        manifest_path = _write_manifest(plan, out, hashes)
+        identity = run_identity(plan)
+        changes = check_resume(plan, out, identity)
+        manifest_path = _write_manifest(plan, out, hashes, identity, changes)
         peak = _peak(plan, out)
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             statuses = run_cells(plan, store, executor, hashes)
@@ -84,7 +102,7 @@ def _execute(plan: Plan, clock: Clock | None) -> int:
     if plan.config.drift:
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             drift_failed = _drift(plan, out, progress)
-    write_summary(out)
+    _summary(out)
     if plan.config.report:
         _report(out)
     failed = [s for s in statuses if s["status"] != STATUS_OK]
@@ -97,7 +115,8 @@ def _execute(plan: Plan, clock: Clock | None) -> int:
     return 1 if failed or drift_failed else 0
 
 
-def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str]) -> Path:
+def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str], identity: dict[str, Any],
+                    changes: list[str]) -> Path:
     """``manifest.json`` (``manifest-resume-<time>.json`` when resuming): provenance and the planned cells."""
     run_info = {
         "argv": sys.argv, "config": dataclasses.asdict(plan.config), "preset": plan.preset.name,
@@ -106,13 +125,19 @@ def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str]) -
         "workloads": {w.name: {"fingerprint": w.fingerprint(), **w.to_dict()} for w in plan.workloads},
         "seeds": {w.name: [w.seed + r for r in range(w.repeats)] for w in plan.workloads},
         "cells": [{"generator": g, "workload": w.name, "cell_hash": hashes[(g, w.name)]} for g, w in plan.cells()],
+        "step_timeout_s": plan.config.step_timeout_s, "identity": identity,
+        "weights": {g: weights_identity(g, plan.preset) for g in plan.generators},
     }
+    if changes:
+        run_info["config_changes"] = changes  # --allow-config-change: what differs from the run resumed
     if plan.config.drift:
         run_info["drift"] = drift_workload_for(plan.workloads[0], plan.drift_overrides).to_dict()
     manifest = build_manifest(run_info, SCHEMA_VERSION)
     name = "manifest.json" if not (out / "manifest.json").exists() \
         else f"manifest-resume-{manifest['created_utc'].replace(':', '')}.json"
     write_json(out / name, manifest)
+    if changes:
+        record_config_change(out, name, identity, changes)
     log.info("run folder %s (manifest written)", out)
     return out / name
 
@@ -149,6 +174,17 @@ def _drift(plan: Plan, out: Path, progress: ProgressBar) -> list[dict[str, Any]]
     result = run_drift_stage(out, plan.preset, plan.workloads, plan.generators, plan.device, plan.dtype,
                              drift_overrides=plan.drift_overrides, progress=progress)
     return result.failed
+
+
+def _summary(out: Path) -> None:
+    """Write <out>/summary.md; a problem in it never hides the saved tables or changes the run's status."""
+    try:
+        write_summary(out)
+    except OSError:
+        raise  # a full disk or an unwritable folder: the run stops with its message
+    except Exception as exc:  # noqa: BLE001 - the measurements are saved; the summary can be rebuilt
+        log.error("summary.md not written (%s: %s); rebuild it with: python -m reports.summary %s",
+                  type(exc).__name__, exc, out)
 
 
 def _report(out: Path) -> None:

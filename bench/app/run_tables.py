@@ -5,12 +5,15 @@ made before nodes were recorded)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
 
 from bench.core.storage import STATUS_OK, TABLE_FORMATS, RunStore
 from metrics import systems
+
+log = logging.getLogger("bench")
 
 # Tables rebuilt from the cells on every invocation (``cells`` is always rewritten).
 RUN_TABLES = ("blocks", "phases", "streams", "flops", "summary", "phase_summary", "pairs", "overhead")
@@ -38,8 +41,13 @@ def write_run_tables(store: RunStore, statuses: list[dict[str, Any]], peak_flops
     tables = store.read_cell_tables(ok_cells)
     for name, df in tables.items():
         store.write_run_table(name, df)
-    summary = systems.summarize(tables["blocks"], tables["streams"], tables["flops"], peak_flops_per_s)
-    store.write_run_table("summary", summary)
-    store.write_run_table("phase_summary", systems.phase_summary(tables["phases"]))
-    store.write_run_table("pairs", systems.pairwise_ratios(summary))
-    store.write_run_table("overhead", systems.null_overhead(summary))
+    try:
+        summary = systems.summarize(tables["blocks"], tables["streams"], tables["flops"], peak_flops_per_s)
+        store.write_run_table("summary", summary)
+        store.write_run_table("phase_summary", systems.phase_summary(tables["phases"]))
+        store.write_run_table("pairs", systems.pairwise_ratios(summary))
+        store.write_run_table("overhead", systems.null_overhead(summary))
+    except (ValueError, KeyError, IndexError, ZeroDivisionError) as exc:  # OSError (disk) goes up to the run
+        # The cell tables are saved; a summary problem must not hide them (python -m reports.summary RUN later).
+        log.error("run tables: the summaries could not be computed from the cell tables (%s: %s)",
+                  type(exc).__name__, exc)

@@ -38,7 +38,9 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
+from baselines.weights import file_identity, resolve_weights
 from bench.app.clocks import Clock
+from bench.app.guards import check_block, step_deadline
 from bench.core.contract import StreamingGenerator
 from bench.core.hashing import dataclass_fingerprint
 from bench.core.settings import Control
@@ -81,10 +83,28 @@ def code_hash(generator: str) -> str:
     return digest.hexdigest()[:16]
 
 
+# The weights field each built-in regime loads (baselines/weights.py resolves it per regime).
+WEIGHTS_FIELDS = {"outpaint": "dit", "lmdm-encdec": "dit", "lmdm-causal": "dit", "lmm": "lmm"}
+
+
+def weights_identity(generator: str, preset: Any) -> dict[str, Any] | None:
+    """The checkpoint ``generator`` loads at ``preset`` with its sha256 (None for seeded weights or a
+    generator without a weights field). A file replaced at the same path changes the hash, so a
+    resumed run never reuses a cell timed with other weights. ConfigError for a bad ``builtin:``."""
+    group = WEIGHTS_FIELDS.get(generator)
+    value = getattr(getattr(preset, group, None), "weights", "") if group else ""
+    if not value:
+        return None
+    path = resolve_weights(f"{group}.weights", value, generator)
+    return {"field": f"{group}.weights", "value": value, **file_identity(path)}
+
+
 def cell_hash(generator: str, preset: Any, workload: Workload, device: str, dtype: torch.dtype) -> str:
-    """Identity of a cell's result: schema, generator and its code, preset, workload, device, dtype and
-    the torch thread count in effect."""
+    """Identity of a cell's result: schema, generator and its code, preset, workload, device, dtype, the
+    torch thread count in effect and the sha256 of the weights file the generator loads."""
+    weights = weights_identity(generator, preset)
     key = {
+        **({"weights": weights} if weights else {}),  # seeded weights: the hash of earlier runs stays valid
         "schema_version": SCHEMA_VERSION, "generator": generator, "code": code_hash(generator),
         "preset": dataclass_fingerprint(preset), "workload": workload.fingerprint(), "device": str(device),
         "dtype": dtype_name(dtype), "torch_threads": torch.get_num_threads(),
@@ -206,10 +226,12 @@ def _block_and_phase_rows(raw: _RawStream, workload: Workload, sample_rate: int,
 class Runner:
     """Runs cells with one clock. ``progress(n)`` is called between steps, never inside one."""
 
-    def __init__(self, clock: Clock, progress: Progress | None = None, count_flops: bool = True) -> None:
+    def __init__(self, clock: Clock, progress: Progress | None = None, count_flops: bool = True,
+                 step_timeout_s: float | None = None) -> None:
         self.clock = clock
         self.progress = progress or (lambda n: None)
         self.count_flops = count_flops
+        self.step_timeout_s = step_timeout_s  # a step running longer fails the cell (bench.app.guards)
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -228,14 +250,18 @@ class Runner:
         controls = self.controls(workload)
         state = gen.start(controls[0], workload.seed)
         audio_s = 0.0
-        for k in range(workload.warmup_blocks):
-            control = controls[workload.prompt_index_at(audio_s)]
-            timer = self.clock.timer(k)
-            result, state = gen.step(state, control, timer)
-            timer.resolve()
-            audio_s += result.audio.shape[1] / gen.spec.sample_rate
-            self.progress(1)
-        gen.stop(state)
+        try:
+            for k in range(workload.warmup_blocks):
+                control = controls[workload.prompt_index_at(audio_s)]
+                timer = self.clock.timer(k)
+                with step_deadline(self.step_timeout_s, f"warm-up block {k}"):
+                    result, state = gen.step(state, control, timer)
+                timer.resolve()
+                check_block(result.audio, gen.spec, k)
+                audio_s += result.audio.shape[1] / gen.spec.sample_rate
+                self.progress(1)
+        finally:
+            gen.stop(state)
         self.clock.barrier()
 
     def run_stream(self, gen: StreamingGenerator, workload: Workload, repeat: int, writer: AudioWriter | None,
@@ -247,7 +273,8 @@ class Runner:
         block_rows, phase_rows = _block_and_phase_rows(raw, workload, spec.sample_rate, common)
         stream = {
             **common, "scenario": workload.scenario,
-            "prebuffer_s": workload.prebuffer_s, "start_ns": raw.start_ns, "start_ms": raw.start_ns / 1e6,
+            "prebuffer_s": workload.prebuffer_s, "lookahead_s": workload.effective_lookahead_s,
+            "start_ns": raw.start_ns, "start_ms": raw.start_ns / 1e6,
             "n_blocks": workload.n_blocks, "audio_s": sum(raw.audio_samples) / spec.sample_rate,
             "sample_rate": spec.sample_rate, "channels": spec.channels, "spec_block_s": spec.block_s,
             "frame_rate_hz": spec.frame_rate_hz, "peak_mem_bytes": raw.peak_mem_bytes,
@@ -260,29 +287,37 @@ class Runner:
 
     def _timed_stream(self, gen: StreamingGenerator, workload: Workload, seed: int,
                       writer: AudioWriter | None) -> _RawStream:
-        """The timed loop of one stream (module docstring); raw integers only, tables come later."""
-        clock, spec, n = self.clock, gen.spec, workload.n_blocks
-        controls = self.controls(workload)
-        realtime = workload.scenario == "realtime"
+        """The timed loop of one stream (module docstring); raw integers only, tables come later.
+        ``stop`` always runs, also when a step raises or times out."""
+        clock, controls = self.clock, self.controls(workload)
         memory = _MemoryProbe(gen.device)
-        # Raw per-block values, appended between steps.
-        t0s: list[int] = []
-        t1s: list[int] = []
-        audio_samples: list[int] = []
-        offsets: list[int] = []
-        prompt_idx: list[int] = []
-        kv_bytes: list[int] = []
-        infos: list[Any] = []
-        timings: list[dict] = []
-        audio_done_s = 0.0
-
         gc.collect()  # a full collection now rather than during the timed steps (GC stays enabled)
         clock.barrier()
         memory.reset()
         origin = clock.now_ns()
-        state = gen.start(controls[0], seed)
+        state = [gen.start(controls[0], seed)]  # the latest state, for stop() whatever happens
         start_end = clock.now_ns()
-        for k in range(n):
+        # Raw per-block values, appended between steps.
+        raw = _RawStream(origin, start_end - origin, [], [], [], [], [], [], [], [], 0, 0, "")
+        try:
+            self._timed_blocks(gen, workload, state, raw, controls, writer)
+        finally:
+            gen.stop(state[0])
+        clock.barrier()
+        raw.peak_mem_bytes, raw.peak_mem_baseline_bytes, raw.peak_mem_kind = memory.peak(), memory.baseline, memory.kind
+        return raw
+
+    def _timed_blocks(self, gen: StreamingGenerator, workload: Workload, holder: list[Any], raw: _RawStream,
+                      controls: list[Control], writer: AudioWriter | None) -> None:
+        """The steps of one timed stream from the state in ``holder[0]`` (kept up to date); appends to
+        ``raw`` between steps. Every block is checked after the clock stopped
+        (:func:`~bench.app.guards.check_block`): a bad block fails the cell, never its numbers."""
+        clock, spec, realtime = self.clock, gen.spec, workload.scenario == "realtime"
+        t0s, t1s, audio_samples, offsets = raw.t0s, raw.t1s, raw.audio_samples, raw.offsets
+        prompt_idx, kv_bytes, infos, timings = raw.prompt_idx, raw.kv_bytes, raw.infos, raw.timings
+        origin, start_end = raw.origin_ns, raw.origin_ns + raw.start_ns
+        audio_done_s, state = 0.0, holder[0]
+        for k in range(workload.n_blocks):
             p = workload.prompt_index_at(audio_done_s)
             control = controls[p]
             if realtime and k > 0:
@@ -290,12 +325,15 @@ class Runner:
                                                                       workload.prebuffer_s, start_end - origin))
             timer = clock.timer(k)
             clock.barrier()
-            t0 = clock.now_ns()
-            result, state = gen.step(state, control, timer)  # the timed region
-            t1 = clock.now_ns()
+            with step_deadline(self.step_timeout_s, f"block {k}"):  # armed before t0, disarmed after t1
+                t0 = clock.now_ns()
+                result, state = gen.step(state, control, timer)  # the timed region
+                t1 = clock.now_ns()
+            holder[0] = state
             t0s.append(t0)
             t1s.append(t1)
             timings.append(timer.resolve())
+            check_block(result.audio, spec, k)
             samples = int(result.audio.shape[1])
             offsets.append(writer.write(result.audio) if writer is not None else sum(audio_samples))
             audio_samples.append(samples)
@@ -304,11 +342,6 @@ class Runner:
             infos.append(result.info)
             audio_done_s += samples / spec.sample_rate
             self.progress(1)
-        gen.stop(state)
-        clock.barrier()
-        peak = memory.peak()
-        return _RawStream(origin, start_end - origin, t0s, t1s, audio_samples, offsets, prompt_idx, kv_bytes, infos,
-                          timings, peak, memory.baseline, memory.kind)
 
     @staticmethod
     def _realtime_start_ns(t0s: list[int], t1s: list[int], samples: list[int], sample_rate: int, prebuffer_s: float,
@@ -322,11 +355,22 @@ class Runner:
     def flops_pass(self, gen: StreamingGenerator, workload: Workload, labels: dict[str, Any]) -> pd.DataFrame:
         """Measured and analytic FLOPs per phase of the first block and one steady block (block 1)."""
         controls = self.controls(workload)
-        state = gen.start(controls[0], workload.seed)
-        rows, audio_s = [], 0.0
+        holder = [gen.start(controls[0], workload.seed)]
+        try:
+            return self._flops_blocks(gen, workload, labels, controls, holder)
+        finally:
+            gen.stop(holder[0])
+
+    def _flops_blocks(self, gen: StreamingGenerator, workload: Workload, labels: dict[str, Any],
+                      controls: list[Control], holder: list[Any]) -> pd.DataFrame:
+        rows: list[dict[str, Any]] = []
+        audio_s, state = 0.0, holder[0]
         for k in range(min(2, workload.n_blocks)):
             recorder = FlopRecorder()
-            result, state = gen.step(state, controls[workload.prompt_index_at(audio_s)], recorder)
+            with step_deadline(self.step_timeout_s, f"FLOPs-pass block {k}"):
+                result, state = gen.step(state, controls[workload.prompt_index_at(audio_s)], recorder)
+            holder[0] = state
+            check_block(result.audio, gen.spec, k)
             block_audio_s = result.audio.shape[1] / gen.spec.sample_rate
             audio_s += block_audio_s
             info = result.info
@@ -340,7 +384,6 @@ class Runner:
                     "audio_s": block_audio_s,
                 })
             self.progress(1)
-        gen.stop(state)
         return pd.DataFrame(rows)
 
     # -- a whole cell ------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class ConfigError(ValueError):
@@ -21,3 +21,13 @@ class RunFolderError(ValueError):
     """A folder that cannot be used as a run folder (missing, not a run folder, damaged), or, for the
     reports built from run folders, a report folder that cannot be written. The message names the
     problem and the fix."""
+
+
+class RunStopped(Exception):
+    """A run that stopped before its end: Ctrl-C (``interrupted``) or a write that failed (``cause``, an
+    OSError: a full disk, a folder that is not writable). ``out`` is the run folder, for the summary of
+    what finished and the ``--resume`` command."""
+
+    def __init__(self, out: Any, cause: BaseException, interrupted: bool) -> None:
+        super().__init__(str(cause))
+        self.out, self.cause, self.interrupted = out, cause, interrupted

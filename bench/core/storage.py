@@ -24,11 +24,14 @@ leaves either the old file or the new one, never half of one. A cell is complete
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -41,10 +44,13 @@ CELL_TABLES = ("blocks", "phases", "streams", "flops")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 DRIFT_DIR = "drift"  # sub-folder of a run folder written by the drift stage
+LOCK_FILE = ".lock"  # held by the process writing the run folder
+
+log = logging.getLogger("bench")
 
 __all__ = [
     "SCHEMA_VERSION", "DRIFT_DIR", "atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "write_table",
-    "read_table", "cell_dir_name", "AudioWriter", "RunStore",
+    "read_table", "cell_dir_name", "AudioWriter", "RunStore", "RunLock", "RunFolderBusy",
 ]
 
 
@@ -223,3 +229,71 @@ class RunStore:
 
     def write_run_table(self, name: str, df: pd.DataFrame) -> None:
         write_table(self.root, name, df)
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+class RunLock:
+    """``<run folder>/.lock``: one writer per run folder. Created with ``O_EXCL`` holding the pid, host and
+    start time; a lock left by a dead process on this host is taken over with a warning; a live
+    holder (or one on another host, which cannot be checked) refuses with :class:`RunFolderBusy`."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(record))
+            self.held = True
+            return self
+        raise RunFolderBusy(f"{self.path.parent} is being written by another run (its lock {self.path} came back); "
+                            "wait for it to finish or choose another --out")
+
+    def _take_over_if_stale(self) -> None:
+        other = read_json(self.path) or {}
+        pid, host = other.get("pid"), other.get("host")
+        if isinstance(pid, int) and host == socket.gethostname() and not _pid_alive(pid):
+            log.warning("%s: taking over a stale lock of process %s (started %s), which is no longer running",
+                        self.path.parent, pid, other.get("started_utc"))
+            self.path.unlink(missing_ok=True)
+            return
+        if not other:
+            raise RunFolderBusy(f"{self.path.parent} has an unreadable lock file {self.path}; if no run is using "
+                                "this folder, delete that file")
+        raise RunFolderBusy(f"{self.path.parent} is in use by another run: pid {pid} on {host}, started "
+                            f"{other.get('started_utc')}; wait for it to finish or choose another --out (if that "
+                            f"process is gone, delete {self.path})")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

@@ -3,8 +3,10 @@
 A :class:`Workload` fixes the stream (context, block, horizon, denoising steps, CFG, sampler), the
 prompt schedule (stream time -> prompt), the scenario (``offline``: blocks back to back as fast as
 possible; ``realtime``: the generator may not run more than the pre-buffer plus one block ahead
-of playback), the pre-buffer, warm-up, repeats and seed. It is frozen, validated in
-``__post_init__`` and fingerprinted, and every record carries its fingerprint.
+of playback), the pre-buffer, the live look-ahead (``lookahead_s``: how much unplayed audio a live
+generator may hold when it starts a block; the live playback model of :mod:`metrics.playback`
+simulates it from the measured block times, whatever the scenario), warm-up, repeats and seed. It
+is frozen, validated in ``__post_init__`` and fingerprinted, and every record carries its fingerprint.
 
 Regimes convert seconds to their own frame rates (``StreamSettings.frames``); the workload never
 changes with the regime.
@@ -58,6 +60,9 @@ class Workload:
     prompts: tuple[tuple[float, str], ...] = ((0.0, DEFAULT_PROMPT),)  # (stream time s, prompt)
     scenario: str = "offline"
     prebuffer_s: float = 0.0  # audio seconds buffered before playback starts (0 = first block)
+    # Live model: unplayed audio (s) the generator may hold when it starts a block; None = one block.
+    # Explicit values: > 0 and >= prebuffer_s; below block_s each block must be computed within it.
+    lookahead_s: float | None = None
     warmup_blocks: int = 2  # untimed blocks of a separate stream before the timed ones
     repeats: int = 1  # timed streams per cell (seed + repeat each)
     seed: int = 0
@@ -76,11 +81,31 @@ class Workload:
             raise ConfigError(f"workload.scenario must be one of {SCENARIOS}, got {self.scenario!r}")
         if not (math.isfinite(self.prebuffer_s) and self.prebuffer_s >= 0):
             raise ConfigError(f"workload.prebuffer_s must be >= 0 seconds, got {self.prebuffer_s}")
+        self._validate_lookahead()
         for field_name, low in (("warmup_blocks", 0), ("repeats", 1), ("seed", 0)):
             value = getattr(self, field_name)
             if isinstance(value, bool) or int(value) != value or value < low:
                 raise ConfigError(f"workload.{field_name} must be an integer >= {low}, got {value!r}")
         self._validate_prompts()
+
+    def _validate_lookahead(self) -> None:
+        look = self.lookahead_s
+        if look is None:
+            return
+        if isinstance(look, bool) or not isinstance(look, (int, float)) or not (math.isfinite(look) and look > 0):
+            raise ConfigError(
+                f"workload.lookahead_s must be a number of seconds > 0 (or none: one block), got {look!r}")
+        if look < self.prebuffer_s:
+            raise ConfigError(
+                f"workload.lookahead_s ({look}) is shorter than workload.prebuffer_s ({self.prebuffer_s}): the player "
+                "holds the pre-buffer unplayed, so a live generator is at least that far ahead; lower "
+                "workload.prebuffer_s too, or raise the look-ahead"
+            )
+
+    @property
+    def effective_lookahead_s(self) -> float:
+        """The live model's look-ahead in seconds: ``lookahead_s``, or one block (``block_s``) when unset."""
+        return float(self.block_s if self.lookahead_s is None else self.lookahead_s)
 
     def _validate_prompts(self) -> None:
         if not self.prompts:
@@ -227,6 +252,16 @@ def parse_prompts(text: str) -> tuple[tuple[float, str], ...]:
     return tuple(out)
 
 
+def _parse_lookahead(value: Any) -> float | None:
+    """``workload.lookahead_s``: seconds, or ``none`` / ``block`` for the default (one block)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "block", "")):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"field 'workload.lookahead_s' expects seconds (a float) or 'none', got {value!r}") from None
+
+
 def apply_workload_overrides(workload: Workload, overrides: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Workload:
     """A copy of ``workload`` with fields replaced: ``{"horizon_s": "60", "prompts": "0:a;8:b"}``.
 
@@ -245,6 +280,8 @@ def apply_workload_overrides(workload: Workload, overrides: Mapping[str, Any] | 
             raise ConfigError(f"unknown field 'workload.{key}'{did_you_mean(key, names)} (allowed: {allowed})")
         if key == "prompts":
             changes[key] = parse_prompts(value) if isinstance(value, str) else tuple((float(t), str(p)) for t, p in value)
+        elif key == "lookahead_s":
+            changes[key] = _parse_lookahead(value)
         else:
             changes[key] = coerce_value(value, getattr(workload, key), f"workload.{key}")
     return dataclasses.replace(workload, **changes)

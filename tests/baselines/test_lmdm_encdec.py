@@ -43,6 +43,20 @@ def test_cached_steps_equal_uncached_window(cfg):
     assert max_abs_diff([r.audio for r in results], ref_audio) <= TOL
 
 
+def test_two_different_contexts_give_different_outputs():
+    # beyond numerical noise: the same context twice gives the same audio, two tones give audio that
+    # differs by orders of magnitude more (the prefilled context conditions every block)
+    gen = _generator()
+    n = np.arange(8000, dtype=np.float32)
+    tone_a, tone_b = 0.3 * np.sin(n * 0.05)[None, :], 0.5 * np.sin(n * 0.31 + 1.0)[None, :]
+    outs = [[r.audio for r in _stream(gen, ["x", "x"], context_audio=tone)[1]] for tone in (tone_a, tone_a, tone_b)]
+    noise = max_abs_diff(outs[0], outs[1])
+    assert noise <= 1e-6
+    for block in range(2):
+        assert np.abs(outs[0][block] - outs[2][block]).max() > max(1e-3, 1e3 * noise), block
+    assert np.abs(_stream(gen, ["x"])[1][0].audio - outs[0][0]).max() > 1e-3  # silence (no context) differs too
+
+
 def test_context_rows_do_not_depend_on_the_target_or_t():
     # the property that makes prefill-once exact: under the enc-dec mask with the noisy context
     # input zeroed, changing the target rows and t leaves the context rows' outputs unchanged

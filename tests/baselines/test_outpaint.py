@@ -51,6 +51,21 @@ def test_output_depends_on_the_context():
     assert np.abs(silent[0].audio - primed[0].audio).max() > 1e-3
 
 
+def test_two_different_contexts_give_different_outputs():
+    # beyond numerical noise: the same context twice gives the same audio, two tones give audio that
+    # differs by orders of magnitude more (the stream depends on the context, not only on the seed)
+    gen = _generator()
+    n = np.arange(4000, dtype=np.float32)
+    tone_a, tone_b = 0.5 * np.sin(n * 0.2)[None, :], 0.3 * np.sin(n * 0.03 + 1.0)[None, :]
+    a1 = [r.audio for r in _stream(gen, ["x", "x"], context_audio=tone_a)[1]]
+    a2 = [r.audio for r in _stream(gen, ["x", "x"], context_audio=tone_a)[1]]
+    b = [r.audio for r in _stream(gen, ["x", "x"], context_audio=tone_b)[1]]
+    noise = max_abs_diff(a1, a2)
+    assert noise <= 1e-6
+    for block in range(2):  # the second block too: the context is carried in the window
+        assert np.abs(a1[block] - b[block]).max() > max(1e-3, 1e3 * noise), block
+
+
 def test_renoising_matters_each_step():
     # the context rows carry fresh noise at every step: a different renoise draw changes the output
     gen = _generator()

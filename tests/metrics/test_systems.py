@@ -1,4 +1,5 @@
-"""Systems metrics on closed forms: percentiles, validity, playback, pre-buffer, control latency."""
+"""Systems metrics on closed forms: percentiles, validity, playback (offline, realtime and live models),
+pre-buffer, control latency, and the summary's live (headline) and offline (throughput) columns."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metrics.systems import (
-    control_latencies, latency_percentiles, min_prebuffer_s, min_start_delay_s, null_overhead, pairwise_ratios,
-    percentile, realtime_verdict, rtf, simulate_playback, summarize, x_realtime,
+from metrics.playback import (
+    LIVE_NOT_MEASURED, control_latencies, min_prebuffer_s, min_start_delay_s, realtime_verdict, simulate_playback,
 )
+from metrics.systems import latency_percentiles, null_overhead, pairwise_ratios, percentile, rtf, summarize, x_realtime
 
 
 def test_nearest_rank_percentiles_are_observed_samples():
@@ -133,9 +134,13 @@ def test_bad_inputs_are_rejected_with_clear_errors():
         simulate_playback([1.0], [0.0], 0.0)
     with pytest.raises(ValueError, match="scenario"):
         simulate_playback([1.0], [1.0], 0.0, scenario="batch")
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="lookahead_s"):
+            simulate_playback([1.0, 1.0], [1.0, 1.0], 0.0, scenario="live", lookahead_s=bad)
 
 
-def _records(gen: str, latencies_ms: list[float], flops: float, prompts: list[int] | None = None):  # noqa: ANN202
+def _records(gen: str, latencies_ms: list[float], flops: float, prompts: list[int] | None = None,  # noqa: ANN202
+             lookahead_s: float | None = 1.0):
     n = len(latencies_ms)
     prompts = prompts or [0] * n
     blocks = pd.DataFrame({
@@ -146,6 +151,7 @@ def _records(gen: str, latencies_ms: list[float], flops: float, prompts: list[in
     streams = pd.DataFrame([{
         "generator": gen, "workload": "w", "repeat": 0, "scenario": "offline", "prebuffer_s": 1.0,
         "start_ns": 0, "peak_mem_bytes": 5, "peak_mem_kind": "x", "params": 3,
+        **({} if lookahead_s is None else {"lookahead_s": lookahead_s}),
     }])
     flops_df = pd.DataFrame([
         {"generator": gen, "workload": "w", "block_kind": kind, "phase": "step", "measured_flops": flops * 1.1,
@@ -162,8 +168,11 @@ def test_summary_pairs_and_null_overhead():
     a = s.loc["a"]
     assert a.ttfa_ms == pytest.approx(400) and a.p50_ms == 200 and not a.p90_valid
     assert a.rtf == pytest.approx(1.0 / 4.0) and a.x_realtime == pytest.approx(4.0)
-    assert a.underruns == 0 and a.verdict == "real time"
-    assert a.prompt_changes == 1 and a.control_latency_best_ms == pytest.approx((0.4 + 2) * 1e3 - 600)
+    assert a.underruns == 0 and a.verdict == "real time" and a.offline_verdict == "real time"
+    # offline: s_k = 0.4, 0.6, 0.8 (k >= 1), p_k = 0.4 + k; live (1 s look-ahead): s_2 waits for p_0 + 1 = 1.4
+    assert a.prompt_changes == 1 and a.offline_control_latency_best_ms == pytest.approx((0.4 + 2) * 1e3 - 600)
+    assert a.control_latency_best_ms == pytest.approx(1000) and a.control_latency_worst_ms == pytest.approx(2000)
+    assert a.lookahead_s == 1.0
     assert a.steady_flop_ratio == pytest.approx(1.1) and a.measured_flops_per_audio_s == pytest.approx(8.8e9)
     assert a.analytic_flops_per_audio_s == pytest.approx(8e9) and a.first_analytic_flops == pytest.approx(8e9)
     assert a.achieved_flops_per_s == pytest.approx(32e9 / 1.0) and a.peak_fraction == pytest.approx(0.32)
@@ -182,3 +191,113 @@ def test_pairs_cover_every_combination():
             for g, f, t in [("x", 1.0, 1.0), ("y", 2.0, 2.0), ("z", 4.0, 2.0)]]
     pairs = pairwise_ratios(pd.DataFrame(rows))
     assert {(r.a, r.b) for r in pairs.itertuples()} == set(itertools.combinations("xyz", 2))
+
+
+# --------------------------------------------------------------------------------------------
+# The live model: bounded look-ahead (docs/harness.md, worked example)
+
+STALL_D = [0.25] * 4 + [3.0] + [0.25] * 3  # 1 s blocks in 0.25 s, block 4 stalls for three blocks' time
+
+
+def test_live_model_worked_example_a_stall_underruns_live_but_not_offline():
+    a = [1.0] * 8
+    live = simulate_playback(STALL_D, a, prebuffer_s=1.0, scenario="live", lookahead_s=1.0)
+    # s_k = max(f_{k-1}, time the playhead reaches A_{k-1} - 1): block k >= 2 waits for p_{k-1}.
+    np.testing.assert_allclose(live.gen_start_s, [0, 0.25, 1.25, 2.25, 3.25, 6.25, 7.25, 8.25])
+    np.testing.assert_allclose(live.play_start_s, [0.25, 1.25, 2.25, 3.25, 6.25, 7.25, 8.25, 9.25])
+    assert live.underruns == 1 and live.total_stall_s == pytest.approx(2.0)  # f_4 = 6.25, due p_3 + 1 = 4.25
+    np.testing.assert_allclose(live.stall_s, [0, 0, 0, 0, 2.0, 0, 0, 0])
+    need = min_prebuffer_s(STALL_D, a, "live", lookahead_s=1.0)
+    assert need == 3.0  # with 3 s buffered (H = 3) block 4 starts at p_0 + 1 = 1.75 and lands at 4.75, just in time
+    assert realtime_verdict(live.underruns, need) == "not real time (1 underrun; needs a 3.00 s pre-buffer)"
+    offline = simulate_playback(STALL_D, a, prebuffer_s=1.0)
+    # offline: 4 blocks of lead (f_3 = 1.0) absorb the stall: f_4 = 4.0 <= p_4 = 4.25
+    assert offline.underruns == 0 and realtime_verdict(offline.underruns) == "real time"
+    np.testing.assert_allclose(offline.gen_start_s, [0, 0.25, 0.5, 0.75, 1.0, 4.0, 4.25, 4.5])
+
+
+@pytest.mark.parametrize("blocks_ahead", [1, 2, 3])
+def test_live_control_latency_is_bounded_while_offline_grows_with_the_lead(blocks_ahead):
+    d, a, n = 0.25, 1.0, 24
+    look = blocks_ahead * a
+    changes = [8, 12, 16]  # after the lead is built (the first blocks are not paced yet)
+    live = control_latencies(simulate_playback([d] * n, [a] * n, 1.0, "live", lookahead_s=look), changes)
+    off = control_latencies(simulate_playback([d] * n, [a] * n, 1.0), changes)
+    for c in live:  # paced: block k starts when the playhead is exactly `look` before A_{k-1}
+        assert c.best_s == pytest.approx(look) and c.best_s <= look + d
+        assert c.worst_s == pytest.approx(look + a)  # plus one block period between starts
+    for c in off:  # offline: s_k = k d, p_k = d + k a, so p_k - s_k = d + k (a - d): grows with the lead
+        assert c.best_s == pytest.approx(d + c.block_index * (a - d))
+        assert c.worst_s == pytest.approx(d + c.block_index * a - (c.block_index - 1) * d)
+    assert off[-1].best_s > 10 * live[-1].best_s / blocks_ahead
+
+
+def _played_s(pb, a, t):  # noqa: ANN001, ANN202
+    """Audio seconds played by time t."""
+    return float(np.clip(t - pb.play_start_s, 0.0, np.asarray(a)).sum())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_live_generator_never_starts_a_block_more_than_the_lookahead_ahead(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    d, a = rng.uniform(0.1, 1.5, n), rng.choice([0.5, 1.0], n)
+    for look, pre in ((1.0, 1.0), (2.0, 0.5), (0.4, 0.0)):
+        pb = simulate_playback(d, a, pre, "live", lookahead_s=look)
+        horizon = max(look, pre)
+        cum = np.cumsum(a)
+        for k in range(1, n):
+            unplayed = cum[k - 1] - _played_s(pb, a, pb.gen_start_s[k])
+            assert unplayed <= horizon + 1e-9, (k, unplayed)
+            # and it never idles without reason: it started as soon as block k-1 ended or exactly at the bound
+            assert (np.isclose(pb.gen_start_s[k], pb.gen_end_s[k - 1])
+                    or np.isclose(unplayed, horizon)), k
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_live_generalises_realtime_and_offline(seed):
+    rng = np.random.default_rng(seed)
+    d, a = rng.uniform(0.1, 1.5, 30), np.full(30, 1.0)
+    for pre in (1.0, 2.0, 3.0):  # look-ahead = pre-buffer: exactly the realtime scenario's pacing
+        rt = simulate_playback(d, a, pre, "realtime")
+        live = simulate_playback(d, a, pre, "live", lookahead_s=pre)
+        np.testing.assert_allclose(live.gen_start_s, rt.gen_start_s)
+        np.testing.assert_allclose(live.play_start_s, rt.play_start_s)
+        assert min_prebuffer_s(d, a, "live", lookahead_s=1.0) == min_prebuffer_s(d, a, "realtime")
+    # a look-ahead longer than the stream never binds: the offline schedule
+    off, unbounded = simulate_playback(d, a, 1.0), simulate_playback(d, a, 1.0, "live", lookahead_s=1e6)
+    np.testing.assert_allclose(unbounded.gen_start_s, off.gen_start_s)
+    assert unbounded.underruns == off.underruns
+    # pacing can only delay generation: the live view never needs less pre-buffer than the offline one
+    assert min_prebuffer_s(d, a, "live", lookahead_s=1.0) >= min_prebuffer_s(d, a, "offline")
+
+
+def test_live_lookahead_shorter_than_a_block_is_the_compute_budget():
+    a = [1.0] * 5
+    fast = simulate_playback([0.4] * 5, a, 0.0, "live", lookahead_s=0.5)
+    # playback at f_0 = 0.4; block k >= 1 starts when 0.5 s of block k-1 is left: s_k = p_{k-1} + 0.5
+    np.testing.assert_allclose(fast.gen_start_s[1:], fast.play_start_s[:-1] + 0.5)
+    assert fast.underruns == 0
+    slow = simulate_playback([0.6] * 5, a, 0.0, "live", lookahead_s=0.5)
+    assert slow.underruns == 4 and slow.total_stall_s == pytest.approx(4 * 0.1)  # 0.1 s over the budget each
+
+
+def test_summary_headline_is_live_and_offline_is_named():
+    blocks, streams, flops = _records("g", [250] * 4 + [3000] + [250] * 3, 1e9, [0] * 6 + [1] * 2)
+    s = summarize(blocks, streams, flops).iloc[0]
+    assert s.verdict == "not real time (1 underrun; needs a 3.00 s pre-buffer)" and s.underruns == 1
+    assert s.stall_s == pytest.approx(2.0) and s.min_prebuffer_s == 3.0
+    assert s.offline_verdict == "real time" and s.offline_underruns == 0 and s.offline_stall_s == 0
+    assert s.offline_min_prebuffer_s == 1.0
+    assert s.control_latency_best_ms == pytest.approx(1000) and s.control_latency_worst_ms == pytest.approx(2000)
+    assert s.offline_control_latency_best_ms == pytest.approx(1e3 * (6.25 - 4.25))  # p_6 - s_6 offline
+    assert s.offline_control_latency_worst_ms == pytest.approx(1e3 * (6.25 - 4.0))
+
+
+def test_summary_of_streams_without_a_lookahead_reads_live_as_not_measured():
+    blocks, streams, flops = _records("old", [250] * 4 + [3000] + [250] * 3, 1e9, lookahead_s=None)
+    s = summarize(blocks, streams, flops).iloc[0]
+    assert s.verdict == LIVE_NOT_MEASURED and s.verdict.startswith("not measured")
+    for key in ("lookahead_s", "underruns", "stall_s", "min_prebuffer_s", "control_latency_worst_ms"):
+        assert np.isnan(s[key]), key
+    assert s.offline_verdict == "real time" and s.offline_underruns == 0  # the offline view is still computed

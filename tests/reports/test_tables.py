@@ -3,29 +3,34 @@ tables, and the reports' error for a folder that is not a run folder."""
 
 from __future__ import annotations
 
+import shutil
+
+import pandas as pd
 import pytest
 
 from bench.core.run_folder import load_run, load_runs
+from metrics.playback import LIVE_NOT_MEASURED
 from reports.errors import ReportError
 from reports.systems_tables import latency_table
 from reports.tables import build_tables
 
 # The latency table of the golden run (tests/reports/conftest.py: tiny preset, smoke workload with a
-# 2 s horizon and a prompt change at 1 s, fake phase durations). Every number follows from the fake
-# durations; test_latency_values_closed_form re-derives the important ones.
+# 2 s horizon and a prompt change at 1 s, fake phase durations; live look-ahead one block, 0.125 s). Every
+# number follows from the fake durations; test_latency_values_closed_form re-derives the important ones.
 GOLDEN_LATENCY_MD = """\
 ### Latency and real time
 
-| regime | workload | blocks | TTFA (ms) ↓ | first block (ms) ↓ | steady block, median (ms) ↓ | p90 (ms) ↓ | p99 (ms) ↓ | RTF, median per block ↓ | x real time ↑ | underruns ↓ | stall (s) ↓ | min pre-buffer (s) ↓ | control latency, worst (ms) ↓ | verdict |
-|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
-| noise | smoke | 16 | 2.00 | 2.00 | 2.00 [2.00, 2.00] | 2.00 † | 2.00 † | 0.016 [0.016, 0.016] | 62.5 | 0 | 0 | 0.125 | 988 | real time |
-| toy-cached | smoke | 16 | **120** | **120** | **106 [106, 106]** | 106 † | 120 † | **0.848 [0.848, 0.848]** | **1.20** | **0** | **0** | **0.125** | 412 | real time |
-| toy-uncached | smoke | 16 | 122 | 122 | 146 [146, 146] | 146 † | 146 † | 1.17 [0.976, 1.17] | 0.893 | 12 | 0.243 | 0.375 | **292** | not real time (12 underruns; needs a 0.38 s pre-buffer) |
+| regime | workload | blocks | TTFA (ms) ↓ | first block (ms) ↓ | steady block, median (ms) ↓ | p90 (ms) ↓ | p99 (ms) ↓ | RTF, median per block ↓ | x real time ↑ | look-ahead (s) | underruns, live ↓ | stall, live (s) ↓ | min pre-buffer, live (s) ↓ | control latency, worst, live (ms) ↓ | verdict, live | offline underruns | offline control latency, worst (ms) | offline verdict (throughput) |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|
+| noise | smoke | 16 | 2.00 | 2.00 | 2.00 [2.00, 2.00] | 2.00 † | 2.00 † | 0.016 [0.016, 0.016] | 62.5 | 0.125 | 0 | 0 | 0.125 | 250 | real time | 0 | 988 | real time |
+| toy-cached | smoke | 16 | **120** | **120** | **106 [106, 106]** | 106 † | 120 † | **0.848 [0.848, 0.848]** | **1.20** | 0.125 | **0** | **0** | **0.125** | **250** | real time | 0 | 412 | real time |
+| toy-uncached | smoke | 16 | 122 | 122 | 146 [146, 146] | 146 † | 146 † | 1.17 [0.976, 1.17] | 0.893 | 0.125 | 12 | 0.252 | 0.500 | 292 | not real time (12 underruns; needs a 0.50 s pre-buffer) | 12 | 292 | not real time (12 underruns; needs a 0.38 s pre-buffer) |
 
 Bold: best value of its column within a workload (↓ lower is better, ↑ higher is better, →0 closest to zero, →1 closest to one); the null generator is shown but never ranked. [a, b]: distribution-free 95% CI of the median.
 - TTFA: from the call to start() until the first block's audio is on the host. Steady blocks: every block after the first. RTF = compute s / audio s per block (< 1 is faster than real time); x real time = total audio s / total compute s of the stream(s).
 - † too few samples for a valid percentile (MLPerf's minimum: 64 for p90, 662 for p99); never ranked.
-- Underruns, stall and verdict come from the playback simulation at the workload's pre-buffer (docs/harness.md); min pre-buffer is the smallest whole-block pre-buffer that plays without an underrun. Control latency: worst case over prompt changes (– when the workload has none).
+- Live (the headline): underruns, stall, min pre-buffer, control latency and verdict simulate live playback from the measured block times: the generator starts a block only when at most the look-ahead of audio is still unplayed (docs/harness.md); min pre-buffer is the smallest whole-block pre-buffer (and look-ahead) that plays without an underrun. Control latency: worst case over prompt changes (– when the workload has none).
+- Offline (a throughput view, not a live verdict): the same blocks back to back with no bound on the lead, so a stall can hide in the lead and control latency grows with it.
 """
 
 
@@ -42,15 +47,45 @@ def test_latency_values_closed_form(golden_run) -> None:
     assert unc.rtf == pytest.approx(0.146 / 0.125)
     assert (unc.rtf_ci_low, unc.rtf_ci_high) == pytest.approx((0.122 / 0.125, 0.146 / 0.125))  # ranks 4 and 13 of 16
     assert unc.x_realtime == pytest.approx(2.0 / (4 * 0.122 + 12 * 0.146))
-    assert unc.underruns == 12  # every block from 4 on takes 146 ms > its 125 ms of audio
-    assert unc.stall_s == pytest.approx(12 * 0.021 - 3 * 0.003)  # 21 ms short per block, 9 ms banked before
+    assert unc.underruns == 12 and unc.offline_underruns == 12  # every block from 4 on takes 146 ms > 125 ms of audio
+    # live (look-ahead one block): blocks 1-3 wait for the playhead, so nothing is banked: 21 ms short per block;
+    # offline: blocks 1-3 ran back to back and banked 3 ms each
+    assert unc.lookahead_s == pytest.approx(0.125)
+    assert unc.stall_s == pytest.approx(12 * 0.021) and unc.offline_stall_s == pytest.approx(12 * 0.021 - 3 * 0.003)
+    # offline: 3 blocks cover the deficit thanks to the banked 9 ms; live: 4 blocks (the 4th absorbs the lost lead)
+    assert unc.offline_min_prebuffer_s == pytest.approx(0.375) and unc.min_prebuffer_s == pytest.approx(0.5)
     # toy-cached: bootstrap 30 + first_step 8 + 2 steps + decode 2.
     cached = data.loc["toy-cached"]
     assert cached.ttfa_ms == pytest.approx(30 + 8 + 2 * 40 + 2)
     assert cached.steady_median_ms == pytest.approx(8 + 2 * 48 + 2)
-    assert cached.underruns == 0 and cached.verdict == "real time"
-    # noise: the prompt change at 1 s is block 8; it plays at 2 ms + 8 * 125 ms, block 7 started at 7 * 2 ms.
-    assert data.loc["noise"].control_latency_worst_ms == pytest.approx(2 + 8 * 125 - 7 * 2)
+    assert cached.underruns == 0 and cached.verdict == "real time" and cached.offline_verdict == "real time"
+    # noise, offline: the prompt change at 1 s is block 8; it plays at 2 ms + 8 * 125 ms, block 7 started at 7 * 2 ms.
+    noise = data.loc["noise"]
+    assert noise.offline_control_latency_worst_ms == pytest.approx(2 + 8 * 125 - 7 * 2)
+    # live: block 7 starts when the playhead reaches A_6 - 0.125 s (p_6), block 8 plays at p_8 = p_6 + 250 ms
+    assert noise.control_latency_worst_ms == pytest.approx(125 + 125)
+
+
+def test_run_without_a_recorded_lookahead_reads_live_as_not_measured(golden_run, tmp_path) -> None:
+    # a run made before the live model: its streams have no lookahead_s; live is not measured, never assumed,
+    # and the offline view is unchanged
+    old = tmp_path / "old-run"
+    shutil.copytree(golden_run, old)
+    for path in old.glob("cells/*/streams.parquet"):
+        pd.read_parquet(path).drop(columns=["lookahead_s"], errors="ignore").to_parquet(path)
+        csv = path.with_suffix(".csv")
+        if csv.exists():
+            pd.read_csv(csv).drop(columns=["lookahead_s"], errors="ignore").to_csv(csv, index=False)
+    new = latency_table(load_runs([golden_run])).data.set_index("generator")
+    table = latency_table(load_runs([old]))
+    data = table.data.set_index("generator")
+    assert (data.verdict == LIVE_NOT_MEASURED).all()
+    for key in ("lookahead_s", "underruns", "stall_s", "min_prebuffer_s", "control_latency_worst_ms"):
+        assert data[key].isna().all(), key
+    for key in ("offline_underruns", "offline_stall_s", "offline_control_latency_worst_ms", "offline_verdict"):
+        assert list(data[key]) == list(new.loc[data.index, key]), key
+    assert any("not measured" in note and "before the live model" in note for note in table.notes)
+    assert "| – | – | – | – | – | not measured (no look-ahead recorded) |" in table.to_markdown()
 
 
 def test_saved_run_tables(saved_run) -> None:

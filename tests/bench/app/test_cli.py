@@ -198,13 +198,21 @@ def test_resume_skips_completed_cells_and_reruns_failed_ones(fakes, tmp_path, mo
     assert dict(zip(cells.generator, cells.resumed)) == {"fake": True, "fake-fail": False, "noise": True}
 
 
-def test_a_changed_workload_is_not_resumed(fakes, tmp_path):
+def test_a_changed_workload_is_refused_on_resume_unless_allowed(fakes, tmp_path, caplog):
     out = tmp_path / "run"
     assert run(["--generators", "fake", "--out", str(out)]) == 0
     FakeGenerator.built = []
-    assert run(["--generators", "fake", "--out", str(out), "--resume", "--set", "workload.steps=2"]) == 0
+    changed = ["--generators", "fake", "--out", str(out), "--resume", "--set", "workload.steps=2"]
+    assert run(changed) == 2 and FakeGenerator.built == []  # refused: nothing re-run or overwritten
+    assert "was made with another configuration" in caplog.text and "--allow-config-change" in caplog.text
+    assert run(changed + ["--allow-config-change"]) == 0
     assert len(FakeGenerator.built) == 1  # the hash changed, so the cell ran again
     assert (read_table(out, "phases").query("phase == 'step'").calls == 2).all()
+    manifest = read_json(out / "manifest.json")  # both configurations recorded where reports look
+    (change,) = manifest["config_changes"]
+    assert change["manifest"].startswith("manifest-resume-") and "workloads" in change["changes"][0]
+    assert manifest["current_identity"]["workloads"] != change["previous_identity"]["workloads"]
+    assert run(changed) == 0  # the new configuration is now the run's: resuming with it skips the cell
 
 
 KILL_SCRIPT = """

@@ -261,3 +261,52 @@ def test_cell_hash_changes_with_every_input(fakes):
     assert base != cell_hash("fake", get_preset("cpu"), w, "cpu", torch.float32)
     assert base != cell_hash("fake", tiny, smoke(horizon_s=2.0), "cpu", torch.float32)
     assert base != cell_hash("fake", tiny, w, "cpu", torch.bfloat16)
+
+
+def test_cell_hash_follows_the_content_of_the_weights_file(tmp_path):
+    from bench.core.presets import apply_overrides
+
+    weights = tmp_path / "lmm.safetensors"
+    weights.write_bytes(b"first")
+    preset = apply_overrides(get_preset("tiny"), {"lmm.weights": str(weights)})
+    w = smoke()
+    before = cell_hash("lmm", preset, w, "cpu", torch.float32)
+    noise = cell_hash("noise", preset, w, "cpu", torch.float32)
+    assert before == cell_hash("lmm", preset, w, "cpu", torch.float32)
+    weights.write_bytes(b"second, replaced at the same path")
+    assert cell_hash("lmm", preset, w, "cpu", torch.float32) != before
+    assert cell_hash("noise", preset, w, "cpu", torch.float32) == noise  # it loads no weights file
+
+
+def test_a_malformed_sha256sums_line_is_named(tmp_path):
+    from baselines.weights import expected_hashes
+    from bench.core.errors import ConfigError
+
+    (tmp_path / "SHA256SUMS").write_text("a" * 64 + "  ok.safetensors\nnot-a-hash\n")
+    with pytest.raises(ConfigError, match="line 2 is malformed"):
+        expected_hashes(tmp_path)
+
+
+def test_stop_runs_after_a_bad_block_and_the_stream_leaves_no_audio(fakes, tmp_path):
+    stopped = []
+
+    class NaNs(FakeGenerator):
+        name = "fake-nan"
+
+        def step(self, state, control, recorder=NULL_RECORDER):  # noqa: ANN001
+            result, new = super().step(state, control, recorder)
+            if state.block_index == 1:
+                result.audio[0, 5] = np.nan
+            return result, new
+
+        def stop(self, state):  # noqa: ANN001
+            stopped.append(state.block_index)
+
+    GENERATORS.register("fake-nan", NaNs)
+    try:
+        with pytest.raises(RuntimeError, match="block 1: 1 of 125 samples are NaN/inf"):
+            Runner(FakeClock(PHASE_NS)).run_cell("fake-nan", get_preset("tiny"), smoke(warmup_blocks=0), "cpu",
+                                                 torch.float32, tmp_path)
+    finally:
+        GENERATORS.unregister("fake-nan")
+    assert stopped == [2] and list((tmp_path / "audio").iterdir()) == []

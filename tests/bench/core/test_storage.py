@@ -77,3 +77,24 @@ def test_cell_is_complete_only_when_ok_with_the_same_hash_and_all_tables(tmp_pat
 def test_cell_folder_names_are_safe():
     assert cell_dir_name("lmdm-causal", "context-sweep-c2s") == "lmdm-causal__context-sweep-c2s"
     assert "/" not in cell_dir_name("a/b", "c d")
+
+
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from bench.core.storage import RunFolderBusy, RunLock
+
+    with RunLock(tmp_path) as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+        with pytest.raises(RunFolderBusy, match=f"pid {os.getpid()}"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / ".lock").exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    with RunLock(tmp_path):
+        pass

@@ -64,7 +64,8 @@ def test_fingerprint_is_stable_and_sensitive():
     (w,) = get_workloads("default")
     (again,) = get_workloads("default")
     assert w.fingerprint() == again.fingerprint() and len(w.fingerprint()) == 16
-    for change in ({"horizon_s": 65.0}, {"seed": 1}, {"cfg": True}, {"prompts": ((0.0, "other"),)}):
+    for change in ({"horizon_s": 65.0}, {"seed": 1}, {"cfg": True}, {"prompts": ((0.0, "other"),)},
+                   {"lookahead_s": 2.0}):
         assert dataclasses.replace(w, **change).fingerprint() != w.fingerprint()
 
 
@@ -80,6 +81,10 @@ def test_fingerprint_is_stable_and_sensitive():
     ({"prompts": ((0.0, "a"), (5.0, "b"), (3.0, "c"))}, "prompts"),
     ({"prompts": ((0.0, "a"), (99.0, "b"))}, "prompts"),
     ({"name": "has space"}, "name"),
+    ({"lookahead_s": 0.0}, "lookahead_s"),
+    ({"lookahead_s": -1.0}, "lookahead_s"),
+    ({"lookahead_s": float("inf")}, "lookahead_s"),
+    ({"lookahead_s": 0.5}, "lookahead_s"),  # shorter than the 1 s pre-buffer the player holds
 ])
 def test_impossible_workloads_fail_naming_the_field(change, field):
     (w,) = get_workloads("prompt-switch")
@@ -104,6 +109,26 @@ def test_overrides_coerce_and_validate():
         apply_workload_overrides(w, {"name": "x"})
     with pytest.raises(ConfigError, match="<seconds>:<prompt>"):
         parse_prompts("soon:jazz")
+
+
+def test_lookahead_defaults_to_one_block_and_is_overridable():
+    for name in workload_names():
+        for w in get_workloads(name):
+            assert w.lookahead_s is None and w.effective_lookahead_s == w.block_s  # default: one block
+            assert "lookahead_s" in w.to_dict()
+    (w,) = get_workloads("default")
+    out = apply_workload_overrides(w, {"lookahead_s": "3"})
+    assert out.lookahead_s == 3.0 and out.effective_lookahead_s == 3.0 and out.fingerprint() != w.fingerprint()
+    assert apply_workload_overrides(out, {"lookahead_s": "none"}).fingerprint() == w.fingerprint()
+    # the default follows the block when the block is overridden (it is not frozen at the old block length)
+    assert apply_workload_overrides(w, {"block_s": "0.5"}).effective_lookahead_s == 0.5
+    # shorter than a block: allowed when the pre-buffer is too (each block must be computed within it)
+    short = apply_workload_overrides(w, [("prebuffer_s", "0"), ("lookahead_s", "0.5")])
+    assert short.effective_lookahead_s == 0.5
+    with pytest.raises(ConfigError, match="workload.lookahead_s.*prebuffer_s"):
+        apply_workload_overrides(w, {"lookahead_s": "0.5"})
+    with pytest.raises(ConfigError, match="'workload.lookahead_s' expects seconds"):
+        apply_workload_overrides(w, {"lookahead_s": "soon"})
 
 
 def test_unknown_workload_suggests_a_name():
