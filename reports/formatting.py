@@ -78,6 +78,24 @@ def format_significant(value: Any, digits: int = 3) -> str:
     return NOT_MEASURED if x is None else f"{x:.{digits}g}"
 
 
+_MARKDOWN_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]", "|": "\\|",
+                     "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def markdown_text(text: Any) -> str:
+    """A user-given string (generator, workload or run name, prompt, error text) made inert in
+    Markdown: markup characters are escaped, so a name like ``<b>x</b>|y`` shows as typed and
+    cannot break a table. Ordinary names (letters, digits, ``-``, ``_``, ``.``) are unchanged."""
+    return "".join(_MARKDOWN_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def markdown_code(text: Any) -> str:
+    """A user-given name as inline code (shown literally), or escaped text when it holds a backtick
+    or a line break, which a code span cannot hold."""
+    s = str(text)
+    return markdown_text(s) if "`" in s or "\n" in s else f"`{s}`"
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     """The lines of a plain Markdown table (cells already formatted)."""
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

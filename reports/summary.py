@@ -28,7 +28,16 @@ from bench.core.phases import PHASE_ORDER
 from bench.core.run_folder import read_run_json, read_run_table
 from bench.core.storage import atomic_write_text
 from reports.drift_summary import render_drift_summary
-from reports.formatting import NOT_MEASURED, format_fixed, format_significant, format_value, is_finite, markdown_table
+from reports.formatting import (
+    NOT_MEASURED,
+    format_fixed,
+    format_significant,
+    format_value,
+    is_finite,
+    markdown_code,
+    markdown_table,
+    markdown_text,
+)
 from reports.systems_rows import playback_views, systems_record
 
 SYSTEMS_HEADER = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "look-ahead s",
@@ -54,7 +63,7 @@ def hardware_groups(cells: pd.DataFrame | None) -> dict[str, dict[str, list[str]
         return {}
     groups: dict[str, dict[str, list[str]]] = {}
     for _, row in cells[(cells.status == "ok") & cells.hardware.fillna("").astype(bool)].iterrows():
-        cell = f"{row.generator} x {row.workload}"
+        cell = f"{markdown_text(row.generator)} x {markdown_text(row.workload)}"
         groups.setdefault(str(row.hardware), {}).setdefault(str(row.node), []).append(cell)
     return groups
 
@@ -107,7 +116,8 @@ def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any],
         failed = cells[cells.status != "ok"]
         lines.append(f"- cells: {int((cells.status == 'ok').sum())} ok, {len(failed)} failed")
         for _, row in failed.iterrows():
-            lines.append(f"  - FAILED {row.generator} x {row.workload}: {row.error.splitlines()[0] if row.error else ''}")
+            lines.append(f"  - FAILED {markdown_text(row.generator)} x {markdown_text(row.workload)}: "
+                         f"{markdown_text(row.error.splitlines()[0]) if row.error else ''}")
         lines += _hardware_lines(cells)
     return lines + [""]
 
@@ -121,7 +131,7 @@ def _systems_cells(record: dict[str, Any]) -> list[str]:
     """One row of the summary's systems table (columns of :data:`SYSTEMS_HEADER`)."""
     f = format_fixed
     return [
-        record["generator"], f(record["ttfa_ms"]), f(record["p50_ms"], 2), _percentile_cell(record, "p90"),
+        markdown_text(record["generator"]), f(record["ttfa_ms"]), f(record["p50_ms"], 2), _percentile_cell(record, "p90"),
         _percentile_cell(record, "p99"), f(record["rtf"], 3), f(record["x_realtime"], 2),
         f(record["lookahead_s"], 2),
         format_value(record["underruns"], "int") if is_finite(record["underruns"]) else NOT_MEASURED,
@@ -156,7 +166,7 @@ def _phase_lines(phases: pd.DataFrame | None, workload: str) -> list[str]:
                 cell.append(f"{format_fixed(r.median_ms.iloc[0], 2)} ({format_significant(r.calls.iloc[0], 6)}x)"
                             if len(r) else "-")
             cells.append(" / ".join(cell))
-        rows.append([gen] + cells)
+        rows.append([markdown_text(gen)] + cells)
     return ["Median ms per block in each phase, first block / steady blocks (calls per block):", ""] + \
         markdown_table(["regime"] + present, rows) + [""]
 
@@ -169,7 +179,7 @@ def _control_lines(group: pd.DataFrame) -> list[str]:
     rows = []
     for _, r in changes.iterrows():
         v = playback_views(r)
-        rows.append([r.generator, str(int(r.prompt_changes))] + [format_fixed(v[key]) for key in (
+        rows.append([markdown_text(r.generator), str(int(r.prompt_changes))] + [format_fixed(v[key]) for key in (
             "control_latency_best_ms", "control_latency_worst_ms", "offline_control_latency_best_ms",
             "offline_control_latency_worst_ms")])
     header = ["regime", "changes", "live best ms (mean)", "live worst ms (max)", "offline best ms (mean)",
@@ -193,7 +203,7 @@ def _pair_lines(pairs: pd.DataFrame | None, workload: str) -> list[str]:
     part = pairs[pairs.workload == workload] if pairs is not None else None
     if part is None or part.empty:
         return []
-    rows = [[r.a, r.b, format_fixed(r.latency_ratio, 3), format_fixed(r.analytic_flop_ratio, 3),
+    rows = [[markdown_text(r.a), markdown_text(r.b), format_fixed(r.latency_ratio, 3), format_fixed(r.analytic_flop_ratio, 3),
              format_fixed(r.latency_over_flop_ratio, 3)] for _, r in part.iterrows()]
     return (["Measured steady block-latency ratio / analytic FLOP ratio (1.0 = time scales with FLOPs):", ""]
             + markdown_table(["a", "b", "latency a/b", "FLOPs a/b", "latency ratio / FLOP ratio"], rows) + [""])
@@ -215,7 +225,7 @@ def render_summary(run_dir: Path) -> str:
         first = group.iloc[0]
         look = playback_views(first)["lookahead_s"]
         look_text = f"live look-ahead {format_significant(look, 6)} s, " if is_finite(look) else ""
-        lines += [f"## Workload `{workload}` ({first.scenario}, pre-buffer {format_significant(first.prebuffer_s, 6)} s, "
+        lines += [f"## Workload {markdown_code(workload)} ({first.scenario}, pre-buffer {format_significant(first.prebuffer_s, 6)} s, "
                   f"{look_text}{int(first.blocks / first.repeats)} blocks x {int(first.repeats)} repeat(s))", ""]
         lines += _systems_lines(group)
         lines += _phase_lines(phases, workload)

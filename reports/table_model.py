@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.core.run_folder import RunData, RunSet
 from bench.core.storage import atomic_write_text
-from reports.formatting import CSV_FLOAT_FORMAT, DASH, format_value, is_finite
+from reports.formatting import CSV_FLOAT_FORMAT, DASH, format_value, is_finite, markdown_text
 from reports.style import regime_sort_key
 
 NULL_GENERATORS: tuple[str, ...] = ("noise",)  # null systems under test: shown, never ranked
@@ -135,7 +135,9 @@ class Table:
         lines.append("| " + " | ".join(headers) + " |")
         lines.append("|" + "|".join("---:" if c.kind != "text" else "---" for c in self.columns) + "|")
         for cells in self.display_rows():
-            parts = [f"**{_md_escape(t)}**" if best else _md_escape(t) for t, best in cells]
+            # text columns hold user-given names: escaped as markup; numbers only as table cells
+            texts = [markdown_text(t) if c.kind == "text" else _md_escape(t) for (t, _), c in zip(cells, self.columns)]
+            parts = [f"**{t}**" if best else t for t, (_, best) in zip(texts, cells)]
             lines.append("| " + " | ".join(parts) + " |")
         lines += ["", self.legend()]
         lines += [f"- {note}" for note in self.notes]

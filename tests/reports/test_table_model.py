@@ -42,3 +42,24 @@ def test_formats_round_trip_and_escape() -> None:
     tex = table.to_latex()
     assert r"\textbf{2.00}" in tex and r"$\downarrow$" in tex and r"\dag{}" in tex
     assert "_" not in tex.split("\\begin{tabular}")[1].replace(r"\_", "")
+
+
+def test_user_names_with_markup_are_inert_in_markdown() -> None:
+    from reports.formatting import markdown_code, markdown_text
+
+    assert markdown_text("lmdm-causal") == "lmdm-causal"  # ordinary names are unchanged
+    assert markdown_text("toy_x.1") == "toy_x.1"
+    escaped = markdown_text("<b>x</b>|y*[z]`&")
+    assert escaped == "&lt;b&gt;x&lt;/b&gt;\\|y\\*\\[z\\]\\`&amp;"
+    assert "<" not in escaped and "|" not in escaped.replace("\\|", "")
+    assert markdown_code("smoke") == "`smoke`"
+    assert markdown_code("a`b") == "a\\`b"
+
+
+def test_a_generator_name_with_markup_does_not_break_the_markdown_table() -> None:
+    table = _toy_table()
+    table.data.loc[0, "generator"] = "<img src=x onerror=alert(1)>|evil"
+    md = table.to_markdown()
+    row = next(line for line in md.splitlines() if "evil" in line)
+    assert "<img" not in row and "&lt;img src=x onerror=alert(1)&gt;\\|evil" in row
+    assert row.count(" | ") == len(table.columns) - 1  # the name's "|" did not add a column
