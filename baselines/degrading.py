@@ -13,6 +13,13 @@ strength over ``ramp_s`` seconds (``gain(t) = clip((t - onset_s) / ramp_s, 0, 1)
 - ``collapse-silence`` (:class:`SilenceCollapseGenerator`): the music fades to digital silence.
 - ``collapse-noise`` (:class:`NoiseCollapseGenerator`): the music is cross-faded into loud white
   noise (standard deviation 0.8) hard-clipped to [-1, 1]: flatness, loudness and clipping rise.
+- ``tonal-control`` (:class:`TonalMusicGenerator`): TONAL music in one major key (a I-IV-V-I
+  progression of triads over a bass line, a melody on the major scale that favours chord tones,
+  :func:`render_tonal_music`); no degradation. The pentatonic music above is ambiguous between
+  related keys, so a key measure reads changes in it; this one has one clear key.
+- ``key-change`` (:class:`KeyChangeGenerator`): the same tonal music, cross-faded over ``ramp_s``
+  from ``onset_s`` into the same piece transposed by ``shift_semitones`` (default 6, a tritone: the
+  most distant key, C major -> F# major): a modulation the key descriptors must find.
 
 A drift pipeline that works must find each onset (within a window) with the right slope signs,
 and must not flag the control. Randomness comes only from the seed (``stable_hash`` of seed, note
@@ -49,6 +56,10 @@ _SCALES = {
     "dorian": (0, 2, 3, 5, 7, 9, 10),
 }
 MUSIC_GAIN = 0.25  # peak of one voice; melody + bass stay below 0.6 full scale
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+# I-IV-V-I in semitones above the tonic, one chord per half bar (4 eighths): a window of a few
+# seconds holds the whole cadence, which names the key (a single chord would read as its own key).
+CADENCE = ((0, 4, 7), (5, 9, 12), (7, 11, 14), (0, 4, 7))
 
 
 def degradation_gain(t_s: np.ndarray | float, onset_s: float, ramp_s: float) -> np.ndarray:
@@ -120,6 +131,58 @@ def render_music(sample_rate: int, seed: int, prompt: str, start_sample: int, n_
     return out
 
 
+def _harmonic_tone(local_s: np.ndarray, f0_hz: float, brightness: float, nyquist_hz: float) -> np.ndarray:
+    """(S,) six partials of ``f0_hz`` (amplitude ``1 / h**brightness``) below the Nyquist frequency."""
+    tone = np.zeros(local_s.shape[0])
+    for h in range(1, 7):
+        if h * f0_hz >= nyquist_hz:
+            break
+        tone += np.sin(2.0 * np.pi * h * f0_hz * local_s) / h**brightness
+    return tone
+
+
+def _tonal_pitches(voice: str, tonic_midi: int, chord: tuple[int, ...], rng: np.random.Generator) -> list[int]:
+    """MIDI pitches of one note of ``voice`` over ``chord`` (semitones above the tonic)."""
+    if voice == "melody":  # chord tones 60 % of the time, else any degree of the major scale
+        pool = chord if rng.random() < 0.6 else MAJOR_SCALE
+        return [tonic_midi + 12 + pool[int(rng.integers(len(pool)))]]
+    if voice == "chord":
+        return [tonic_midi + c for c in chord]
+    return [tonic_midi - 12 + chord[0]]  # bass: the chord's root
+
+
+def render_tonal_music(sample_rate: int, seed: int, prompt: str, start_sample: int, n_samples: int,
+                       transpose: int = 0) -> np.ndarray:
+    """Samples ``[start_sample, start_sample + n_samples)`` of tonal music in one major key, mono float64.
+
+    The prompt picks tempo, tonic (its ``root_midi``) and timbre as for :func:`render_music`; the
+    seed picks the melody. Voices: a melody (one note per eighth), triads and a bass root (one per
+    half bar) following :data:`CADENCE`. ``transpose`` shifts every pitch by that many semitones
+    (the key-change generator's new key). A pure function of absolute time, like :func:`render_music`.
+    """
+    style = _Style.from_prompt(prompt)
+    t = (start_sample + np.arange(n_samples, dtype=np.float64)) / sample_rate  # (S,)
+    out = np.zeros(n_samples, dtype=np.float64)
+    tonic = style.root_midi + int(transpose)
+    for voice, span, level in (("melody", 1, 1.0), ("chord", 4, 0.5), ("bass", 4, 0.8)):
+        note_len = style.note_s * span
+        for n in range(int(t[0] // note_len), int(t[-1] // note_len) + 1):
+            lo = max(0, int(math.ceil(n * note_len * sample_rate)) - start_sample)
+            hi = min(n_samples, int(math.ceil((n + 1) * note_len * sample_rate)) - start_sample)
+            if hi <= lo:
+                continue
+            rng = np.random.default_rng(stable_hash("tonal-note", int(seed), prompt, voice, n))
+            chord = CADENCE[(n * span // 4) % len(CADENCE)]
+            pitches = _tonal_pitches(voice, tonic, chord, rng)
+            velocity = float(rng.uniform(0.6, 1.0))
+            local = t[lo:hi] - n * note_len  # seconds since the note began
+            envelope = np.minimum(local / 0.01, 1.0) * np.exp(-local / (0.6 * note_len))
+            for pitch in pitches:
+                tone = _harmonic_tone(local, _midi_hz(pitch), style.brightness, 0.5 * sample_rate)
+                out[lo:hi] += MUSIC_GAIN * level * velocity * envelope * tone / 1.6
+    return out
+
+
 @dataclass
 class DegradingState:
     seed: int
@@ -174,6 +237,10 @@ class SyntheticMusicGenerator(StreamingGenerator):
             return np.zeros_like(np.asarray(t_s, dtype=np.float64))
         return degradation_gain(t_s, self.onset_s, self.ramp_s)
 
+    def _render(self, seed: int, prompt: str, start_sample: int, n_samples: int) -> np.ndarray:
+        """(S,) mono music of samples ``[start_sample, start_sample + S)`` (before any degradation)."""
+        return render_music(self._spec.sample_rate, seed, prompt, start_sample, n_samples)
+
     def _degrade(self, music: np.ndarray, gain: np.ndarray, state: DegradingState) -> np.ndarray:
         """(channels, S) music, (S,) gain -> (channels, S) degraded audio. Control: unchanged."""
         return music
@@ -187,7 +254,7 @@ class SyntheticMusicGenerator(StreamingGenerator):
     ) -> tuple[StepResult, DegradingState]:
         start = state.block_index * self._block_samples
         with recorder.phase(PHASE_DECODE):
-            mono = render_music(self._spec.sample_rate, state.seed, control.prompt, start, self._block_samples)
+            mono = self._render(state.seed, control.prompt, start, self._block_samples)
             music = np.repeat(mono[None, :], self._spec.channels, axis=0)  # (C, S)
             t = (start + np.arange(self._block_samples)) / self._spec.sample_rate
             gain = self.schedule(t)
@@ -237,7 +304,41 @@ class NoiseCollapseGenerator(SyntheticMusicGenerator):
         return (1.0 - gain) * music + gain * noise
 
 
+class TonalMusicGenerator(SyntheticMusicGenerator):
+    """``tonal-control``: tonal music in one major key (:func:`render_tonal_music`), no degradation."""
+
+    name: ClassVar[str] = "tonal-control"
+
+    def _render(self, seed: int, prompt: str, start_sample: int, n_samples: int) -> np.ndarray:
+        return render_tonal_music(self._spec.sample_rate, seed, prompt, start_sample, n_samples)
+
+
+class KeyChangeGenerator(TonalMusicGenerator):
+    """``key-change``: the tonal music modulates by ``shift_semitones`` at ``onset_s`` (cross-faded
+    over ``ramp_s``; a step when it is 0). Before the onset it equals ``tonal-control``."""
+
+    name: ClassVar[str] = "key-change"
+    degrades: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, shift_semitones: int = 6, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(shift_semitones, bool) or int(shift_semitones) != shift_semitones \
+                or not 1 <= shift_semitones <= 11:
+            raise ConfigError(f"shift_semitones must be an integer from 1 to 11, got {shift_semitones!r}")
+        self.shift_semitones = int(shift_semitones)
+
+    def _render(self, seed: int, prompt: str, start_sample: int, n_samples: int) -> np.ndarray:
+        rate = self._spec.sample_rate
+        gain = self.schedule((start_sample + np.arange(n_samples)) / rate)  # (S,) 0 = home key, 1 = new key
+        home = render_tonal_music(rate, seed, prompt, start_sample, n_samples)
+        if not gain.any():
+            return home
+        away = render_tonal_music(rate, seed, prompt, start_sample, n_samples, transpose=self.shift_semitones)
+        return (1.0 - gain) * home + gain * away
+
+
 DEGRADING_GENERATORS: dict[str, type[SyntheticMusicGenerator]] = {
     cls.name: cls
-    for cls in (SyntheticMusicGenerator, TiltDriftGenerator, SilenceCollapseGenerator, NoiseCollapseGenerator)
+    for cls in (SyntheticMusicGenerator, TiltDriftGenerator, SilenceCollapseGenerator, NoiseCollapseGenerator,
+                TonalMusicGenerator, KeyChangeGenerator)
 }

@@ -5,6 +5,10 @@ files only: ``drift/summary.parquet`` (one row per regime and metric) and ``drif
 One row per regime: for a few compact metrics, ``first window -> last window (OLS slope per minute
 [t-based 95% CI])``, the last window's silence and clipping ratios, and the metrics that degraded
 within the horizon. Numbers have 3 significant digits (:func:`reports.formatting.format_significant`).
+
+When the drift stage computed music descriptors (``drift/stream_stability.parquet`` exists), a second
+table follows: per regime, each stream's modal key, key agreement, key changes with their times and
+tempo CV, and the pitched fraction and key strength from first to last window.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import pandas as pd
 from bench.core.run_folder import read_run_json, read_run_table
 from bench.core.storage import DRIFT_DIR
 from metrics.drift.summary import BandRule
-from reports.formatting import NOT_MEASURED, format_fixed, format_significant, is_finite, markdown_table
+from reports.formatting import (
+    NOT_MEASURED, format_fixed, format_significant, is_finite, markdown_table, markdown_text,
+)
 
 COMPACT_METRICS = (  # (metric, column title): first -> last, slope per minute [95% CI]
     ("kad_{emb}", "KAD {emb}"), ("self_kad_{emb}", "self-KAD {emb}"), ("clap_score", "CLAP"),
     ("loudness_lufs", "loudness LUFS"), ("spectral_centroid_hz", "centroid Hz"), ("spectral_flatness", "flatness"),
 )
 DEFAULT_EMBEDDER = "logmel"
+MUSIC_METRICS = (("pitched_fraction", "pitched fraction"), ("key_strength", "key strength"))
 
 
 def _cell(r: Mapping[str, Any]) -> str:
@@ -59,7 +66,8 @@ def _header_lines(drift: Mapping[str, Any], scoring: Mapping[str, Any]) -> list[
 
 def _failure_lines(statuses: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per regime whose drift stage failed."""
-    return [f"- **{s['generator']}: drift stage failed** ({s['error']}); traceback in drift/config.json."
+    return [f"- **{markdown_text(s['generator'])}: drift stage failed** ({markdown_text(s['error'])}); "
+            "traceback in drift/config.json."
             for s in statuses if s["status"] != "ok"]
 
 
@@ -87,8 +95,36 @@ def _table_lines(summary: pd.DataFrame, emb: str) -> list[str]:
     rows = []
     for generator, frame in summary.groupby("generator", sort=False):
         by_metric = {r["metric"]: r for r in frame.to_dict("records")}
-        rows.append([str(generator)] + _regime_cells(by_metric, [m for m, _ in columns]))
+        rows.append([markdown_text(generator)] + _regime_cells(by_metric, [m for m, _ in columns]))
     return markdown_table(header, rows)
+
+
+def _changes(row: Mapping[str, Any]) -> str:
+    """``1 (at 25 s)`` / ``0``: a stream's key changes and their times."""
+    times = row.get("key_change_times_s")
+    times = times if isinstance(times, str) else ""  # "" (no change) may come back as NaN
+    count = int(row["key_changes"])
+    return f"{count} (at {times.replace('; ', ', ')} s)" if count and times else str(count)
+
+
+def _music_lines(stability: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The music table: one row per regime, per-stream values separated by ``;`` in stream order."""
+    header = ["regime", "modal key (per stream)", "key agreement", "key changes", "tempo CV"]
+    header += [title for _, title in MUSIC_METRICS]
+    rows = []
+    for generator, frame in stability.groupby("generator", sort=False):
+        frame = frame.sort_values("stream")
+        by_metric = {r["metric"]: r for r in summary[summary["generator"] == generator].to_dict("records")}
+        cells = [markdown_text(generator), "; ".join(str(k) for k in frame["modal_key"]),
+                 "; ".join(format_significant(v) for v in frame["key_agreement_fraction"]),
+                 "; ".join(_changes(r) for r in frame.to_dict("records")),
+                 "; ".join(format_significant(v) for v in frame["tempo_cv"])]
+        cells += [_cell(by_metric[m]) if m in by_metric else NOT_MEASURED for m, _ in MUSIC_METRICS]
+        rows.append(cells)
+    intro = ("Music over stream time (key per window: Krumhansl-Schmuckler on CQT chroma; a key change is dated "
+             "between the two windows' centres). Per stream: `drift/stream_stability.csv`; per window: "
+             "`drift/stream_windows.csv`.")
+    return ["", intro, ""] + markdown_table(header, rows)
 
 
 def render_drift_summary(run_dir: Path) -> str:
@@ -105,6 +141,9 @@ def render_drift_summary(run_dir: Path) -> str:
         lines.append("No drift results.")
         return "\n".join(lines) + "\n"
     lines += _table_lines(summary, scoring.get("embedder", DEFAULT_EMBEDDER) if scoring else DEFAULT_EMBEDDER)
+    stability = read_run_table(folder, "stream_stability")
+    if stability is not None and not stability.empty:
+        lines += _music_lines(stability, summary)
     return "\n".join(lines) + "\n"
 
 

@@ -18,10 +18,15 @@ Figures (``FIGURES``, in report order):
 - ``peak_fraction``: achieved fraction of the machine's measured matmul peak;
 - ``drift_curves``: drift metrics over stream time with their CI bands (or the across-stream range
   when a metric has no CI), detected onsets marked;
+- ``descriptor_curves``: the music descriptors over stream time (pitch, key and key drift, onsets,
+  tempo), the reference clips' mean dashed;
+- ``spectrogram_strips``: per regime, log-mel spectrograms of its longest stream's start, middle and
+  end beside a reference clip (:mod:`reports.spectrograms`);
 - ``quality_vs_rtf``: a quality metric against the real-time factor, one point per regime.
 
-The figure functions are in :mod:`reports.systems_figures` and :mod:`reports.quality_figures`
-(shared parts: :mod:`reports.figure_parts`); this module is their registry and renderer.
+The figure functions are in :mod:`reports.systems_figures`, :mod:`reports.quality_figures` and
+:mod:`reports.spectrograms` (shared parts: :mod:`reports.figure_parts`); this module is their
+registry and renderer.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from typing import Callable
 
 from bench.core.run_folder import RunSet
 from reports.figure_parts import Missing
-from reports.quality_figures import drift_curves, quality_vs_rtf
+from reports.quality_figures import descriptor_curves, drift_curves, quality_vs_rtf
+from reports.spectrograms import spectrogram_strips
 from reports.style import paper_style, save_figure
 from reports.systems_figures import (
     context_scaling, flops_by_phase, latency_cdf, latency_timeline, peak_fraction, rtf_bars,
@@ -66,6 +72,8 @@ FIGURES: dict[str, tuple[str, Callable]] = {  # name: (title, figure function)
     "flops_by_phase": ("FLOPs per generated second, by phase", flops_by_phase),
     "peak_fraction": ("Achieved fraction of peak FLOP/s", peak_fraction),
     "drift_curves": ("Drift over stream time", drift_curves),
+    "descriptor_curves": ("Music descriptors over stream time", descriptor_curves),
+    "spectrogram_strips": ("Spectrograms: start, middle and end of each regime's longest stream", spectrogram_strips),
     "quality_vs_rtf": ("Quality versus real-time factor", quality_vs_rtf),
 }
 

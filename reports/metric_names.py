@@ -13,10 +13,18 @@ LABELS = {
     "spectral_centroid_hz": "spectral centroid (Hz)", "spectral_flatness": "spectral flatness",
     "silence_ratio": "silence ratio", "clipping_ratio": "clipping ratio", "rms_dbfs": "RMS (dBFS)",
     "nonfinite_ratio": "non-finite sample ratio",
+    # music descriptors (metrics.descriptors; per window: metrics.drift.descriptor_windows)
+    "pitched_fraction": "pitched fraction", "pitch_range_semitones": "pitch range (semitones)",
+    "pitch_class_entropy_bits": "pitch-class entropy (bits)", "key_strength": "key strength (r)",
+    "onset_rate_hz": "onset rate (Hz)", "tempo_bpm": "tempo (bpm)",
+    "key_same_as_first": "in the first window's key (fraction of streams)",
+    "chroma_corr_first": "chroma r with the first window",
 }
 EMBEDDER_SUFFIXES = (("_logmel", "log-mel, not a pretrained embedder"),)
 METRIC_ORDER = ("kad", "fad", "self_kad", "clap_score", "loudness_lufs", "rms_dbfs", "spectral_centroid_hz",
-                "spectral_flatness", "silence_ratio", "clipping_ratio", "nonfinite_ratio")
+                "spectral_flatness", "silence_ratio", "clipping_ratio", "nonfinite_ratio", "pitched_fraction",
+                "pitch_range_semitones", "pitch_class_entropy_bits", "key_strength", "key_same_as_first",
+                "chroma_corr_first", "onset_rate_hz", "tempo_bpm")
 
 
 def metric_label(name: str) -> str:

@@ -3,7 +3,9 @@
 
 - ``quality``: distances to the reference set per regime, one column per metric, with CIs (the
   run's ``quality.parquet`` when it has one, else the median over the drift stage's windows; the
-  embedder is named in every header);
+  embedder is named in every header); when the drift stage computed music descriptors, also each
+  regime's mean descriptors over its drift windows and a row for the reference set's clips, with
+  seeded cluster-bootstrap CIs (:mod:`reports.descriptor_stats`);
 - ``drift``: per regime and metric, the drift summary (first/last window, last/first, slope per
   minute with its CI, time to degrade).
 """
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.run_folder import RunData, RunSet
+from reports.descriptor_stats import REFERENCE_ROW, TABLE_DESCRIPTORS, descriptor_rows
 from reports.formatting import format_fixed, format_significant, is_finite
 from reports.metric_names import metric_direction, metric_label, metric_rank
 from reports.order_statistics import median_ci
@@ -68,29 +71,64 @@ def quality_long(run: RunData) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS), source
 
 
+def _with_descriptors(run: RunData, rows: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """``rows`` (one per regime and workload) joined with the run's descriptor rows (and the
+    reference's row); unchanged, with False, when the run has no descriptors."""
+    described = descriptor_rows(run, drift_workload_name(run))
+    if described.empty:
+        return rows, False
+    described = described.drop(columns=["n"])
+    if rows.empty:
+        return described, True
+    return rows.merge(described, on=["generator", "workload"], how="outer", sort=False), True
+
+
+def _reference_last(data: pd.DataFrame) -> pd.DataFrame:
+    """The reference set's rows after the regimes of their run and workload (order otherwise kept)."""
+    keys = [k for k in ("run", "workload") if k in data]
+    order = data.assign(_reference=data["generator"] == REFERENCE_ROW)
+    return order.sort_values(keys + ["_reference"], kind="stable").drop(columns=["_reference"]).reset_index(drop=True)
+
+
+def _descriptor_notes() -> list[str]:
+    return [
+        f"Music descriptors (pitched fraction ... tempo): mean over the drift stage's windows of every stream, and "
+        f"for '{REFERENCE_ROW}' over its clips (one window long each); [a, b]: seeded bootstrap 95% CI resampling "
+        "whole streams (clips for the reference), so with 2-3 streams it is little more than their spread. No "
+        "direction: compare each regime with the reference row (docs/descriptors.md).",
+    ]
+
+
 def quality_table(runs: RunSet) -> Table:
-    """Quality per regime: one column per metric (direction from the metric), with CIs."""
+    """Quality per regime: one column per metric (direction from the metric), with CIs; the music
+    descriptors beside the reference set's when the drift stage computed them."""
     frames, sources = [], []
+    any_descriptors = False
     for run in runs:
         long, source = quality_long(run)
-        if long.empty:
-            continue
-        sources.append(f"{run.label}: {source}" if runs.multi else source)
         rows = []
         for (gen, work), part in long.groupby(["generator", "workload"], sort=True):
             row: dict[str, Any] = {"generator": gen, "workload": work}
             for _, r in part.sort_values("metric").iterrows():
                 row.update({r.metric: r.value, f"{r.metric}_ci_low": r.ci_low, f"{r.metric}_ci_high": r.ci_high})
             rows.append(row)
-        frames.append(prefix_run(run, runs, pd.DataFrame(rows)))
+        table, described = _with_descriptors(run, pd.DataFrame(rows))
+        if table.empty:
+            continue
+        any_descriptors |= described
+        sources.append(f"{run.label}: {source}" if runs.multi else source)
+        frames.append(prefix_run(run, runs, table))
     if not frames:
         return Table("quality", "Quality", pd.DataFrame(), [], [], [
             "not in this run: no quality or drift tables (run the drift stage, or add a quality stage)"])
     data = sort_rows(pd.concat(frames, ignore_index=True), [])
+    if any_descriptors:
+        data = _reference_last(data)
     metrics = sorted({c for c in data.columns if metric_direction(c) and not c.endswith(("_ci_low", "_ci_high"))})
     columns = run_columns(runs) + [Column("generator", "regime", kind="text"), Column("workload", "workload", kind="text")]
     columns += [Column(m, metric_label(m), metric_direction(m), ci=True) for m in metrics]
-    notes = ["Source: " + "; ".join(sources) + "."]
+    columns += [Column(d, metric_label(d), None, ci=True) for d in TABLE_DESCRIPTORS if d in data]
+    notes = ["Source: " + "; ".join(s for s in sources if s) + "."]
     notes.append("Log-mel metrics use the weight-free log-mel embedder: NOT pretrained-model FAD/KAD; never compare "
                  "them with published numbers. [a, b]: 95% CI of the median over windows.")
     for metric in metrics:
@@ -103,6 +141,8 @@ def quality_table(runs: RunSet) -> Table:
     if not any("clap_score" in m for m in metrics):
         reason = str(clap[0]) if clap and clap[0] else "not measured: no CLAP checkpoint given"
         notes.append("CLAP score: " + (reason if reason.startswith("not measured") else f"not measured ({reason})") + ".")
+    if any_descriptors:
+        notes += _descriptor_notes()
     return Table("quality", "Quality", data, columns, ["workload"], notes)
 
 

@@ -23,6 +23,18 @@ column says ``logmel``), with seeded bootstrap 95 % intervals that resample CLIP
 ``metrics.quality``'s defaults: "basic" for FAD, which corrects FAD's upward small-sample bias and
 can therefore reach below 0 for tiny distances; "percentile" for KAD).
 
+Music (:mod:`metrics.descriptors`), per set of continuations, against the clips' REAL contexts (the
+audio each stream was primed with):
+
+- continuation fidelity: the mean chroma correlation of each continuation with its OWN context minus
+  that with the other clips' contexts (paired - shuffled), with a seeded bootstrap 95 % CI over clips.
+  A continuation that follows its context reads >= 0.1 with a CI above 0; the real continuations
+  and their codec round trips are the ceilings. ("Same clips, other seconds" are the first seconds
+  of the context itself: high by construction.)
+- pitched fraction: PESTO frames with confidence > 0.5 (level-normalised) over all frames, mean over
+  clips with a bootstrap CI over clips (``--pitch-step-ms``: 40 ms reads every 4th frame of PESTO's
+  10 ms track, at a quarter of the cost).
+
     python scripts/eval_checkpoints.py                  # -> runs/eval-checkpoints/{results.json,results.md}
     python scripts/eval_checkpoints.py --clips 16 --blocks 1
 
@@ -57,7 +69,10 @@ from baselines.training.export import REGIME_FILES, checkpoints_dir, read_config
 from bench.core.presets import Preset, apply_overrides, get_preset  # noqa: E402
 from bench.core.registry import GENERATORS  # noqa: E402
 from bench.core.settings import Control  # noqa: E402
+from metrics.descriptors import DEFAULT_CONFIG, PitchTracker, fidelity_from_chroma, pitched_fraction  # noqa: E402
+from metrics.descriptors.continuation import mean_chroma  # noqa: E402
 from metrics.embedders import create_embedder  # noqa: E402
+from metrics.quality.bootstrap import bootstrap_counts, bootstrap_interval  # noqa: E402
 from metrics.quality.fad import fad  # noqa: E402
 from metrics.quality.kad import kad  # noqa: E402
 
@@ -135,6 +150,38 @@ class Scorer:
                 "kad_ci_method": k.ci.method if k.ci else None, "frames": int(ev.shape[0]), "rms": rms}
 
 
+def _mean_over_clips(values: np.ndarray, n_boot: int) -> tuple[float, list[float] | None]:
+    """Mean of per-clip values (NaN skipped) with a seeded percentile bootstrap 95 % CI over clips."""
+    v = values[np.isfinite(values)]
+    if v.size < 2:
+        return (float(v.mean()) if v.size else float("nan")), None
+    counts = bootstrap_counts(v.size, n_boot, 0, 1).astype(np.float64)  # (B, clips)
+    ci = bootstrap_interval(counts @ v / v.size, level=0.95, seed=0, unit="clip")
+    return float(v.mean()), [ci.low, ci.high]
+
+
+def music_scores(outputs: dict[str, list[np.ndarray]], contexts: list[np.ndarray], rate: int, n_boot: int,
+                 pitch_step_ms: float) -> list[dict[str, Any]]:
+    """Continuation fidelity (against the real contexts) and pitched fraction of every set, one row each."""
+    tracker = PitchTracker(step_ms=pitch_step_ms)
+    context_chroma = np.stack([mean_chroma(c, rate, DEFAULT_CONFIG, f"context {i}") for i, c in enumerate(contexts)])
+    rows = []
+    for name, clips_audio in outputs.items():
+        chroma = np.stack([mean_chroma(k, rate, DEFAULT_CONFIG, f"{name}[{i}]") for i, k in enumerate(clips_audio)])
+        fid = fidelity_from_chroma(context_chroma[: len(clips_audio)], chroma, n_boot=n_boot, seed=0)
+        pitched = np.array([pitched_fraction(tracker.track(k, rate)) for k in clips_audio])  # (clips,)
+        pitched_mean, pitched_ci = _mean_over_clips(pitched, n_boot)
+        rows.append({
+            "system": name, "chroma_fidelity_paired": fid.paired, "chroma_fidelity_shuffled": fid.shuffled,
+            "chroma_fidelity_difference": fid.difference, "difference_ci": [fid.interval.low, fid.interval.high],
+            "follows_context": bool(fid.difference >= 0.1 and fid.interval.low > 0), "n_undefined": fid.n_undefined,
+            "pitched_fraction": pitched_mean, "pitched_fraction_ci": pitched_ci,
+        })
+        log.info("%-40s fidelity %+.3f [%+.3f, %+.3f]  pitched %.3f", name, fid.difference, fid.interval.low,
+                 fid.interval.high, pitched_mean)
+    return rows
+
+
 def _rms(clips: list[np.ndarray]) -> float:
     return float(np.sqrt(np.mean(np.concatenate(clips).astype(np.float64) ** 2)))
 
@@ -185,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scorer = Scorer(create_embedder("logmel").load(), rate, args.n_boot)
     rows = score_all(scorer, outputs, plan)
+    music = music_scores(outputs, contexts, rate, args.n_boot, args.pitch_step_ms) if args.music else []
     out = Path(args.out)
     write_examples(out / "examples", outputs, contexts, [c["id"] for c in clips[: args.examples]], rate)
     result = {
@@ -196,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "ci": (f"95% bootstrap intervals resampling clips (FAD: {rows[0]['fad_ci_method']}, "
                f"KAD: {rows[0]['kad_ci_method']}: metrics.quality defaults)"),
         "rows": rows,
+        "music": music, "pitch_tracker": PitchTracker(step_ms=args.pitch_step_ms).identity if args.music else None,
         "generation_s": timings, "wall_s": round(time.perf_counter() - started, 1),
         "command": "python scripts/eval_checkpoints.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
@@ -219,6 +268,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/eval-checkpoints")
+    parser.add_argument("--pitch-step-ms", type=float, default=40.0,
+                        help="PESTO step for the pitched fraction (10 = every frame; default: %(default)s)")
+    parser.add_argument("--no-music", dest="music", action="store_false",
+                        help="skip continuation fidelity and pitched fraction")
     return parser.parse_args(argv)
 
 
@@ -280,7 +333,28 @@ def markdown_table(result: dict[str, Any]) -> str:
         kci = f" [{row['kad_ci'][0]:.2f}, {row['kad_ci'][1]:.2f}]" if row["kad_ci"] else ""
         lines.append(f"| {row['system']} | {row['reference']} | {row['fad_logmel']:.1f}{fci} | "
                      f"{row['kad_logmel']:.2f}{kci} | {row['rms']:.3f} |")
+    if result.get("music"):
+        lines += _music_table(result["music"])
     return "\n".join(lines) + "\n"
+
+
+def _music_table(music: list[dict[str, Any]]) -> list[str]:
+    """Continuation fidelity and pitched fraction per set (Markdown lines)."""
+    lines = [
+        "", "Continuation fidelity: chroma r of each continuation with its own context minus with the other "
+        "clips' contexts (95% bootstrap CI over clips); follows = difference >= 0.1 with the CI above 0. "
+        "Pitched fraction: PESTO frames with confidence > 0.5, mean over clips [95% CI].", "",
+        "| system | paired r | shuffled r | paired - shuffled [95% CI] | follows its context | pitched fraction |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for m in music:
+        low, high = m["difference_ci"]
+        ci = m["pitched_fraction_ci"]
+        pci = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        lines.append(f"| {m['system']} | {m['chroma_fidelity_paired']:.3f} | {m['chroma_fidelity_shuffled']:.3f} | "
+                     f"{m['chroma_fidelity_difference']:.3f} [{low:.3f}, {high:.3f}] | "
+                     f"{'yes' if m['follows_context'] else 'no'} | {m['pitched_fraction']:.3f}{pci} |")
+    return lines
 
 
 if __name__ == "__main__":

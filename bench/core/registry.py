@@ -112,5 +112,7 @@ GENERATORS = Registry(
         "drift-tilt": "baselines.degrading:TiltDriftGenerator",
         "collapse-silence": "baselines.degrading:SilenceCollapseGenerator",
         "collapse-noise": "baselines.degrading:NoiseCollapseGenerator",
+        "tonal-control": "baselines.degrading:TonalMusicGenerator",
+        "key-change": "baselines.degrading:KeyChangeGenerator",
     },
 )

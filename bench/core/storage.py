@@ -50,7 +50,7 @@ log = logging.getLogger("bench")
 
 __all__ = [
     "SCHEMA_VERSION", "DRIFT_DIR", "atomic_write_bytes", "atomic_write_text", "write_json", "read_json", "write_table",
-    "read_table", "cell_dir_name", "AudioWriter", "RunStore", "RunLock", "RunFolderBusy",
+    "read_table", "safe_name", "cell_dir_name", "AudioWriter", "RunStore", "RunLock", "RunFolderBusy",
 ]
 
 
@@ -136,10 +136,17 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
     return pd.read_parquet(Path(folder) / f"{name}.parquet")
 
 
+def safe_name(name: str) -> str:
+    """A file or folder name made from a user-given string: every character but letters, digits,
+    ``.``, ``_`` and ``-`` replaced by ``_``, and a name of dots only (``.``, ``..``) or an empty
+    one made harmless, so the result never leaves the folder it is joined to."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(name))
+    return safe if safe.strip(".") else "_" * max(1, len(safe))
+
+
 def cell_dir_name(generator: str, workload: str) -> str:
     """A folder name for a cell: ``<generator>__<workload>`` with unsafe characters replaced."""
-    safe = lambda s: re.sub(r"[^A-Za-z0-9._-]", "_", s)  # noqa: E731
-    return f"{safe(generator)}__{safe(workload)}"
+    return f"{safe_name(generator)}__{safe_name(workload)}"
 
 
 class AudioWriter:

@@ -7,6 +7,9 @@ Modules (one idea each):
   centroid and flatness, silence and clipping ratios);
 - :mod:`metrics.drift.windowed`: per-window quality against a reference set (KAD, FAD, CLAP score)
   and per-stream distance to the stream's first window;
+- :mod:`metrics.drift.descriptor_windows`: music descriptors per stream window (pitch, key, onsets,
+  tempo, key drift against the first window) and per-stream key and tempo stability; their column
+  names in :mod:`metrics.drift.descriptor_columns` (importable without loading any model);
 - :mod:`metrics.drift.summary`: slope per minute with a CI, time to degrade, last/first ratio;
 - :mod:`metrics.drift.regression`: baseline files and the comparison that fails a regression;
 - :mod:`bench.app.drift.pytest_plugin`: the ``drift_baseline`` fixture for users' own test suites.

@@ -53,6 +53,14 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
     "fad_": (0.0, 0.10),  # FAD: 10 % of the baseline (squared embedding units)
     "self_kad_": (0.5, 0.10),
     "clap_score": (0.02, 0.0),  # cosine
+    "pitched_fraction": (0.10, 0.0),  # music descriptors (metrics.drift.descriptor_windows)
+    "pitch_range_semitones": (3.0, 0.0),
+    "pitch_class_entropy_bits": (0.3, 0.0),
+    "key_strength": (0.10, 0.0),
+    "onset_rate_hz": (0.5, 0.20),
+    "tempo_bpm": (5.0, 0.05),
+    "key_same_as_first": (0.25, 0.0),
+    "chroma_corr_first": (0.2, 0.0),
 }
 
 
@@ -93,6 +101,7 @@ class DriftResult:
     summary: pd.DataFrame  # one row per metric (metrics.drift.summary.SUMMARY_COLUMNS)
     config: dict[str, Any]
     stream_windows: pd.DataFrame | None = None  # one row per (stream, window), if kept
+    stream_stability: pd.DataFrame | None = None  # one row per stream (key, tempo stability), with descriptors
 
     @property
     def metrics(self) -> list[str]:

@@ -48,6 +48,15 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "fad_": (0.0, 0.25),
     "self_kad_": (0.0, 0.25),
     "clap_score": (0.05, 0.0),  # cosine
+    # music descriptors (metrics.drift.descriptor_windows; means over streams, docs/drift.md)
+    "pitched_fraction": (0.15, 0.0),  # fraction of frames
+    "pitch_range_semitones": (3.0, 0.0),  # semitones
+    "pitch_class_entropy_bits": (0.3, 0.0),  # bits
+    "key_strength": (0.15, 0.0),  # Pearson r
+    "onset_rate_hz": (0.5, 0.25),  # onsets/s, or 25 % of the early mean
+    "tempo_bpm": (8.0, 0.10),  # bpm, or 10 % of the early mean
+    "key_same_as_first": (0.25, 0.0),  # fraction of streams still in their first window's key
+    "chroma_corr_first": (0.2, 0.0),  # Pearson r with the first window's chroma
 }
 FALLBACK_THRESHOLD: tuple[float, float] = (0.0, 0.25)
 

@@ -18,7 +18,11 @@ stream plus the first window's embeddings of each stream):
   the CLAP score over the window's streams (H3's :func:`metrics.quality.clap_score.clap_score`,
   streams as clips, bootstrap over streams); the mean over streams (NaN-aware) of the self
   distance and each signal statistic, each with a seeded percentile bootstrap CI over STREAMS (with 2-3 streams this is
-  little more than their range: read it as a spread, not a precise interval).
+  little more than their range: read it as a spread, not a precise interval);
+- with a ``describer`` (:class:`metrics.drift.descriptor_windows.WindowDescriber`): the music
+  descriptors of every stream window (pitch, key, onsets, tempo, key drift against the stream's first
+  window) appended to its row, and the mean over streams of
+  :data:`~metrics.drift.descriptor_columns.WINDOW_MEAN_COLUMNS` with the same bootstrap CI.
 
 Every embedding column carries the embedder's name (``kad_logmel``): the default embedder is the
 weight-free log-mel one, not a pretrained model, and no column may suggest otherwise. A window a
@@ -37,6 +41,8 @@ import numpy as np
 import pandas as pd
 
 from metrics.audio_io import AudioError
+from metrics.drift.descriptor_columns import WINDOW_MEAN_COLUMNS
+from metrics.drift.descriptor_windows import WindowDescriber
 from metrics.drift.signal_stats import DEFAULT_SIGNAL_STATS, SIGNAL_STAT_COLUMNS, SignalStatsConfig, signal_stats
 from metrics.drift.windows import Window, WindowSpec, iter_aligned_windows
 from metrics.quality.bootstrap import bootstrap_frechet
@@ -56,6 +62,8 @@ class ReferenceSet:
     bandwidth: float  # KAD kernel bandwidth: median pairwise distance of ``frames``
     bandwidth_source: str
     n_clips: int
+    example: np.ndarray | None = None  # (channels, samples) float32: clip 0, kept for the report's spectrograms
+    descriptors: pd.DataFrame | None = None  # one row per clip (descriptor_windows.describe_reference), if described
 
 
 def build_reference(
@@ -74,7 +82,8 @@ def build_reference(
         keep = np.sort(np.random.default_rng([int(seed), 11]).choice(x.shape[0], max_frames, replace=False))
         x, g = x[keep], g[keep]
     bandwidth, how = median_pairwise_distance(x, seed=seed)
-    return ReferenceSet(name, embedder.identity, x, g, bandwidth, how, len(clips))
+    example = np.asarray(clips[0], dtype=np.float32)
+    return ReferenceSet(name, embedder.identity, x, g, bandwidth, how, len(clips), example=example)
 
 
 def _block_of_frames(n_frames: int, window_blocks: int) -> np.ndarray:
@@ -153,11 +162,13 @@ def windowed_metrics(
     paths: Sequence[str | os.PathLike], prompts: Sequence[str], spec: WindowSpec, embedder: Any,
     reference: ReferenceSet, *, clap: Any = None, stats_config: SignalStatsConfig = DEFAULT_SIGNAL_STATS,
     max_frames_per_window: int = 2000, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+    describer: WindowDescriber | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-window table, per-(stream, window) table) for the streams in ``paths``.
 
-    ``prompts[i]`` is stream ``i``'s prompt (for the CLAP score). See the module docstring for
-    every column.
+    ``prompts[i]`` is stream ``i``'s prompt (for the CLAP score). ``describer`` adds the music
+    descriptors (None: none; the tables then hold exactly the columns they had before descriptors
+    existed). See the module docstring for every column.
     """
     _check_inputs(paths, prompts, embedder, reference)
     e = embedder.name.replace("-", "_")
@@ -168,7 +179,7 @@ def windowed_metrics(
     stream_rows: list[dict[str, Any]] = []
     for index, (start, end), windows in iter_aligned_windows(paths, spec):
         streams = _score_streams(windows, index, prompts, spec, embedder, reference.bandwidth, first, k_self,
-                                 clap=clap, stats_config=stats_config)
+                                 clap=clap, stats_config=stats_config, describer=describer)
         out: dict[str, Any] = {
             "window_index": index, "start_s": start / spec.sample_rate, "end_s": end / spec.sample_rate,
             "mid_s": 0.5 * (start + end) / spec.sample_rate, "n_streams": len(windows),
@@ -183,6 +194,8 @@ def windowed_metrics(
             out["clap_score"], out["clap_score_ci_low"], out["clap_score_ci_high"] = (
                 clap_out["value"], clap_out["ci_low"], clap_out["ci_high"])
         out.update(_stream_mean_columns(streams.rows, [k_self, *SIGNAL_STAT_COLUMNS], n_boot, seed + index, level))
+        if describer is not None:
+            out.update(_stream_mean_columns(streams.rows, WINDOW_MEAN_COLUMNS, n_boot, seed + index, level))
         out["notes"] = "; ".join(streams.notes + notes)
         stream_rows.extend(streams.rows)
         window_rows.append(out)
@@ -219,9 +232,11 @@ class _WindowStreams:
 def _score_streams(
     windows: Sequence[Window], index: int, prompts: Sequence[str], spec: WindowSpec, embedder: Any,
     bandwidth: float, first: list[np.ndarray | None], k_self: str, *, clap: Any, stats_config: SignalStatsConfig,
+    describer: WindowDescriber | None = None,
 ) -> _WindowStreams:
-    """Window ``index`` of every stream: its signal statistics, its embedding frames and its self
-    distance (``k_self``) to the stream's first window, whose frames are kept in ``first``."""
+    """Window ``index`` of every stream: its signal statistics, its embedding frames, its self
+    distance (``k_self``) to the stream's first window, whose frames are kept in ``first``, and its
+    music descriptors when a ``describer`` is given (appended last, after the other columns)."""
     out = _WindowStreams()
     for s, window in enumerate(windows):
         source = f"stream {s} window {index}"
@@ -247,6 +262,11 @@ def _score_streams(
                 out.clap_audio[str(s)] = clap.embed(window.audio, spec.sample_rate, source=source)
             except AudioError:
                 out.notes.append(f"stream {s}: no CLAP embedding (silent or non-finite)")
+        if describer is not None:
+            values, note = describer.describe_window(window.audio, spec.sample_rate, s, index)
+            row.update(values)
+            if note:
+                out.notes.append(note)
         out.rows.append(row)
     return out
 

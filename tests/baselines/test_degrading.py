@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from baselines.degrading import (
-    DEGRADING_GENERATORS, NoiseCollapseGenerator, SilenceCollapseGenerator, SyntheticMusicGenerator,
-    TiltDriftGenerator, degradation_gain, render_music,
+    DEGRADING_GENERATORS, KeyChangeGenerator, NoiseCollapseGenerator, SilenceCollapseGenerator,
+    SyntheticMusicGenerator, TiltDriftGenerator, TonalMusicGenerator, degradation_gain, render_music,
+    render_tonal_music,
 )
 from bench.core.errors import ConfigError
 from bench.core.settings import Control, StreamSettings
@@ -29,7 +30,8 @@ def stream(gen, n_blocks: int, seed: int = 0, control: Control = PROMPT) -> np.n
 
 
 def test_registry_names_and_spec() -> None:
-    assert set(DEGRADING_GENERATORS) == {"drift-control", "drift-tilt", "collapse-silence", "collapse-noise"}
+    assert set(DEGRADING_GENERATORS) == {"drift-control", "drift-tilt", "collapse-silence", "collapse-noise",
+                                         "tonal-control", "key-change"}
     gen = TiltDriftGenerator(PRESET, SETTINGS)
     spec = gen.spec
     assert spec.sample_rate == 8000 and spec.channels == 1 and spec.regime == "drift-tilt"
@@ -98,3 +100,36 @@ def test_no_matmul_flops_measured_or_claimed() -> None:
     result, _ = gen.step(gen.start(PROMPT, 0), PROMPT, recorder)
     assert recorder.total() == 0.0 and sum(gen.analytic_flops(True).values()) == 0.0
     assert result.info.phase_calls == {"decode": 1}
+
+
+def _spectrum_peaks_pc(audio: np.ndarray, rate: int) -> np.ndarray:
+    """(12,) energy per pitch class of a mono clip's spectrum between 60 Hz and 1.5 kHz."""
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.shape[0]))) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[0], 1.0 / rate)
+    keep = (freqs > 60.0) & (freqs < 1500.0)
+    pcs = np.rint(69 + 12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
+    return np.bincount(pcs, weights=spectrum[keep], minlength=12)
+
+
+def test_tonal_music_stays_in_its_major_key_and_transposes() -> None:
+    rate, seconds = 8000, 8
+    home = render_tonal_music(rate, 0, PROMPT.prompt, 0, rate * seconds)
+    away = render_tonal_music(rate, 0, PROMPT.prompt, 0, rate * seconds, transpose=6)
+    energy = _spectrum_peaks_pc(home, rate)
+    tonic = int(np.argmax(energy))  # the tonic (and its fifth) dominate a I-IV-V-I cadence
+    in_key = {(tonic + d) % 12 for d in (0, 2, 4, 5, 7, 9, 11)}
+    assert energy[sorted(in_key)].sum() > 0.95 * energy.sum()  # nothing outside the major scale
+    np.testing.assert_allclose(_spectrum_peaks_pc(away, rate), np.roll(energy, 6), rtol=0.35, atol=1e-3 * energy.max())
+    assert 0.05 < np.abs(home).max() < 0.9
+    gen = TonalMusicGenerator(PRESET, SETTINGS)
+    np.testing.assert_allclose(stream(gen, 16)[0], render_tonal_music(rate, 0, PROMPT.prompt, 0, 16000), atol=1e-7)
+
+
+def test_key_change_modulates_at_its_onset() -> None:
+    control = stream(TonalMusicGenerator(PRESET, SETTINGS), 24)  # 3 s
+    changed = stream(KeyChangeGenerator(PRESET, SETTINGS, onset_s=1.0, ramp_s=0.0, shift_semitones=6), 24)
+    np.testing.assert_array_equal(changed[:, :8000], control[:, :8000])  # identical before the onset
+    moved = render_tonal_music(8000, 0, PROMPT.prompt, 8000, 16000, transpose=6)
+    np.testing.assert_allclose(changed[0, 8000:], moved, atol=1e-6)  # the transposed piece after it
+    with pytest.raises(ConfigError, match="shift_semitones"):
+        KeyChangeGenerator(PRESET, SETTINGS, shift_semitones=12)

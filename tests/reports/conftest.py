@@ -1,5 +1,5 @@
 """A small saved run for the report tests, made by the real harness (``bench.app.cli.main``) with a
-fake clock on the ``tiny`` preset, plus the real drift stage.
+fake clock on the ``tiny`` preset, plus the real drift stage (with its music descriptors on).
 
 Regimes: the null generator ``noise`` and two toy regimes defined here. The toys return the noise
 generator's audio but enter the contract's phases like real regimes do and run small matmuls
@@ -134,7 +134,8 @@ def make_run(out: Path, workloads: str = "smoke", extra: tuple[str, ...] = (), d
 
         plan = build_plan(resolve_config(build_parser().parse_args(argv)))
         run_drift_stage(out, plan.preset, plan.workloads, ["toy-collapse", "toy-cached", "noise"],
-                        drift_overrides={"horizon_s": 4.0, "n_streams": 2, "window_s": 0.5, "hop_s": 0.5})
+                        drift_overrides={"horizon_s": 4.0, "n_streams": 2, "window_s": 0.5, "hop_s": 0.5,
+                                         "descriptors": True})  # off by default at the smoke workload
     return out
 
 

@@ -88,13 +88,23 @@ def test_drift_summary_of_the_saved_run(saved_run: Path) -> None:
     text = render_drift_summary(saved_run)
     assert text == (saved_run / "drift" / "drift.md").read_text()  # what the drift stage wrote
     assert text.startswith(SAVED_RUN_HEAD)
-    rows = [line.strip("| ").split(" | ") for line in text[len(SAVED_RUN_HEAD):].splitlines()]
+    main, music = text[len(SAVED_RUN_HEAD):].split("\n\n", 1)  # the drift table, then the music section
+    rows = [line.strip("| ").split(" | ") for line in main.splitlines()]
     assert [r[0] for r in rows] == ["toy-collapse", "toy-cached", "noise"]  # the drift stage's order
     assert all(len(r) == 9 and r[3] == "not measured (no CLAP checkpoint)" for r in rows)
     collapse, cached, noise = rows
     assert "loudness_lufs at 2 s (up)" in collapse[8]  # the toy collapses into clipped noise at 2 s
+    assert "pitched_fraction at 2 s (down)" in collapse[8]  # its music stops being pitched there
     assert collapse[7].startswith("0 / ") and collapse[7] != "0 / 0"  # clipping in the last window
     assert cached[8] == noise[8] == "none"
+    intro, _, header, _, *music_rows = music.splitlines()
+    assert intro.startswith("Music over stream time") and "drift/stream_stability.csv" in intro
+    assert header == ("| regime | modal key (per stream) | key agreement | key changes | tempo CV | pitched fraction "
+                      "| key strength |")
+    music_cells = [line.strip("| ").split(" | ") for line in music_rows]
+    assert [r[0] for r in music_cells] == ["toy-collapse", "toy-cached", "noise"]
+    assert all(len(r) == 7 and len(r[1].split("; ")) == 2 for r in music_cells)  # one modal key per stream
+    assert music_cells[0][5].startswith("1 &rarr; 0 (")  # pitched music, then unpitched noise
     assert render_summary(saved_run).endswith("\n" + text.rstrip() + "\n\n")  # the run summary's last section
 
 

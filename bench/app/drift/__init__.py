@@ -25,6 +25,10 @@ Layout under the run folder (tables as Parquet + CSV, atomic writes)::
         windows.parquet|csv             one row per (generator, window): metrics and CIs over streams
         stream_windows.parquet|csv      one row per (generator, stream, window)
         summary.parquet|csv             one row per (generator, metric): slope, time to degrade, ratio
+        stream_stability.parquet|csv    one row per (generator, stream): key agreement and changes, tempo CV
+                                        (with the music descriptors on: drift.descriptors)
+        reference_descriptors.parquet|csv  one row per reference clip: its music descriptors (idem)
+        reference/clip0.wav             the reference set's first clip (the report's spectrogram strip)
         drift.md                        the Markdown section for the run summary
                                         (reports.drift_summary.render_drift_summary)
 """

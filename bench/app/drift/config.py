@@ -17,6 +17,11 @@ from metrics.drift.summary import DEFAULT_BAND_RULE, BandRule
 from metrics.drift.windows import WindowSpec
 
 DRIFT_SCHEMA_VERSION = 1
+# PESTO's step for the drift descriptors. PESTO reads each frame on its own, so a 40 ms step reads
+# every 4th frame of its native 10 ms track (pitched fraction within 0.01 on synthetic music,
+# measured in docs/drift.md) at a quarter of the cost; --set drift.descriptor_pitch_step_ms=10 for all.
+DEFAULT_PITCH_STEP_MS = 40.0
+MIN_PITCH_STEP_MS, MAX_PITCH_STEP_MS = 5.0, 100.0
 DRIFT_PROMPTS: tuple[str, ...] = (
     DEFAULT_PROMPT,
     "funk groove, slap bass and drums",
@@ -45,8 +50,18 @@ class DriftWorkload:
     window_s: float = 5.0
     hop_s: float = 5.0
     description: str = ""
+    descriptors: bool = True  # music descriptors per window (metrics.drift.descriptor_windows)
+    descriptor_pitch_step_ms: float = DEFAULT_PITCH_STEP_MS  # PESTO step: the descriptors' cost knob
 
     def __post_init__(self) -> None:
+        if not isinstance(self.descriptors, bool):
+            raise ConfigError(f"drift.descriptors must be true or false, got {self.descriptors!r}")
+        if not (MIN_PITCH_STEP_MS <= self.descriptor_pitch_step_ms <= MAX_PITCH_STEP_MS):
+            raise ConfigError(
+                f"drift.descriptor_pitch_step_ms must be from {MIN_PITCH_STEP_MS:g} to {MAX_PITCH_STEP_MS:g} ms "
+                f"(PESTO's step; 10 is its native step, larger reads every k-th frame), "
+                f"got {self.descriptor_pitch_step_ms!r}"
+            )
         if isinstance(self.n_streams, bool) or int(self.n_streams) != self.n_streams or self.n_streams < 1:
             raise ConfigError(f"drift.n_streams must be an integer >= 1, got {self.n_streams!r}")
         if not self.prompts or not all(isinstance(p, str) for p in self.prompts):
@@ -98,16 +113,20 @@ class DriftWorkload:
             "window_s": self.window_s, "hop_s": self.hop_s, "horizon_s": self.horizon_s,
             "seeds": [self.seed_of(i) for i in range(self.n_streams)], "stream": self.stream.to_dict(),
             "fingerprint": self.fingerprint(), "description": self.description,
+            "descriptors": self.descriptors, "descriptor_pitch_step_ms": self.descriptor_pitch_step_ms,
         }
 
 
 # Horizon, streams and window per harness workload (the stream settings come from the workload).
+# The smoke workload's 2 s windows are too short for a key (they hold one or two chords) or a tempo
+# (fewer than 4 beats), so its descriptors are off unless asked for (drift.descriptors=true).
 DRIFT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": dict(horizon_s=12.0, n_streams=2, window_s=2.0, hop_s=2.0),
+    "smoke": dict(horizon_s=12.0, n_streams=2, window_s=2.0, hop_s=2.0, descriptors=False),
     "default": dict(horizon_s=120.0, n_streams=3, window_s=10.0, hop_s=10.0),  # past ARC-Forcing's ~30 s rollouts
     "paper": dict(horizon_s=300.0, n_streams=8, window_s=10.0, hop_s=10.0),
 }
-DRIFT_FIELDS = ("horizon_s", "n_streams", "window_s", "hop_s", "prompts", "seed")
+DRIFT_FIELDS = ("horizon_s", "n_streams", "window_s", "hop_s", "prompts", "seed", "descriptors",
+                "descriptor_pitch_step_ms")
 
 
 def _drift_params(workload: Workload, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -115,6 +134,8 @@ def _drift_params(workload: Workload, overrides: Mapping[str, Any] | None) -> di
     params: dict[str, Any] = dict(DRIFT_DEFAULTS.get(workload.name, DRIFT_DEFAULTS["default"]))
     params["prompts"] = DRIFT_PROMPTS
     params["seed"] = workload.seed
+    params.setdefault("descriptors", True)
+    params.setdefault("descriptor_pitch_step_ms", DEFAULT_PITCH_STEP_MS)
     for key, value in (overrides or {}).items():
         if key not in DRIFT_FIELDS:
             raise ConfigError(f"unknown drift field {key!r}; allowed: {', '.join('drift.' + f for f in DRIFT_FIELDS)}")
@@ -144,6 +165,7 @@ def drift_workload_for(workload: Workload, overrides: Mapping[str, Any] | None =
         window_s=window_s, hop_s=hop_s,
         description=(f"{n_streams} streams x {horizon_s:g} s of the '{workload.name}' stream, "
                      f"windows {window_s:g} s every {hop_s:g} s{fallback}"),
+        descriptors=params["descriptors"], descriptor_pitch_step_ms=float(params["descriptor_pitch_step_ms"]),
     )
 
 

@@ -4,6 +4,7 @@ fixture) and the saved result of a run folder (:func:`load_drift_result`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -17,8 +18,9 @@ from bench.app.drift.generate import generate_streams
 from bench.app.drift.reference import reference_clips
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset, get_preset
-from bench.core.storage import DRIFT_DIR
+from bench.core.storage import DRIFT_DIR, safe_name
 from bench.core.workloads import Workload, get_workloads
+from metrics.drift.descriptor_windows import WindowDescriber, describe_reference, stream_stability
 from metrics.drift.regression import DriftResult
 from metrics.drift.summary import band_rule_record, summarize_windows
 from metrics.drift.windowed import build_reference, windowed_metrics
@@ -35,8 +37,14 @@ def metric_columns_of(windows: pd.DataFrame) -> list[str]:
             if c not in _NOT_METRICS and not c.endswith(("_ci_low", "_ci_high", "_clipped_eigenvalues"))]
 
 
+def describer_for(drift: DriftWorkload) -> WindowDescriber | None:
+    """The music-descriptor describer of ``drift`` (None when ``drift.descriptors`` is off)."""
+    return WindowDescriber(pitch_step_ms=drift.descriptor_pitch_step_ms) if drift.descriptors else None
+
+
 def _result_config(streams: pd.DataFrame, drift: DriftWorkload, metrics_config: DriftMetricsConfig, spec: Any,
-                   reference: Any, embedder: Any, clap: Any) -> dict[str, Any]:
+                   reference: Any, embedder: Any, clap: Any, describer: WindowDescriber | None = None
+                   ) -> dict[str, Any]:
     """The scoring record of a :class:`DriftResult`: windows, embedder, reference, bootstrap, seeds."""
     return {
         "schema_version": DRIFT_SCHEMA_VERSION, "generator": str(streams["generator"].iloc[0]),
@@ -53,6 +61,7 @@ def _result_config(streams: pd.DataFrame, drift: DriftWorkload, metrics_config: 
         "bootstrap": {"n_boot": metrics_config.bootstrap_resamples, "level": metrics_config.confidence,
                       "seed": metrics_config.seed, "unit": "block of one stream (stream-block bootstrap)"},
         "slope_ci": "OLS with a t-based interval over window midpoints",
+        "descriptors": describer.identity if describer is not None else "off (drift.descriptors=false)",
     }
 
 
@@ -65,19 +74,25 @@ def score_streams(
         raise ValueError("score_streams scores one generator at a time")
     generator = str(streams["generator"].iloc[0])
     spec = drift.window_spec(float(streams["block_s"].iloc[0]), int(streams["sample_rate"].iloc[0]))
+    describer = describer_for(drift)  # a fresh one per generator: it keeps each stream's first window
     windows, stream_windows = windowed_metrics(
         paths=list(streams["audio_path"]), prompts=list(streams["prompt"]), spec=spec, embedder=embedder,
         reference=reference, clap=clap, stats_config=metrics_config.signal_stats,
         max_frames_per_window=metrics_config.max_frames_per_window, n_boot=metrics_config.bootstrap_resamples,
-        level=metrics_config.confidence, seed=metrics_config.seed,
+        level=metrics_config.confidence, seed=metrics_config.seed, describer=describer,
     )
     windows.insert(0, "generator", generator)
     stream_windows.insert(0, "generator", generator)
     seeds = dict(zip(streams["stream"], streams["seed"]))
     stream_windows.insert(2, "seed", stream_windows["stream"].map(seeds))
     summary = summarize_windows(windows, metric_columns_of(windows), metrics_config.band_rule, group_by=("generator",))
-    config = _result_config(streams, drift, metrics_config, spec, reference, embedder, clap)
-    return DriftResult(generator, windows, summary, config, stream_windows)
+    config = _result_config(streams, drift, metrics_config, spec, reference, embedder, clap, describer)
+    stability = None
+    if describer is not None:
+        stability = stream_stability(stream_windows)
+        stability.insert(0, "generator", generator)
+        stability.insert(2, "seed", stability["stream"].map(seeds))
+    return DriftResult(generator, windows, summary, config, stream_windows, stability)
 
 
 def prepare_scoring(preset: Preset, drift: DriftWorkload, metrics_config: DriftMetricsConfig,
@@ -94,6 +109,9 @@ def prepare_scoring(preset: Preset, drift: DriftWorkload, metrics_config: DriftM
     clips, name = reference_clips(preset, drift, metrics_config, spec.window_samples, sample_rate)
     reference = build_reference(clips, sample_rate, embedder, name=name,
                                 max_frames=metrics_config.max_reference_frames, seed=metrics_config.seed)
+    describer = describer_for(drift)
+    if describer is not None:  # the reference distribution of the descriptors (the report's quality table)
+        reference = dataclasses.replace(reference, descriptors=describe_reference(clips, sample_rate, describer))
     clap = None
     if metrics_config.clap_checkpoint:
         clap = create_embedder("clap-laion-music").load(
@@ -123,7 +141,7 @@ def run_drift(
     with tempfile.TemporaryDirectory(prefix="drift-") as tmp:
         folder = Path(out_dir) if out_dir is not None else Path(tmp)
         sub = generator if isinstance(generator, str) else (getattr(generator, "name", "") or generator.__name__)
-        streams = generate_streams(generator, preset_obj, drift, folder / "audio" / sub, device, dtype,
+        streams = generate_streams(generator, preset_obj, drift, folder / "audio" / safe_name(sub), device, dtype,
                                    generator_kwargs)
         reference, embedder, clap = prepare_scoring(preset_obj, drift, metrics_config, streams)
         return score_streams(streams, drift, metrics_config, reference, embedder, clap)
@@ -139,6 +157,8 @@ def load_drift_result(run_dir: str | Path, generator: str) -> DriftResult:
     summary = pd.read_parquet(folder / "summary.parquet")
     stream_windows = pd.read_parquet(folder / "stream_windows.parquet")
     streams = pd.read_parquet(folder / "streams.parquet")
+    stability_path = folder / "stream_stability.parquet"
+    stability = pd.read_parquet(stability_path) if stability_path.exists() else None
     if generator not in set(summary.get("generator", [])):
         raise KeyError(f"no drift result for {generator!r} in {folder} (has {sorted(set(summary['generator']))})")
 
@@ -151,4 +171,4 @@ def load_drift_result(run_dir: str | Path, generator: str) -> DriftResult:
     result_config.update({"generator": generator, "seeds": [int(x) for x in s["seed"]],
                           "prompts": [str(p) for p in s["prompt"]]})
     return DriftResult(generator, pick(windows), pick(summary).drop(columns=["generator"]), result_config,
-                       pick(stream_windows))
+                       pick(stream_windows), pick(stability) if stability is not None else None)

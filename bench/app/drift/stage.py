@@ -1,6 +1,9 @@
 """The drift stage of ``python run_all.py``: every generator's streams generated and scored, one
 failure isolated from the others, the tables, ``config.json`` and ``drift.md`` written under
-``<run>/drift/`` (layout in :mod:`bench.app.drift`)."""
+``<run>/drift/`` (layout in :mod:`bench.app.drift`): with the music descriptors on, also each
+stream's key and tempo stability (``stream_stability``) and the reference clips' descriptors
+(``reference_descriptors``); always the reference set's first clip (``reference/clip0.wav``, for
+the report's spectrograms)."""
 
 from __future__ import annotations
 
@@ -19,13 +22,17 @@ from bench.app.drift.generate import generate_streams
 from bench.app.drift.score import prepare_scoring, score_streams
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset
-from bench.core.storage import DRIFT_DIR, STATUS_FAILED, STATUS_OK, atomic_write_text, write_json, write_table
+from bench.core.storage import (
+    DRIFT_DIR, STATUS_FAILED, STATUS_OK, AudioWriter, atomic_write_text, safe_name, write_json, write_table,
+)
 from bench.core.workloads import Workload
 from metrics.drift.regression import DriftResult
 from metrics.drift.summary import band_rule_record
+from metrics.drift.windowed import ReferenceSet
 from reports.drift_summary import render_drift_summary
 
 log = logging.getLogger(__name__)
+REFERENCE_AUDIO = "reference/clip0.wav"  # relative to the drift folder
 
 
 @dataclass
@@ -59,6 +66,10 @@ class _Scorer:
         reference, embedder, clap = self._prepared[key]
         return score_streams(streams, self.drift, self.metrics_config, reference, embedder, clap)
 
+    def references(self) -> list[tuple[int, ReferenceSet]]:
+        """(sample rate, reference set) of every prepared scoring, in preparation order."""
+        return [(rate, prepared[0]) for (rate, _), prepared in self._prepared.items()]
+
 
 def _run_generator(generator: str, preset: Preset, drift: DriftWorkload, folder: Path, device: str,
                    dtype: torch.dtype, scorer: _Scorer, progress: Any
@@ -71,7 +82,7 @@ def _run_generator(generator: str, preset: Preset, drift: DriftWorkload, folder:
         bar = progress(total=drift.n_streams * drift.stream.n_blocks, desc=f"drift {generator}", unit="block",
                        leave=False)
     try:
-        streams = generate_streams(generator, preset, drift, folder / "audio" / generator, device, dtype,
+        streams = generate_streams(generator, preset, drift, folder / "audio" / safe_name(generator), device, dtype,
                                    progress=(bar.update if bar is not None else None))
         result = scorer(streams)
         status = {"generator": generator, "status": STATUS_OK, "error": "", "traceback": "",
@@ -92,8 +103,10 @@ def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _stage_tables(folder: Path, stream_tables: list[pd.DataFrame], results: dict[str, DriftResult],
-                  statuses: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    """The stage's tables; stream audio paths relative to ``folder``."""
+                  statuses: list[dict[str, Any]], references: list[tuple[int, ReferenceSet]]
+                  ) -> dict[str, pd.DataFrame]:
+    """The stage's tables; stream audio paths relative to ``folder``. The descriptor tables
+    (``stream_stability``, ``reference_descriptors``) only when the descriptors ran."""
     tables = {
         "streams": _concat(stream_tables),
         "windows": _concat([r.windows for r in results.values()]),
@@ -103,11 +116,31 @@ def _stage_tables(folder: Path, stream_tables: list[pd.DataFrame], results: dict
     }
     if not tables["streams"].empty:
         tables["streams"]["audio_path"] = [str(Path(p).relative_to(folder)) for p in tables["streams"]["audio_path"]]
+    stability = [r.stream_stability for r in results.values() if r.stream_stability is not None]
+    if stability:
+        tables["stream_stability"] = _concat(stability)
+    described = [(rate, ref) for rate, ref in references if ref.descriptors is not None]
+    if described:
+        tables["reference_descriptors"] = _concat([
+            ref.descriptors.assign(sample_rate=rate, reference=ref.name) for rate, ref in described])
     return tables
 
 
+def _save_reference_audio(folder: Path, references: list[tuple[int, ReferenceSet]]) -> dict[str, Any] | None:
+    """Write the first reference set's first clip to ``folder/REFERENCE_AUDIO``; its record for config.json."""
+    for rate, reference in references:
+        if reference.example is None:
+            continue
+        writer = AudioWriter(folder / REFERENCE_AUDIO, rate, reference.example.shape[0])
+        writer.write(reference.example)
+        writer.close()
+        return {"path": REFERENCE_AUDIO, "clip": 0, "sample_rate": rate,
+                "duration_s": reference.example.shape[1] / rate, "reference": reference.name}
+    return None
+
+
 def _config_record(drift: DriftWorkload, metrics_config: DriftMetricsConfig, results: dict[str, DriftResult],
-                   statuses: list[dict[str, Any]]) -> dict[str, Any]:
+                   statuses: list[dict[str, Any]], reference_audio: dict[str, Any] | None = None) -> dict[str, Any]:
     """``drift/config.json``: the drift workload, metric settings, scoring record and statuses."""
     any_result = next(iter(results.values()), None)
     return {
@@ -120,7 +153,9 @@ def _config_record(drift: DriftWorkload, metrics_config: DriftMetricsConfig, res
             "bootstrap_resamples": metrics_config.bootstrap_resamples, "confidence": metrics_config.confidence,
             "seed": metrics_config.seed, "band_rule": band_rule_record(metrics_config.band_rule),
             "signal_stats": metrics_config.signal_stats.identity,
+            "descriptors": drift.descriptors, "descriptor_pitch_step_ms": drift.descriptor_pitch_step_ms,
         },
+        "reference_audio": reference_audio,
         "scoring": {k: v for k, v in (any_result.config.items() if any_result else [])
                     if k not in ("generator", "seeds", "prompts")},
         "statuses": statuses,
@@ -157,10 +192,11 @@ def run_drift_stage(
             results[generator] = result
         statuses.append(status)
 
-    tables = _stage_tables(folder, stream_tables, results, statuses)
+    tables = _stage_tables(folder, stream_tables, results, statuses, scorer.references())
     for name, table in tables.items():
         write_table(folder, name, table)
-    write_json(folder / "config.json", _config_record(drift, metrics_config, results, statuses))
+    reference_audio = _save_reference_audio(folder, scorer.references())
+    write_json(folder / "config.json", _config_record(drift, metrics_config, results, statuses, reference_audio))
     markdown = render_drift_summary(Path(out))  # from the summary table and config.json just written
     atomic_write_text(folder / "drift.md", markdown)
     return DriftStageResult(results, statuses, markdown, folder, tables)

@@ -59,6 +59,10 @@ def test_stage_writes_tables_isolates_failures_and_is_deterministic(tmp_path: Pa
     assert (folder / "drift.md").read_text() == result.markdown
     streams = pd.read_parquet(folder / "streams.parquet")
     assert (folder / streams["audio_path"].iloc[0]).exists()  # paths relative to the drift folder
+    # the smoke workload's descriptors are off: the tables hold only the columns they had before them
+    assert "pitched_fraction" not in pd.read_parquet(folder / "stream_windows.parquet")
+    assert not any((folder / f"{t}.parquet").exists() for t in ("stream_stability", "reference_descriptors"))
+    assert config["drift"]["descriptors"] is False and (folder / config["reference_audio"]["path"]).exists()
     assert set(streams["generator"]) == {"noise", "drift-tilt-test"} and set(streams["seed"]) == {0, 1}
 
     loaded = load_drift_result(tmp_path / "a", "drift-tilt-test")
@@ -113,3 +117,14 @@ def test_reference_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         sf.write(folder / f"r{j}.wav", render_music(8000, j, "x", 0, 16000).astype(np.float32), 8000)
     reference, _, _ = prepare_scoring(preset, drift, DriftMetricsConfig(reference=str(folder)), streams)
     assert reference.name == f"folder {folder}: 3 files" and reference.n_clips == 3
+
+
+def test_a_generator_name_with_a_path_stays_inside_the_run_folder(tmp_path: Path) -> None:
+    GENERATORS.register("../../escaped", TiltDriftGenerator)
+    try:
+        run(tmp_path / "run", ["../../escaped"])
+    finally:
+        GENERATORS.unregister("../../escaped")
+    written = [p.resolve() for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all((tmp_path / "run") in p.parents for p in written)
+    assert list((tmp_path / "run" / "drift" / "audio").iterdir())[0].name == ".._.._escaped"

@@ -98,3 +98,13 @@ def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     (tmp_path / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
     with RunLock(tmp_path):
         pass
+
+
+def test_safe_name_never_leaves_its_folder(tmp_path) -> None:
+    from bench.core.storage import safe_name
+
+    for name in ("../../x", "..", ".", "", "a/b\\c", "<b>|x", "/etc/passwd"):
+        safe = safe_name(name)
+        assert safe and "/" not in safe and "\\" not in safe and safe not in (".", "..")
+        assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
+    assert safe_name("lmdm-causal") == "lmdm-causal"  # ordinary names are unchanged
