@@ -51,8 +51,10 @@ SYSTEMS_NOTE = (
     "peak memory: {peak_mem_kind}; KV kept = caches held between blocks, in-block = caches "
     "rebuilt inside every block (enc-dec context, LMM decoders). Live: playback simulated from the measured "
     "block times with the generator at most the look-ahead ahead of the listener (the real-time verdict); "
-    "offline: the same blocks back to back with an unbounded lead (throughput only; docs/harness.md). "
-    "Live values n/m (not measured): a run recorded before the live model (no look-ahead in its streams)."
+    "offline: the same blocks back to back with an unbounded lead (throughput only; docs/harness.md)."
+)
+NO_LOOKAHEAD_NOTE = (
+    " Live values n/m (not measured): a run recorded before the live model (no look-ahead in its streams)."
 )
 
 
@@ -147,6 +149,9 @@ def _systems_lines(group: pd.DataFrame) -> list[str]:
     """The systems table of one workload (rows of the run's ``summary`` table) and its note."""
     rows = [_systems_cells(systems_record(r)) for _, r in group.iterrows()]
     note = SYSTEMS_NOTE.format(peak_mem_kind=group.iloc[0].peak_mem_kind)
+    lookahead = group["lookahead_s"] if "lookahead_s" in group else pd.Series([float("nan")])
+    if not all(is_finite(x) for x in lookahead):
+        note += NO_LOOKAHEAD_NOTE
     return markdown_table(SYSTEMS_HEADER, rows) + ["", note, ""]
 
 
