@@ -10,6 +10,7 @@ cell statuses and failures, the full manifest JSON folded away).
 from __future__ import annotations
 
 import json
+import shlex
 import string
 from html import escape
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 
 from reports.audio_clips import Clip
 from reports.figures import FigureResult
-from bench.core.run_folder import RunData, RunSet
+from bench.core.run_folder import RunData, RunSet, manifest_resume_command, recorded_argv
 from reports.formatting import format_fixed, format_value
 from reports.table_model import Table
 
@@ -139,7 +140,7 @@ def manifest_rows(run: RunData) -> list[tuple[str, str]]:
     packages = m.get("packages") or {}
     rows.append(("packages", ", ".join(f"{k} {v or 'not installed'}" for k, v in sorted(packages.items()))))
     if r.get("argv"):
-        rows.append(("command", " ".join(str(a) for a in r["argv"])))
+        rows.append(("command", shlex.join(["python", "run_all.py", *recorded_argv(m)])))
     rows.append(("schema version", str(m.get("schema_version", "?"))))
     return rows
 
@@ -158,8 +159,16 @@ def _cells_html(run: RunData) -> str:
     if failed:
         drift = "".join(f'<p class="failed">drift stage failed for {escape(str(s.get("generator")))}: '
                         f'{escape(str(s.get("error")))}</p>' for s in failed)
+    planned = [(str(c.get("generator")), str(c.get("workload"))) for c in (run.manifest.get("run") or {}).get("cells") or []]
+    present = set(zip(run.cells.generator.astype(str), run.cells.workload.astype(str)))
+    missing = [f"{g} x {w}" for g, w in planned if (g, w) not in present]
+    unfinished = bool(missing) or bool((run.cells.status != "ok").any())
+    again = manifest_resume_command(run.manifest, run.root) if unfinished else None
+    finish = (f'<p class="failed">Not run (the run stopped before them): {escape(", ".join(missing))}.</p>'
+              if missing else "")
+    finish += f'<p class="failed">To finish this run: <code>{escape(again)}</code></p>' if again else ""
     return ("<table><thead><tr><th>regime</th><th>workload</th><th>status</th><th>error</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>" + drift)
+            + "".join(rows) + "</tbody></table>" + finish + drift)
 
 
 def runs_html(runs: RunSet) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from bench.core.phases import PHASE_ORDER
-from bench.core.run_folder import read_run_json, read_run_table
+from bench.core.run_folder import manifest_resume_command, read_run_json, read_run_table
 from bench.core.storage import atomic_write_text
 from reports.drift_summary import render_drift_summary
 from reports.formatting import (
@@ -120,6 +120,9 @@ def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any],
         for _, row in failed.iterrows():
             lines.append(f"  - FAILED {markdown_text(row.generator)} x {markdown_text(row.workload)}: "
                          f"{markdown_text(row.error.splitlines()[0]) if row.error else ''}")
+        again = manifest_resume_command(manifest, run_dir) if len(failed) else None
+        if again:
+            lines.append(f"  - to finish the failed cells (same configuration): `{again}`")
         lines += _hardware_lines(cells)
     return lines + [""]
 

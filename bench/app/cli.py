@@ -16,12 +16,12 @@ import argparse
 import dataclasses
 import errno
 import logging
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from bench.app.config import CONFIG_KEYS, EXECUTORS, PROGRESS_MODES, resolve_config
+from bench.core.run_folder import resume_command
 from bench.core.errors import ConfigError, RunStopped
 from bench.core.presets import PRESETS, preset_fields
 from bench.core.registry import GENERATORS, NULL_GENERATOR
@@ -171,14 +171,6 @@ def _report_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def resume_command(argv: Sequence[str], out: object) -> str:
-    """The command that continues this run: the same options, ``--out`` the run folder, ``--resume``."""
-    args = [a for a in argv if a != "--resume"]
-    if "--out" not in args and not any(a.startswith("--out=") for a in args):
-        args += ["--out", str(out)]
-    return shlex.join(["python", "run_all.py", *args, "--resume"])
-
-
 def _finished(out: object) -> str:
     """What the run folder holds: cells ok and failed so far."""
     statuses = [read_json(p) or {} for p in sorted(Path(str(out)).glob("cells/*/status.json"))]
@@ -231,7 +223,7 @@ def main(argv: Sequence[str] | None = None, clock: Any = None) -> int:
         # imported (tests/test_architecture.py checks this).
         from bench.app.execute import execute_config
 
-        return execute_config(cfg, clock)
+        return execute_config(cfg, clock, argv)
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return EXIT_CONFIG

@@ -18,7 +18,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -54,12 +54,13 @@ def default_out_dir() -> Path:
     return Path("runs") / f"{stamp}_{git_info()['short']}"
 
 
-def execute_config(cfg: RunConfig, clock: Clock | None = None) -> int:
-    """Validate ``cfg`` (:func:`~bench.app.plan.build_plan`) and run it; returns the exit status."""
-    return execute(build_plan(cfg), clock)
+def execute_config(cfg: RunConfig, clock: Clock | None = None, argv: Sequence[str] | None = None) -> int:
+    """Validate ``cfg`` (:func:`~bench.app.plan.build_plan`) and run it; returns the exit status. ``argv``
+    (the command-line arguments, recorded in the manifest) defaults to ``sys.argv[1:]``."""
+    return execute(build_plan(cfg), clock, argv)
 
 
-def execute(plan: Plan, clock: Clock | None = None) -> int:
+def execute(plan: Plan, clock: Clock | None = None, argv: Sequence[str] | None = None) -> int:
     """Run a validated plan; returns the exit status. ``clock`` lets tests inject a FakeClock. A Ctrl-C or
     a failed write raises :class:`RunStopped`; another run holding the folder is a ConfigError."""
     out = Path(plan.config.out) if plan.config.out else default_out_dir()
@@ -69,7 +70,7 @@ def execute(plan: Plan, clock: Clock | None = None) -> int:
         try:
             out.mkdir(parents=True, exist_ok=True)
             with RunLock(out):
-                return _execute(plan, out, clock)
+                return _execute(plan, out, clock, list(sys.argv[1:] if argv is None else argv))
         except RunFolderBusy as exc:
             raise ConfigError(str(exc)) from None
         except KeyboardInterrupt as exc:
@@ -80,7 +81,7 @@ def execute(plan: Plan, clock: Clock | None = None) -> int:
             raise RunStopped(out, exc, interrupted=False) from None
 
 
-def _execute(plan: Plan, out: Path, clock: Clock | None) -> int:
+def _execute(plan: Plan, out: Path, clock: Clock | None, argv: list[str]) -> int:
     t_run = time.perf_counter()
     if not plan.config.resume and (out / "manifest.json").exists():
         raise ConfigError(f"{out} already holds a run; add --resume to continue it, or choose another --out")
@@ -90,7 +91,7 @@ def _execute(plan: Plan, out: Path, clock: Clock | None) -> int:
         hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype) for g, w in plan.cells()}
         identity = run_identity(plan)
         changes = check_resume(plan, out, identity)
-        manifest_path = _write_manifest(plan, out, hashes, identity, changes)
+        manifest_path = _write_manifest(plan, out, hashes, identity, changes, argv)
         peak = _peak(plan, out)
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             statuses = run_cells(plan, store, executor, hashes)
@@ -116,10 +117,10 @@ def _execute(plan: Plan, out: Path, clock: Clock | None) -> int:
 
 
 def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str], identity: dict[str, Any],
-                    changes: list[str]) -> Path:
+                    changes: list[str], argv: list[str]) -> Path:
     """``manifest.json`` (``manifest-resume-<time>.json`` when resuming): provenance and the planned cells."""
     run_info = {
-        "argv": sys.argv, "config": dataclasses.asdict(plan.config), "preset": plan.preset.name,
+        "argv": argv, "config": dataclasses.asdict(plan.config), "preset": plan.preset.name,
         "preset_fingerprint": dataclass_fingerprint(plan.preset), "preset_overrides": plan.preset_overrides,
         "workload_overrides": plan.workload_overrides, "device": plan.device, "dtype": dtype_name(plan.dtype),
         "workloads": {w.name: {"fingerprint": w.fingerprint(), **w.to_dict()} for w in plan.workloads},

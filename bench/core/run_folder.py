@@ -13,9 +13,10 @@ message that names the problem and the fix.
 from __future__ import annotations
 
 import logging
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -184,3 +185,25 @@ def load_runs(run_dirs: Iterable[str | Path]) -> RunSet:
 
 
 __all__ = ["RunData", "RunSet", "load_run", "load_runs", "run_label", "read_run_json", "read_run_table"]
+
+
+def resume_command(argv: Sequence[str], out: object) -> str:
+    """The command that continues this run: the same options, ``--out`` the run folder, ``--resume``."""
+    args = [a for a in argv if a != "--resume"]
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", str(out)]
+    return shlex.join(["python", "run_all.py", *args, "--resume"])
+
+
+def recorded_argv(manifest: dict[str, Any]) -> list[str]:
+    """The command-line arguments a run was started with, from its manifest (manifests written before
+    2026-12 recorded ``sys.argv``, program name first: it is dropped)."""
+    argv = [str(a) for a in (manifest.get("run") or {}).get("argv") or []]
+    return argv[1:] if argv and argv[0].endswith("run_all.py") else argv
+
+
+def manifest_resume_command(manifest: dict[str, Any], run_dir: Path) -> str | None:
+    """The resume command of a saved run, from the command line its manifest recorded (None when the
+    manifest has none)."""
+    argv = recorded_argv(manifest)
+    return resume_command(argv, run_dir) if (manifest.get("run") or {}).get("argv") else None

@@ -70,4 +70,23 @@ def test_failed_cells_are_shown_not_hidden(golden_run, tmp_path) -> None:
     tables = build_tables(runs)
     assert "toy-cached" not in set(tables["latency"].data.generator)  # a failed cell has no numbers
     assert '<span class="failed">failed</span>' in runs_html(runs) and "boom at block 3" in runs_html(runs)
+    # the report says how to finish the run: the recorded command with --out the run folder and --resume
+    html = runs_html(runs)
+    assert "To finish this run: <code>python run_all.py " in html
+    finish = html.split("To finish this run: <code>")[1].split("</code>")[0]
+    assert finish.endswith(" --resume") and "--preset tiny" in finish and "--out" in finish
     assert "**FAILED** `toy-cached` x `smoke`" in render_markdown(runs, tables, [], [], None)
+
+
+def test_cells_the_run_never_reached_are_listed_with_the_command_to_finish(golden_run, tmp_path) -> None:
+    from bench.core.run_folder import load_runs
+    from reports.html import runs_html
+
+    run = tmp_path / "run"
+    shutil.copytree(golden_run, run)
+    assert "To finish this run" not in runs_html(load_runs([run]))  # a complete run needs nothing
+    shutil.rmtree(run / "cells" / "toy-cached__smoke")  # as if the run had stopped before this cell
+    html = runs_html(load_runs([run]))
+    assert "Not run (the run stopped before them): toy-cached x smoke." in html
+    assert "To finish this run: <code>python run_all.py " in html
+

@@ -80,3 +80,15 @@ def test_readers_return_none_for_missing_files(tmp_path: Path) -> None:
     assert read_run_table(tmp_path, "missing") is None
     write_table(tmp_path, "t", pd.DataFrame({"x": [1]}))
     assert read_run_table(tmp_path, "t").columns.tolist() == ["x"]
+
+
+def test_resume_command_from_a_manifest(tmp_path: Path) -> None:
+    from bench.core.run_folder import manifest_resume_command, recorded_argv
+
+    new = {"run": {"argv": ["--preset", "tiny", "--set", "workload.horizon_s=2 s"]}}
+    assert manifest_resume_command(new, tmp_path / "r") == (
+        f"python run_all.py --preset tiny --set 'workload.horizon_s=2 s' --out {tmp_path / 'r'} --resume")
+    old = {"run": {"argv": ["run_all.py", "--out", "x", "--resume"]}}  # sys.argv, as manifests before 2026-12
+    assert recorded_argv(old) == ["--out", "x", "--resume"]
+    assert manifest_resume_command(old, tmp_path) == "python run_all.py --out x --resume"
+    assert manifest_resume_command({}, tmp_path) is None
