@@ -171,13 +171,39 @@ def test_a_hung_step_fails_its_cell_after_the_time_limit(case, where):
     cls.step = lambda self, state, control, recorder=NULL_RECORDER: (
         _hang(state, control) if state.block_index == self.at else Toy.step(self, state, control, recorder))
     t0 = time.monotonic()
-    code = case(BASE + ["--generators", "toy-hang", "--step-timeout", "0.3", "--out", str(case.out), "-q",
+    # --no-flops: the FLOPs pass's first use of the counter can take longer than 0.3 s on a loaded machine
+    code = case(BASE + ["--generators", "toy-hang", "--step-timeout", "0.3", "--no-flops", "--out", str(case.out), "-q",
                         "--set", f"workload.warmup_blocks={1 if where == 'warm-up' else 0}"],
                 generators={"toy-hang": cls})
     assert code == 1 and time.monotonic() - t0 < 20
     status = read_json(case.out / "cells" / "toy-hang__smoke" / "status.json")
     assert "did not return within 0.3 s" in status["error"] and status["step_timeout_s"] == 0.3
     assert read_json(case.out / "cells" / "noise__smoke" / "status.json")["status"] == "ok"
+
+
+def _slow_step(self, state, control, recorder=NULL_RECORDER):  # noqa: ANN001, ANN202
+    time.sleep(0.15)
+    return FakeGenerator.step(self, state, control, recorder)
+
+
+@pytest.mark.parametrize("kind", ["slow steps", "hung step"])
+def test_a_cell_over_its_time_limit_fails_naming_the_cell_limit(case, kind):
+    cls = _toy("slow")
+    cls.step = _slow_step if kind == "slow steps" else (
+        lambda self, state, control, recorder=NULL_RECORDER: _hang(state, control))
+    t0 = time.monotonic()
+    code = case(BASE + ["--generators", "toy-slow", "--cell-timeout", "0.5", "--no-flops", "--out", str(case.out), "-q",
+                        "--set", "workload.warmup_blocks=0"], generators={"toy-slow": cls})
+    assert code == 1 and time.monotonic() - t0 < 20  # 4 blocks x 0.15 s (or a 30 s hang) cut at 0.5 s
+    status = read_json(case.out / "cells" / "toy-slow__smoke" / "status.json")
+    assert "cell time limit, --cell-timeout" in status["error"] and status["cell_timeout_s"] == 0.5
+    assert read_json(case.out / "cells" / "noise__smoke" / "status.json")["status"] == "ok"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e12"])
+def test_a_bad_cell_time_limit_is_refused(case, caplog, value):
+    assert case(BASE + ["--cell-timeout", value, "--out", str(case.out)]) == 2
+    assert "cell_timeout_s (--cell-timeout)" in caplog.text and not case.out.exists()
 
 
 def test_stop_runs_even_when_a_step_fails(case):

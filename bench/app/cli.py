@@ -104,6 +104,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                              "in the manifest); without it such a resume is refused")
     parser.add_argument("--step-timeout", dest="step_timeout_s", type=float, metavar="S",
                         help="a generator step that does not return within S seconds fails its cell (default: 600)")
+    parser.add_argument("--cell-timeout", dest="cell_timeout_s", type=float, metavar="S",
+                        help="a cell whose steps run longer than S seconds in all fails (default: no limit)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a preset or workload field (repeatable)")
     parser.add_argument("--no-flops", dest="flops", action="store_false", default=None,

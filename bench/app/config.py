@@ -21,13 +21,15 @@ from bench.core.errors import ConfigError, did_you_mean
 DEFAULT_STEP_TIMEOUT_S = 600.0  # seconds; a generator step running longer fails its cell (bench.app.guards)
 
 CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
-               "threads", "drift", "report", "executor", "ray_address", "step_timeout_s", "allow_config_change", "set")
+               "threads", "drift", "report", "executor", "ray_address", "step_timeout_s", "cell_timeout_s", "allow_config_change",
+               "set")
 # The type each config-file key must have (TOML is typed: drift = "false" is a string, not a boolean).
 _BOOL, _STR, _NAMES = ("a boolean (true or false, without quotes)", "a string", "a string or a list of strings")
 KEY_TYPES = {
     "preset": _STR, "workload": _NAMES, "generators": _NAMES, "device": _STR, "dtype": _STR, "out": _STR,
     "resume": _BOOL, "flops": _BOOL, "peak": _BOOL, "progress": _STR, "threads": "an integer", "drift": _BOOL,
     "report": _BOOL, "executor": _STR, "ray_address": _STR, "step_timeout_s": "a number of seconds",
+    "cell_timeout_s": "a number of seconds",
     "allow_config_change": _BOOL, "set": "a table of \"key\" = value pairs",
 }
 # Command-line flag (argparse dest) -> RunConfig attribute, for flags that override the config file.
@@ -36,6 +38,7 @@ FLAG_ATTRIBUTES = (
     ("dtype", "dtype"), ("out", "out"), ("resume", "resume"), ("flops", "flops"), ("peak", "peak"),
     ("progress", "progress"), ("threads", "threads"), ("drift", "drift"), ("report", "report"),
     ("executor", "executor"), ("ray_address", "ray_address"), ("step_timeout_s", "step_timeout_s"),
+    ("cell_timeout_s", "cell_timeout_s"),
     ("allow_config_change", "allow_config_change"),
 )
 PROGRESS_MODES = ("auto", "on", "off")
@@ -62,6 +65,7 @@ class RunConfig:
     executor: str = "local"  # local (this process, one cell after another) or ray (a task per cell)
     ray_address: str | None = None  # --executor ray: the cluster (auto, host:port, ray://...); None: a new local one
     step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # a generator step running longer fails its cell
+    cell_timeout_s: float | None = None  # a cell (build, warm-up, streams, FLOPs pass) running longer fails
     allow_config_change: bool = False  # --resume may continue a run made with another configuration
     overrides: list[str] = field(default_factory=list)
 
@@ -104,7 +108,7 @@ def _has_type(key: str, value: Any) -> bool:
         return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
     if key == "threads":
         return isinstance(value, int) and not isinstance(value, bool)
-    if key == "step_timeout_s":
+    if key in ("step_timeout_s", "cell_timeout_s"):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     return isinstance(value, dict)
 

@@ -126,7 +126,8 @@ def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str], i
         "workloads": {w.name: {"fingerprint": w.fingerprint(), **w.to_dict()} for w in plan.workloads},
         "seeds": {w.name: [w.seed + r for r in range(w.repeats)] for w in plan.workloads},
         "cells": [{"generator": g, "workload": w.name, "cell_hash": hashes[(g, w.name)]} for g, w in plan.cells()],
-        "step_timeout_s": plan.config.step_timeout_s, "identity": identity,
+        "step_timeout_s": plan.config.step_timeout_s, "cell_timeout_s": plan.config.cell_timeout_s,
+        "identity": identity,
         "weights": {g: weights_identity(g, plan.preset) for g in plan.generators},
     }
     if changes:

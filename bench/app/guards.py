@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from typing import Any, Iterator
 
 import numpy as np
@@ -71,7 +72,8 @@ def _raise_timeout(signum: int, frame: Any) -> None:  # noqa: ARG001 - a signal 
 
 
 @contextlib.contextmanager
-def step_deadline(limit_s: float | None, what: str) -> Iterator[None]:
+def step_deadline(limit_s: float | None, what: str,
+                  limit_name: str = "the step time limit, --step-timeout") -> Iterator[None]:
     """Raise :class:`StepTimeout` ("``what`` did not return within ...") when the block takes longer than
     ``limit_s`` seconds (None or 0: no limit). Arming and disarming happen outside the caller's clock
     readings when the caller reads its clock inside the block."""
@@ -87,11 +89,27 @@ def step_deadline(limit_s: float | None, what: str) -> Iterator[None]:
     try:
         yield
     except StepTimeout:
-        raise StepTimeout(f"{what} did not return within {limit_s:g} s (the step time limit, --step-timeout); "
+        raise StepTimeout(f"{what} did not return within {limit_s:g} s ({limit_name}); "
                           "the generator hangs or is far too slow for this workload") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def limited_step(what: str, step_timeout_s: float | None, cell_deadline: float | None,
+                 cell_timeout_s: float | None) -> contextlib.AbstractContextManager[None]:
+    """The time limit of one step: the step limit, or what is left of the cell's limit (which ends at
+    ``time.perf_counter() == cell_deadline``) when that is shorter. A cell already out of time fails
+    before the step starts."""
+    if cell_deadline is None:
+        return step_deadline(step_timeout_s, what)
+    left_s = cell_deadline - time.perf_counter()
+    if left_s <= 0:
+        raise StepTimeout(f"the cell ran out of time before {what}: building, warming up and running it took "
+                          f"longer than {cell_timeout_s:g} s (the cell time limit, --cell-timeout)")
+    if step_timeout_s and step_timeout_s <= left_s:
+        return step_deadline(step_timeout_s, what)
+    return step_deadline(left_s, what, f"the {cell_timeout_s:g} s cell time limit, --cell-timeout")
 
 
 def contain(exc: BaseException) -> BaseException:

@@ -119,6 +119,11 @@ def _check_run_options(cfg: RunConfig) -> None:
             or not 0 < timeout <= MAX_STEP_TIMEOUT_S:
         raise ConfigError(f"step_timeout_s (--step-timeout) must be a number of seconds in (0, {MAX_STEP_TIMEOUT_S:g}],"
                           f" got {timeout!r}")
+    cell_timeout = cfg.cell_timeout_s
+    if cell_timeout is not None and (isinstance(cell_timeout, bool) or not isinstance(cell_timeout, (int, float))
+                                     or not math.isfinite(cell_timeout) or not 0 < cell_timeout <= MAX_STEP_TIMEOUT_S):
+        raise ConfigError(f"cell_timeout_s (--cell-timeout) must be a number of seconds in (0, {MAX_STEP_TIMEOUT_S:g}],"
+                          f" got {cell_timeout!r}")
     if cfg.resume and not cfg.out:
         raise ConfigError("--resume needs --out pointing at the run folder to continue (for example runs/2026-...)")
     if cfg.allow_config_change and not cfg.resume:

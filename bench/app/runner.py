@@ -40,7 +40,7 @@ import torch
 
 from baselines.weights import file_identity, resolve_weights
 from bench.app.clocks import Clock
-from bench.app.guards import check_block, step_deadline
+from bench.app.guards import check_block, limited_step
 from bench.core.contract import StreamingGenerator
 from bench.core.hashing import dataclass_fingerprint
 from bench.core.settings import Control
@@ -227,11 +227,17 @@ class Runner:
     """Runs cells with one clock. ``progress(n)`` is called between steps, never inside one."""
 
     def __init__(self, clock: Clock, progress: Progress | None = None, count_flops: bool = True,
-                 step_timeout_s: float | None = None) -> None:
+                 step_timeout_s: float | None = None, cell_timeout_s: float | None = None) -> None:
         self.clock = clock
         self.progress = progress or (lambda n: None)
         self.count_flops = count_flops
         self.step_timeout_s = step_timeout_s  # a step running longer fails the cell (bench.app.guards)
+        self.cell_timeout_s = cell_timeout_s  # the steps of one cell running longer in all fail it
+        self._cell_deadline: float | None = None  # perf_counter() when the cell's time is up (run_cell)
+
+    def _deadline(self, what: str):  # noqa: ANN202 - a context manager
+        """The time limit of the next step (:func:`bench.app.guards.limited_step`)."""
+        return limited_step(what, self.step_timeout_s, self._cell_deadline, self.cell_timeout_s)
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -254,7 +260,7 @@ class Runner:
             for k in range(workload.warmup_blocks):
                 control = controls[workload.prompt_index_at(audio_s)]
                 timer = self.clock.timer(k)
-                with step_deadline(self.step_timeout_s, f"warm-up block {k}"):
+                with self._deadline(f"warm-up block {k}"):
                     result, state = gen.step(state, control, timer)
                 timer.resolve()
                 check_block(result.audio, gen.spec, k)
@@ -325,7 +331,7 @@ class Runner:
                                                                       workload.prebuffer_s, start_end - origin))
             timer = clock.timer(k)
             clock.barrier()
-            with step_deadline(self.step_timeout_s, f"block {k}"):  # armed before t0, disarmed after t1
+            with self._deadline(f"block {k}"):  # armed before t0, disarmed after t1
                 t0 = clock.now_ns()
                 result, state = gen.step(state, control, timer)  # the timed region
                 t1 = clock.now_ns()
@@ -367,7 +373,7 @@ class Runner:
         audio_s, state = 0.0, holder[0]
         for k in range(min(2, workload.n_blocks)):
             recorder = FlopRecorder()
-            with step_deadline(self.step_timeout_s, f"FLOPs-pass block {k}"):
+            with self._deadline(f"FLOPs-pass block {k}"):
                 result, state = gen.step(state, controls[workload.prompt_index_at(audio_s)], recorder)
             holder[0] = state
             check_block(result.audio, gen.spec, k)
@@ -400,6 +406,7 @@ class Runner:
         """Prepare, warm up, time ``workload.repeats`` streams, count FLOPs; audio under ``cell_dir``."""
         labels = {"generator": generator, "workload": workload.name, "workload_hash": workload.fingerprint(),
                   "cell_hash": cell_hash_value}
+        self._cell_deadline = None if not self.cell_timeout_s else time.perf_counter() + self.cell_timeout_s
         with torch.inference_mode():
             t_build = time.perf_counter()
             gen = self.build(generator, preset, workload, device, dtype)
