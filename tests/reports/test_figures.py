@@ -72,3 +72,42 @@ def test_sizes_and_colours_are_fixed() -> None:
         figure_size(3)
     assert regime_colour("lmdm-causal") == regime_colour("lmdm-causal") != regime_colour("lmm")
     assert regime_colour("someone-elses-model") == regime_colour("someone-elses-model")
+
+
+def test_plotted_data_equals_the_saved_records(saved_run) -> None:
+    """The figures draw the run's numbers, not just files: the timeline's points are each regime's
+    block latencies at their stream times, the CDF ends at 1 over the sorted latencies, and the bars'
+    heights are the latency table's median RTFs."""
+    import numpy as np
+
+    from reports.systems_figures import latency_cdf, latency_timeline, rtf_bars
+    from reports.systems_tables import latency_table
+
+    runs = load_runs([saved_run])
+    run = runs.runs[0]
+    blocks = run.blocks[run.blocks.workload == "smoke"]
+    assert blocks.generator.nunique() >= 2
+    with paper_style():
+        fig, _ = latency_timeline(runs)
+        lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+        for gen in blocks.generator.unique():
+            b = blocks[(blocks.generator == gen) & (blocks.repeat == 0)].sort_values("block_index")
+            line = next(v for k, v in lines.items() if k.startswith(gen))
+            np.testing.assert_array_equal(line.get_xdata(), b.audio_start_s.to_numpy())
+            np.testing.assert_array_equal(line.get_ydata(), b.latency_ms.to_numpy())
+
+        fig, _ = latency_cdf(runs)
+        steps = {line.get_label(): line for line in fig.axes[0].get_lines()}
+        for gen in blocks.generator.unique():
+            line = next(v for k, v in steps.items() if k.startswith(gen))
+            lat = np.sort(blocks[blocks.generator == gen].latency_ms.to_numpy())
+            np.testing.assert_array_equal(line.get_xdata()[1:], lat)
+            assert line.get_ydata()[-1] == 1.0 and line.get_ydata()[0] == 0.0
+
+        fig, _ = rtf_bars(runs)
+        table = latency_table(runs).data
+        smoke = table[table.workload == "smoke"].reset_index(drop=True)
+        ax = next(a for a in fig.axes if a.get_title() == "workload smoke")
+        heights = [patch.get_height() for patch in ax.patches]
+        np.testing.assert_allclose(heights, smoke.rtf.to_numpy(dtype=float))
+        assert len(heights) == len(smoke) >= 2
