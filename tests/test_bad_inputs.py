@@ -433,3 +433,12 @@ def test_more_audio_than_the_disk_holds_is_refused_up_front(case, caplog, monkey
     monkeypatch.setattr("bench.app.plan.shutil.disk_usage", lambda path: type("Usage", (), {"free": 1000})())
     assert case(BASE + ["--out", str(case.out)]) == 2
     assert "GB of audio" in caplog.text and "GB free" in caplog.text
+
+
+def test_drift_keys_are_checked_even_when_the_stage_is_off(case, caplog):
+    # BASE has --no-drift: a misspelt drift key is still an error, a valid one a warning that it does nothing
+    assert case(BASE + ["--set", "drift.horizonn_s=3", "--out", str(case.out)]) == 2
+    assert "unknown drift field 'horizonn_s'" in caplog.text and not case.out.exists()
+    caplog.clear()
+    assert case(BASE + ["--generators", "noise", "--set", "drift.horizon_s=3", "--out", str(case.out), "-q"]) == 0
+    assert "--no-drift: the drift stage does not run, so drift.horizon_s has no effect" in caplog.text

@@ -219,10 +219,14 @@ def build_plan(cfg: RunConfig) -> Plan:
 
 
 def _check_drift(cfg: RunConfig, workload: Workload, drift_overrides: dict[str, str]) -> tuple[int, float]:
-    """Validate the drift.* overrides before any work; (streams, horizon s) of the drift stage (0 without)."""
-    if not cfg.drift:
-        return 0, 0.0
+    """Validate the drift.* overrides before any work, also when the stage is off (a typo is an error
+    either way); (streams, horizon s) of the drift stage (0 without)."""
     drift = drift_workload_for(workload, drift_overrides)
+    if not cfg.drift:
+        if drift_overrides:
+            log.warning("--no-drift: the drift stage does not run, so %s ha%s no effect",
+                        ", ".join(f"drift.{k}" for k in drift_overrides), "s" if len(drift_overrides) == 1 else "ve")
+        return 0, 0.0
     if drift.n_streams > MAX_DRIFT_STREAMS:
         raise ConfigError(f"drift.n_streams is {drift.n_streams}, more than the {MAX_DRIFT_STREAMS} allowed")
     if drift.stream.n_blocks > MAX_BLOCKS_PER_STREAM:
