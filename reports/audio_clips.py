@@ -84,6 +84,16 @@ def longest_stream(files: list[StreamFile], generator: str) -> StreamFile | None
     return sorted(mine, key=lambda f: (-round(f.audio_s, 6), f.kind != "systems", f.order, f.source))[0]
 
 
+def excerpt_positions(path: Path, excerpt_s: float) -> tuple[int, int, dict[str, int]]:
+    """(sample rate, excerpt length in samples, {"start"|"middle"|"end": first sample}) of excerpts of
+    at most ``excerpt_s`` seconds (and a third of the stream) from the stream at ``path``; the length
+    is 0 when the stream is too short for one sample."""
+    info = sf.info(path)
+    total, rate = int(info.frames), int(info.samplerate)
+    n = int(round(min(excerpt_s, total / rate / 3.0) * rate))
+    return rate, n, {"start": 0, "middle": (total - n) // 2, "end": total - n}
+
+
 def drift_onset(run: RunData, generator: str) -> tuple[float, str] | None:
     """(earliest time to degrade in s, metric) of ``generator`` in the drift summary, or None."""
     if run.drift_summary is None or run.drift_summary.empty:
@@ -128,13 +138,10 @@ def cut_clips(runs: RunSet, out_dir: Path, clip_s: float = DEFAULT_CLIP_S) -> li
         for generator in sort_regimes(f.generator for f in files):
             stream = longest_stream(files, generator)
             assert stream is not None
-            info = sf.info(stream.path)
-            total, rate = int(info.frames), int(info.samplerate)
-            n = int(round(min(clip_s, total / rate / 3.0) * rate))
+            _, n, starts = excerpt_positions(stream.path, clip_s)
             if n < 1:
                 log.warning("%s: stream %s too short for an excerpt", generator, stream.source)
                 continue
-            starts = {"start": 0, "middle": (total - n) // 2, "end": total - n}
             wanted: list[tuple[str, StreamFile, int, str]] = [(pos, stream, s, "") for pos, s in starts.items()]
             onset = drift_onset(run, generator)
             if onset is not None:

@@ -29,7 +29,7 @@ import soundfile as sf
 from bench.core.run_folder import RunData, RunSet
 from bench.core.storage import DRIFT_DIR
 from metrics.embedders.logmel import power_frames
-from reports.audio_clips import longest_stream, stream_files
+from reports.audio_clips import excerpt_positions, longest_stream, stream_files
 from reports.figure_parts import Missing
 from reports.style import new_figure, sort_regimes
 
@@ -115,12 +115,9 @@ def run_strips(run: RunData, label_prefix: str = "", top_hz: float | None = None
     for generator in sort_regimes(f.generator for f in files):
         stream = longest_stream(files, generator)
         assert stream is not None
-        info = sf.info(stream.path)
-        total, rate = int(info.frames), int(info.samplerate)
-        n = int(round(min(EXCERPT_S, total / rate / 3.0) * rate))
+        rate, n, starts = excerpt_positions(stream.path, EXCERPT_S)
         if n < 1:
             continue
-        starts = {"start": 0, "middle": (total - n) // 2, "end": total - n}
         images = {pos: log_spectrogram_db(read_mono(stream.path, s, n)[0], rate, top_hz)
                   for pos, s in starts.items()}
         ref = reference_image(run, n / rate, top_hz)
