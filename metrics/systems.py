@@ -253,6 +253,5 @@ def null_overhead(summary: pd.DataFrame, null: str = NULL_GENERATOR, reference: 
 
 __all__ = [
     "MIN_SAMPLES", "min_samples", "percentile", "latency_percentiles", "PercentileEstimate", "rtf", "x_realtime",
-    "simulate_playback",  # re-exported: bench.app.runner paces the realtime scenario with it
     "playback_table", "summarize_cell", "summarize", "phase_summary", "pairwise_ratios", "null_overhead",
 ]

@@ -13,7 +13,7 @@ For one cell (a generator and a workload):
    DataFrame work. Between steps (untimed) the runner resolves the phase timer, appends the audio
    block to its WAV file, reads the KV-cache size and appends raw integers to lists; the
    DataFrames are built after the stream. In the ``realtime`` scenario it also waits until the
-   playback model (:func:`metrics.systems.simulate_playback`) allows the next block to start;
+   playback model (:func:`metrics.playback.simulate_playback`) allows the next block to start;
 4. FLOPs pass (untimed, separate stream): the first block and one steady block (block 1) with a
    :class:`bench.app.flops.FlopRecorder`, beside the analytic FLOPs the step reports.
 
@@ -48,7 +48,7 @@ from bench.app.flops import FlopRecorder
 from bench.core.registry import GENERATORS
 from bench.core.storage import SCHEMA_VERSION, AudioWriter
 from bench.core.workloads import Workload
-from metrics.systems import simulate_playback
+from metrics.playback import simulate_playback
 
 log = logging.getLogger(__name__)
 

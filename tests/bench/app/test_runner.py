@@ -28,7 +28,7 @@ from bench.core.presets import get_preset
 from bench.core.registry import GENERATORS
 from bench.app.runner import Runner, cell_hash
 from bench.core.workloads import Workload, get_workloads
-from metrics.systems import simulate_playback
+from metrics.playback import simulate_playback
 
 MS = 1_000_000
 PHASE_NS = {PHASE_BOOTSTRAP: 7 * MS, PHASE_STEP: 2 * MS, PHASE_DECODE: 1 * MS}
