@@ -1,6 +1,9 @@
 """Codecs: audio <-> continuous latents (diffusion regimes) or RVQ tokens (the LMM).
 
-The default codec needs no downloaded weights: a modified discrete cosine transform (MDCT, sine
+Two weight-free codecs implement the :class:`Codec` contract; ``CodecConfig.kind`` picks one
+(``baselines.codecs.make_codec``). ``spectral`` (``baselines/spectral_codec.py``, the ``cpu`` preset's) keeps
+log-magnitude bands of 0-8 kHz and rebuilds phase; ``mdct`` (below) is exact and linear. The MDCT
+needs no downloaded weights: a modified discrete cosine transform (MDCT, sine
 window, hop ``N``, frame ``2N``) that keeps the lowest ``latent_bins`` bins of each channel. It is
 linear, deterministic and critically sampled: with ``latent_bins == hop`` it reconstructs the
 audio exactly (time-domain alias cancellation), with fewer bins it is an ideal-ish low-pass.
@@ -144,9 +147,3 @@ class ResidualVQ:
         q = tokens.shape[-1]
         gathered = self.codebooks[torch.arange(q, device=tokens.device), tokens]  # (frames, q, dim)
         return gathered.sum(dim=-2)
-
-
-def make_codec(config: CodecConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Codec:
-    """The default codec for ``config``. Decoding runs in float32 regardless of the model dtype
-    unless ``dtype`` says otherwise (it is cheap and keeps the audio exact)."""
-    return MDCTCodec(config, device=device, dtype=dtype)

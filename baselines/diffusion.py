@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from baselines.attention import KVCache, rope_cos_sin
-from baselines.codec import make_codec
+from baselines.codecs import make_codec
 from baselines.conditioning import prompt_tokens
 from baselines.dit import TIME_FEATURES, DiT, build_dit
 from baselines.samplers import VelocityFn, cfg_combine, get_sampler, logsnr_schedule

@@ -37,7 +37,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from baselines.codec import ResidualVQ, make_codec
+from baselines.codec import ResidualVQ
+from baselines.codecs import make_codec
 from baselines.conditioning import style_ids
 from baselines.transformer import Stack, init_parameters, memory_kv_flops, sinusoids, stack_flops
 from baselines.weights import load_checkpoint, resolve_weights

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 import torch
 
 from baselines.codec import Codec
+from bench.core import spectral_layout
 from bench.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -111,17 +112,16 @@ class SpectralCodecConfig:
     @property
     def bin_hz(self) -> float:
         """Spacing of the DFT bins (sample_rate / window)."""
-        return self.sample_rate / (2 * self.hop)
+        return spectral_layout.bin_hz(self.sample_rate, self.hop)
 
     @property
     def bins(self) -> int:
         """DFT bins kept: 0 .. max_hz."""
-        return int(math.floor(self.max_hz / self.bin_hz + 1e-9)) + 1
+        return spectral_layout.kept_bins(self.sample_rate, self.hop, self.max_hz)
 
     @property
     def bands(self) -> int:
-        k_b, steps = band_layout(self)
-        return k_b + 1 + steps
+        return spectral_layout.band_count(self.sample_rate, self.hop, self.max_hz, self.linear_below_hz)
 
     @property
     def latent_dim(self) -> int:
@@ -133,17 +133,8 @@ class SpectralCodecConfig:
 
 
 def band_layout(config: SpectralCodecConfig) -> tuple[int, int]:
-    """(k_b, steps): single-bin bands at bins ``0 .. k_b``, then ``steps`` geometric ones; plain
-    math, no torch, so the band count can be computed where torch may not be imported (presets).
-
-    ``k_b = round(linear_below_hz / bin_hz)``; above it the spacing grows in proportion to the
-    frequency (1 bin at ``k_b``), with the ratio adjusted so the last centre is the last bin.
-    """
-    last = config.bins - 1
-    k_b = max(1, min(last, int(round(config.linear_below_hz / config.bin_hz))))
-    if k_b >= last:
-        return last, 0
-    return k_b, math.ceil(math.log(last / k_b) / math.log1p(1.0 / k_b) - 1e-9)
+    """(k_b, steps) of ``config``'s band axis (``bench.core.spectral_layout.band_layout``)."""
+    return spectral_layout.band_layout(config.sample_rate, config.hop, config.max_hz, config.linear_below_hz)
 
 
 def band_centres(config: SpectralCodecConfig) -> torch.Tensor:
@@ -202,6 +193,7 @@ class SpectralCodec(Codec):
         self.bands = config.bands
         self.latent_dim = config.latent_dim
         self._phase_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.phase_misses = 0  # decodes whose ``previous`` was never seen (phase restarted at 0)
         self._bases64 = _bases(config)
         self._place(device, dtype)
 
@@ -256,6 +248,7 @@ class SpectralCodec(Codec):
         if previous is not None:
             phase = self._phase_cache.get(_key(previous))
             if phase is None:
+                self.phase_misses += 1
                 log.debug("decode: previous frame not seen before; its phase starts at 0")
                 phase = torch.zeros(self.channels, self.bins, device=self.analysis.device, dtype=self.analysis.dtype)
             state = SynthesisState(previous, phase)

@@ -22,6 +22,9 @@ from reports.formatting import CSV_FLOAT_FORMAT, DASH, format_value, is_finite, 
 from reports.style import regime_sort_key
 
 NULL_GENERATORS: tuple[str, ...] = ("noise",)  # null systems under test: shown, never ranked
+# Rows that are references, not systems under test (the continuation table's real continuations):
+# shown, never ranked.
+REFERENCE_ROWS: tuple[str, ...] = ("true continuation",)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class Table:
         mask = pd.DataFrame(False, index=self.data.index, columns=[c.key for c in ranked])
         if self.data.empty:
             return mask
-        contender = ~self.data["generator"].isin(NULL_GENERATORS) if "generator" in self.data else True
+        unranked = NULL_GENERATORS + REFERENCE_ROWS
+        contender = ~self.data["generator"].isin(unranked) if "generator" in self.data else True
         groups = [g.index for _, g in self.data.groupby(self.group_keys, sort=False)] if self.group_keys else [self.data.index]
         for col in ranked:
             values = pd.to_numeric(self.data[col.key], errors="coerce").astype(float)
@@ -229,4 +233,4 @@ def run_columns(runs: RunSet) -> list[Column]:
     return [Column("run", "run", kind="text")] if runs.multi else []
 
 
-__all__ = ["NULL_GENERATORS", "Column", "Table", "sort_rows", "prefix_run", "run_columns"]
+__all__ = ["NULL_GENERATORS", "REFERENCE_ROWS", "Column", "Table", "sort_rows", "prefix_run", "run_columns"]

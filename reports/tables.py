@@ -28,6 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.core.run_folder import RunSet
+from reports.continuation_table import continuation_table
 from reports.quality_tables import drift_table, quality_table
 from reports.systems_tables import compute_table, latency_table, phase_table
 from reports.table_model import Table
@@ -36,7 +37,7 @@ from reports.table_model import Table
 def build_tables(runs: RunSet) -> dict[str, Table]:
     """Every table of the report, keyed by name (in display order)."""
     return {t.name: t for t in (latency_table(runs), phase_table(runs), compute_table(runs), quality_table(runs),
-                                drift_table(runs))}
+                                continuation_table(runs), drift_table(runs))}
 
 
 def write_tables(tables: dict[str, Table], folder: Path) -> list[Path]:

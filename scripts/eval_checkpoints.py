@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from baselines.codec import make_codec  # noqa: E402
+from baselines.codecs import make_codec  # noqa: E402
 from baselines.data.build import load_dataset, wav_bytes  # noqa: E402
 from baselines.lmm import RVQ_CODEBOOKS_KEY  # noqa: E402
 from baselines.training.data import make_rvq  # noqa: E402

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import torch
 
-from baselines.codec import ResidualVQ, make_codec
+from baselines.codec import ResidualVQ
+from baselines.codecs import make_codec
 from baselines.conditioning import prompt_tokens, style_ids
 from baselines.data.build import Dataset
 from bench.core.presets import CodecConfig, DiTConfig, LMMConfig

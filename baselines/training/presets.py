@@ -27,7 +27,7 @@ CPU_TRAINED_OVERRIDES: tuple[str, ...] = (
     "dit.depth=4",
     "dit.heads=4",
     "dit.mlp_mult=2",
-    "dit.codec.latent_bins=64",
+    "dit.codec.kind=spectral",
     "dit.cond_dim=64",
     "dit.cond_tokens=8",
     "lmm.width=128",
@@ -41,7 +41,7 @@ CPU_TRAINED_OVERRIDES: tuple[str, ...] = (
     "lmm.encoder_levels=4",
     "lmm.style_tokens=6",
     "lmm.style_vocab=256",
-    "lmm.codec.latent_bins=80",
+    "lmm.codec.kind=spectral",
 )
 
 

@@ -116,6 +116,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads during the run (default: torch's own)")
     parser.add_argument("--no-drift", dest="drift", action="store_false", default=None,
                         help="skip the drift stage (long streams scored window by window)")
+    parser.add_argument("--no-continuation", dest="continuation", action="store_false", default=None,
+                        help="skip the continuation stage (held-out music contexts continued by every regime and "
+                             "its random-init twin, scored for pitch, context fidelity and KAD)")
     parser.add_argument("--no-report", dest="report", action="store_false", default=None,
                         help="do not build the HTML report at the end (python run_all.py --report-only RUN_DIR later)")
     parser.add_argument("--executor", choices=EXECUTORS,

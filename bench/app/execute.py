@@ -4,8 +4,9 @@ A run: open the executor (:mod:`bench.app.executors`: local, or a Ray cluster) -
 ``manifest.json`` (before any work) -> measure the matmul peak -> run the cells
 (:mod:`bench.app.cells`, through the executor) -> record every node the cells ran on in the
 manifest -> measure the peak again -> build the run tables (:mod:`bench.app.run_tables`) -> the
-drift stage (:mod:`bench.app.drift.stage`) -> ``summary.md`` -> the report -> exit 0 if every cell
-(and drift generator) is ok, 1 otherwise. The drift stage and the report run here, in the driver,
+drift stage (:mod:`bench.app.drift.stage`) -> the continuation stage (:mod:`bench.app.continuation`)
+-> ``summary.md`` -> the report -> exit 0 if every cell (and drift generator and continuation
+system) is ok, 1 otherwise. Both stages and the report run here, in the driver,
 whatever the executor. Configuration errors (:class:`~bench.core.errors.ConfigError`, exit 2, for
 example a missing Ray) are raised before any work.
 """
@@ -26,6 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from bench.app.cells import ProgressBar, log_failures, run_cells, torch_threads
 from bench.app.clocks import Clock
 from bench.app.config import RunConfig
+from bench.app.continuation import ContinuationSettings, run_continuation_stage
 from bench.app.drift.config import drift_workload_for
 from bench.app.drift.stage import run_drift_stage
 from bench.app.executors import open_executor
@@ -38,7 +40,7 @@ from bench.app.run_tables import write_run_tables
 from bench.app.runner import cell_hash, dtype_name, weights_identity
 from bench.core.errors import ConfigError, RunStopped
 from bench.core.hashing import dataclass_fingerprint
-from bench.core.storage import (DRIFT_DIR, SCHEMA_VERSION, STATUS_OK, RunFolderBusy, RunLock, RunStore, read_json,
+from bench.core.storage import (CONTINUATION_DIR, DRIFT_DIR, SCHEMA_VERSION, STATUS_OK, RunFolderBusy, RunLock, RunStore, read_json,
                                 write_json)
 from reports.build import build_report
 from reports.summary import write_summary
@@ -103,6 +105,9 @@ def _execute(plan: Plan, out: Path, clock: Clock | None, argv: list[str]) -> int
     if plan.config.drift:
         with logging_redirect_tqdm(loggers=[logging.getLogger()]):
             drift_failed = _drift(plan, out, progress)
+    continuation_failed: list[dict[str, Any]] = []
+    if plan.config.continuation:
+        continuation_failed = _continuation(plan, out)
     _summary(out)
     if plan.config.report:
         _report(out)
@@ -113,7 +118,10 @@ def _execute(plan: Plan, out: Path, clock: Clock | None, argv: list[str]) -> int
     for s in drift_failed:
         log.error("drift %s failed: %s (traceback in %s)", s["generator"], s.get("error"),
                   out / DRIFT_DIR / "config.json")
-    return 1 if failed or drift_failed else 0
+    for s in continuation_failed:
+        log.error("continuation %s failed: %s (traceback in %s)", s["system"], s.get("error"),
+                  out / CONTINUATION_DIR / "config.json")
+    return 1 if failed or drift_failed or continuation_failed else 0
 
 
 def _write_manifest(plan: Plan, out: Path, hashes: dict[tuple[str, str], str], identity: dict[str, Any],
@@ -176,6 +184,23 @@ def _drift(plan: Plan, out: Path, progress: ProgressBar) -> list[dict[str, Any]]
     result = run_drift_stage(out, plan.preset, plan.workloads, plan.generators, plan.device, plan.dtype,
                              drift_overrides=plan.drift_overrides, progress=progress)
     return result.failed
+
+
+def _continuation(plan: Plan, out: Path) -> list[dict[str, Any]]:
+    """The continuation stage on the run's first workload; with --resume it is skipped when a complete
+    one with the same settings and generators exists. Returns the statuses of the systems that failed."""
+    settings = ContinuationSettings()
+    workload = plan.workloads[0]
+    previous = read_json(out / CONTINUATION_DIR / "config.json")
+    same = (previous and previous.get("measured") and previous.get("settings") == dataclasses.asdict(settings)
+            and previous.get("workload") == workload.name
+            and all(s.get("status") == STATUS_OK for s in previous.get("statuses", []))
+            and sorted({s["system"].split(" (")[0] for s in previous.get("statuses", [])}) == sorted(plan.generators))
+    if plan.config.resume and same:
+        log.info("continuation stage: complete with the same settings, skipped (--resume)")
+        return []
+    with logging_redirect_tqdm(loggers=[logging.getLogger()]):
+        return run_continuation_stage(out, plan.preset, workload, plan.generators, plan.device, plan.dtype, settings)
 
 
 def _summary(out: Path) -> None:

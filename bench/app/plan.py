@@ -208,9 +208,10 @@ def build_plan(cfg: RunConfig) -> Plan:
     _check_sizes(workloads, preset, generators)
     drift_streams, drift_horizon_s = _check_drift(cfg, workloads[0], overrides.drift)
     device = resolve_device(cfg.device, local=cfg.executor == "local")
-    if cfg.drift and torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r}: the cells run on the Ray cluster, but the drift stage runs here, "
-                          "where CUDA is not available; add --no-drift (or run the driver on a GPU machine)")
+    if (cfg.drift or cfg.continuation) and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: the cells run on the Ray cluster, but the drift and continuation "
+                          "stages run here, where CUDA is not available; add --no-drift --no-continuation (or run "
+                          "the driver on a GPU machine)")
     plan = Plan(cfg, preset, workloads, generators, device, DTYPES[cfg.dtype], overrides.preset, overrides.workload,
                 overrides.drift)
     if cfg.out:

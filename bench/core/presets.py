@@ -25,22 +25,60 @@ from typing import Any, Iterable
 
 from bench.core.errors import ConfigError, did_you_mean
 from bench.core.settings import StreamSettings
+from bench.core.spectral_layout import band_count, bin_hz
+
+
+CODEC_KINDS = ("mdct", "spectral")
 
 
 @dataclass(frozen=True)
 class CodecConfig:
-    """The default weight-free codec: an MDCT with ``hop`` samples per frame, keeping the lowest
-    ``latent_bins`` bins of each channel (latent dim = channels * latent_bins)."""
+    """The weight-free codec of a model (``baselines.codecs.make_codec``).
+
+    ``kind="mdct"``: an MDCT with ``hop`` samples per frame keeping the lowest ``latent_bins``
+    bins of each channel (latent dim = channels * latent_bins). ``kind="spectral"``: log-magnitude
+    bands of 0 .. ``max_hz`` (single DFT bins below ``linear_below_hz``, mel-like above), decoded
+    by a phase vocoder (docs/codec.md); its bands per channel follow from the other fields and
+    ``latent_bins`` is not used (so ``codec.kind=spectral`` alone switches an MDCT preset).
+    """
 
     sample_rate: int
     channels: int
     hop: int  # audio samples per latent frame
-    latent_bins: int  # MDCT bins kept per audio channel
+    latent_bins: int = 0  # mdct: bins kept per channel (>= 1); spectral: not used (bands are derived)
+    kind: str = "mdct"  # "mdct" | "spectral"
+    max_hz: float = 0.0  # spectral: highest frequency kept (<= sample_rate / 2); 0 = Nyquist
+    linear_below_hz: float = 1000.0  # spectral: bands are single DFT bins below this
 
     def __post_init__(self) -> None:
-        _positive(self, "sample_rate", "channels", "hop", "latent_bins")
-        if self.latent_bins > self.hop:
-            raise ConfigError(f"codec.latent_bins ({self.latent_bins}) must be <= codec.hop ({self.hop})")
+        _positive(self, "sample_rate", "channels", "hop")
+        if self.kind not in CODEC_KINDS:
+            raise ConfigError(f"codec.kind must be one of {', '.join(CODEC_KINDS)}, got {self.kind!r}"
+                              f"{did_you_mean(str(self.kind), CODEC_KINDS)}")
+        if self.kind == "mdct":
+            _positive(self, "latent_bins")
+            if self.latent_bins > self.hop:
+                raise ConfigError(f"codec.latent_bins ({self.latent_bins}) must be <= codec.hop ({self.hop})")
+            return
+        low = bin_hz(self.sample_rate, self.hop)
+        if not (self.max_hz == 0 or low <= self.max_hz <= self.sample_rate / 2):
+            raise ConfigError(f"codec.max_hz must lie in [{low:g}, {self.sample_rate / 2:g}] Hz (one DFT bin .. "
+                              f"Nyquist of sample_rate {self.sample_rate}), got {self.max_hz!r}")
+        if not low <= self.linear_below_hz <= self.top_hz:
+            raise ConfigError(f"codec.linear_below_hz must lie in [{low:g}, max_hz={self.top_hz:g}] Hz, "
+                              f"got {self.linear_below_hz!r}")
+
+    @property
+    def top_hz(self) -> float:
+        """spectral: the highest frequency kept (``max_hz``, or Nyquist when it is 0)."""
+        return float(self.max_hz) if self.max_hz else self.sample_rate / 2
+
+    @property
+    def bands(self) -> int:
+        """Latent values per channel: the MDCT bins kept, or the spectral codec's band count."""
+        if self.kind == "mdct":
+            return self.latent_bins
+        return band_count(self.sample_rate, self.hop, self.top_hz, self.linear_below_hz)
 
     @property
     def frame_rate_hz(self) -> float:
@@ -48,7 +86,15 @@ class CodecConfig:
 
     @property
     def latent_dim(self) -> int:
-        return self.channels * self.latent_bins
+        return self.channels * self.bands
+
+    def describe(self) -> str:
+        """One line for reports: what the codec keeps."""
+        if self.kind == "mdct":
+            cutoff_hz = self.latent_bins / self.hop * self.sample_rate / 2
+            return f"MDCT, {self.latent_bins} of {self.hop} bins (0-{cutoff_hz:.0f} Hz)"
+        return (f"log-magnitude bands, {self.bands} per channel (0-{self.top_hz:.0f} Hz), "
+                f"phase-vocoder decode")
 
 
 @dataclass(frozen=True)
@@ -183,15 +229,16 @@ def _build_presets() -> dict[str, Preset]:
         description="tests: milliseconds per block",
     )
     # The cpu preset is the architecture of the committed trained checkpoints (baselines/training):
-    # float16 files under 5 MB that train on 2 CPU cores in minutes. Both codecs keep ~0-1 kHz.
+    # float16 files under 20 MB that train on 2 CPU cores. Both codecs are the log-magnitude band
+    # codec of 0-8 kHz (docs/codec.md): 194 bands at the DiT's 32 Hz, 249 at the LMM's 25 Hz.
     cpu = Preset(
         name="cpu",
         dit=DiTConfig(
-            codec=CodecConfig(sample_rate=16000, channels=1, hop=500, latent_bins=64),
+            codec=CodecConfig(sample_rate=16000, channels=1, hop=500, kind="spectral", max_hz=8000.0),
             width=192, depth=4, heads=4, mlp_mult=2, cond_dim=64, cond_tokens=8, weights="builtin:cpu",
         ),
         lmm=LMMConfig(
-            codec=CodecConfig(sample_rate=16000, channels=1, hop=640, latent_bins=80),
+            codec=CodecConfig(sample_rate=16000, channels=1, hop=640, kind="spectral", max_hz=8000.0),
             width=128, heads=4, mlp_hidden=320, encoder_layers=2, temporal_layers=3, depth_layers=2,
             codebook_size=256, rvq_levels=8, encoder_levels=4, style_tokens=6, style_vocab=256,
             weights="builtin:cpu",

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from bench.core.errors import RunFolderError
-from bench.core.storage import CELL_TABLES, DRIFT_DIR, STATUS_OK, read_json, read_table
+from bench.core.storage import CELL_TABLES, CONTINUATION_DIR, DRIFT_DIR, STATUS_OK, read_json, read_table
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class RunData:
     drift_streams: pd.DataFrame | None = None
     drift_config: dict[str, Any] = field(default_factory=dict)
     quality: pd.DataFrame | None = None  # optional tidy table: generator, workload, metric, value, ci_low, ci_high
+    continuation: pd.DataFrame | None = None  # the continuation stage's scores (one row per system)
+    continuation_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def peak_flops_per_s(self) -> float | None:
@@ -165,6 +167,8 @@ def load_run(run_dir: str | Path) -> RunData:
     run = RunData(root=root, label=run_label(manifest), manifest=manifest, peak=peak, cells=cells,
                   blocks=tables["blocks"], phases=tables["phases"], streams=tables["streams"], flops=tables["flops"])
     _read_drift(run)
+    run.continuation = read_run_table(root / CONTINUATION_DIR, "scores")
+    run.continuation_config = read_run_json(root / CONTINUATION_DIR / "config.json") or {}
     run.quality = read_run_table(root, "quality")
     log.debug("read run %s (%d cells)", run.label, len(cells))
     return run

@@ -13,6 +13,7 @@ Layout of a run folder (``runs/<UTC timestamp>_<short sha>/`` by default)::
         audio/repeat<r>.wav       float32 WAV, appended block by block while streaming
     blocks|phases|streams|flops|summary|phase_summary|pairs|overhead .parquet|csv   run tables
     drift/                        the drift stage (DRIFT_DIR): config.json, streams, window tables
+    continuation/                 the continuation stage (CONTINUATION_DIR): scores, config.json, examples/
     summary.md
 
 Every file carries the schema version (a ``schema_version`` key or column). Every write goes to
@@ -44,6 +45,7 @@ CELL_TABLES = ("blocks", "phases", "streams", "flops")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 DRIFT_DIR = "drift"  # sub-folder of a run folder written by the drift stage
+CONTINUATION_DIR = "continuation"  # sub-folder written by the continuation stage
 LOCK_FILE = ".lock"  # held by the process writing the run folder
 
 log = logging.getLogger("bench")

@@ -53,3 +53,12 @@ def test_rvq_more_levels_reconstruct_better_and_round_trip_tokens():
     assert tokens.shape == (200, 4) and tokens.dtype == torch.int64
     manual = sum(rvq.codebooks[level][tokens[:, level]] for level in range(4))
     assert torch.allclose(rvq.dequantize(tokens), manual)
+
+
+def test_make_codec_builds_the_kind_the_config_names():
+    from baselines.codecs import make_codec
+    from baselines.spectral_codec import SpectralCodec
+
+    spectral = make_codec(CodecConfig(16000, 1, 500, kind="spectral", max_hz=4000.0))
+    assert isinstance(spectral, SpectralCodec) and spectral.latent_dim == 151 and spectral.config.max_hz == 4000.0
+    assert isinstance(make_codec(CodecConfig(16000, 1, 500, 64)), MDCTCodec)

@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from baselines.codec import make_codec
+from baselines.codecs import make_codec
 from baselines.data import load_dataset
 from baselines.degrading import render_music
 from bench.app.drift.config import DriftMetricsConfig, DriftWorkload
@@ -46,9 +46,7 @@ def _codec_round_trip(preset: Preset, monos: Sequence[np.ndarray]) -> Clips:
         audio = torch.from_numpy(np.repeat(np.asarray(mono[:n], dtype=np.float32)[None, :], codec_cfg.channels, axis=0))
         with torch.no_grad():
             out.append(codec.decode(codec.encode(audio)).numpy().astype(np.float32))  # (C, n)
-    cutoff_hz = codec_cfg.latent_bins / codec_cfg.hop * codec_cfg.sample_rate / 2
-    how = (f"through the preset '{preset.name}' DiT codec (MDCT, {codec_cfg.latent_bins} of {codec_cfg.hop} bins, "
-           f"low-pass ~{cutoff_hz:g} Hz)")
+    how = f"through the preset '{preset.name}' DiT codec ({codec_cfg.describe()})"
     return out, how
 
 

@@ -68,3 +68,29 @@ def test_stream_settings_frames():
 def test_preset_fields_lists_nested_paths():
     fields = preset_fields()
     assert "dit.codec.hop" in fields and "settings.steps" in fields and "lmm.rvq_levels" in fields
+
+
+def test_spectral_codec_config_derives_its_bands_without_torch():
+    cpu = get_preset("cpu")
+    assert (cpu.dit.codec.kind, cpu.dit.codec.latent_dim, cpu.lmm.codec.latent_dim) == ("spectral", 194, 249)
+    assert cpu.dit.codec.top_hz == 8000.0 and "0-8000 Hz" in cpu.dit.codec.describe()
+    # switching an MDCT preset needs only the kind; max_hz 0 means Nyquist
+    tiny = apply_overrides(get_preset("tiny"), ["dit.codec.kind=spectral"])
+    assert tiny.dit.codec.top_hz == 4000.0 and tiny.dit.codec.latent_dim == 151
+    narrower = apply_overrides(tiny, ["dit.codec.max_hz=2000", "dit.codec.linear_below_hz=500"])
+    assert narrower.dit.codec.latent_dim < tiny.dit.codec.latent_dim
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("dit.codec.kind=mel", ["codec.kind", "mdct, spectral"]),
+        ("dit.codec.max_hz=5000", ["max_hz", "Nyquist", "8000"]),
+        ("dit.codec.linear_below_hz=9000", ["linear_below_hz", "max_hz"]),
+    ],
+)
+def test_impossible_spectral_codec_settings_name_the_field(override, words):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(get_preset("tiny"), ["dit.codec.kind=spectral", override])
+    for word in words:
+        assert word in str(err.value)

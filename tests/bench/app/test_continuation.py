@@ -1,0 +1,105 @@
+"""The continuation stage on the tiny preset with a stand-in data set: files, twins, failures, the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import baselines.data.build as data_build
+from baselines.noise import NoiseGenerator
+from bench.app.continuation import ContinuationSettings, _systems, run_continuation_stage
+from bench.core.errors import ConfigError
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
+from bench.core.run_folder import RunSet, load_run
+from bench.core.storage import write_json
+from bench.core.workloads import get_workloads
+from reports.continuation_table import continuation_table
+from tests.metrics.descriptor_audio import harmonic_note
+
+RATE = 8000
+
+
+class FakeDataset:
+    """Four 2 s reference clips at the tiny preset's rate: one chord each."""
+
+    sample_rate = RATE
+
+    def clips(self, split=None):  # noqa: ANN001
+        return [{"id": f"clip{i}", "short_prompt": "piano", "split": "reference"} for i in range(4)]
+
+    def read(self, clip):  # noqa: ANN001
+        root = 60 + 2 * int(clip["id"][-1])
+        return harmonic_note([root, root + 4, root + 7], 2.0, RATE, decay_per_s=0.3)
+
+
+class FailingNoise(NoiseGenerator):
+    def step(self, state, control, recorder=None):  # noqa: ANN001
+        raise RuntimeError("no music today")
+
+
+@pytest.fixture()
+def dataset(monkeypatch):
+    monkeypatch.setattr(data_build, "load_dataset", lambda root=None: FakeDataset())
+    GENERATORS.register("failing-test", FailingNoise)
+    yield
+    GENERATORS.unregister("failing-test")
+
+
+def _run_folder(out: Path) -> Path:
+    write_json(out / "manifest.json", {"kind": "manifest", "created_utc": "2026-12-02T00:00:00Z", "git": {}})
+    return out
+
+
+def test_stage_scores_every_system_records_failures_and_renders(tmp_path: Path, dataset) -> None:
+    out = _run_folder(tmp_path / "run")
+    settings = ContinuationSettings(clips=3, blocks=2, n_boot=50)
+    failed = run_continuation_stage(out, get_preset("tiny"), get_workloads("smoke")[0],
+                                    ["outpaint", "noise", "failing-test"], settings=settings)
+    assert [s["system"] for s in failed] == ["failing-test"] and "no music today" in failed[0]["error"]
+    folder = out / "continuation"
+    scores = pd.read_parquet(folder / "scores.parquet")
+    assert list(scores["generator"]) == ["true continuation", "outpaint", "noise"]
+    assert list(scores["weights"]) == ["-", "random init", "-"]  # tiny has seeded weights: no twin
+    assert (scores["n_clips"] == 3).all() and scores["pitched_fraction"].between(0, 1).all()
+    truth = scores.iloc[0]
+    assert truth["follows_context"] and truth["pitched_fraction"] > 0.8
+    config = json.loads((folder / "config.json").read_text())
+    assert config["measured"] and config["clip_ids"] == ["clip0", "clip1", "clip2"]
+    assert config["generated_s"] == pytest.approx(0.25) and "Traceback" in config["statuses"][-1]["traceback"]
+    for example in config["examples"].values():
+        assert (folder / example).is_file()
+    table = continuation_table(RunSet([load_run(out)]))
+    assert list(table.data["generator"]) == ["true continuation", "outpaint", "noise"]
+    markdown = table.to_markdown()
+    assert "failing-test: failed (RuntimeError: no music today)" in markdown and "(ceiling)" in markdown
+    assert not table.best_mask().iloc[0].any()  # the true continuation is a reference, never "best"
+
+
+def test_trained_regimes_get_a_random_init_twin() -> None:
+    preset = get_preset("cpu")  # names builtin:cpu weights (the noise generator ignores them)
+    systems = [(g, label, p.dit.weights if g != "lmm" else p.lmm.weights)
+               for g, label, p in _systems(preset, ["outpaint", "lmm", "noise"], twins=True)]
+    assert systems == [("outpaint", "trained", "builtin:cpu"), ("outpaint", "random init", ""),
+                       ("lmm", "trained", "builtin:cpu"), ("lmm", "random init", ""), ("noise", "-", "builtin:cpu")]
+    assert len(_systems(preset, ["outpaint"], twins=False)) == 1
+
+
+def test_without_the_data_set_it_says_not_measured(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LIVE_MUSIC_BENCH_CACHE", str(tmp_path / "empty-cache"))
+    out = _run_folder(tmp_path / "run")
+    assert run_continuation_stage(out, get_preset("tiny"), get_workloads("smoke")[0], ["noise"]) == []
+    config = json.loads((out / "continuation" / "config.json").read_text())
+    assert not config["measured"] and "python -m baselines.data build" in config["reason"]
+    table = continuation_table(RunSet([load_run(out)]))
+    assert table.empty and "not measured" in table.notes[0]
+
+
+@pytest.mark.parametrize("bad, words", [({"clips": 1}, "clips"), ({"blocks": 0}, "blocks"), ({"n_boot": 2}, "n_boot")])
+def test_impossible_settings_name_the_field(bad, words) -> None:
+    with pytest.raises(ConfigError, match=words):
+        ContinuationSettings(**bad)
