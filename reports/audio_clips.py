@@ -5,6 +5,8 @@ drift stream, ``drift/audio/``; ties go to the systems stream, then the lower re
 excerpts: the start, the middle and the end. When the drift stage detected a degradation for the
 regime (some metric's time to degrade), a fourth excerpt is centred on the earliest onset, cut
 from the regime's first drift stream (the stream the onset was measured on, pooled with others).
+The continuation stage's examples (a held-out context, then each system's continuation) are
+copied whole.
 
 Excerpts are ``min(clip_s, stream length / 3)`` seconds (whole samples) and are written as 16-bit
 PCM WAV at the stream's own sample rate (every browser plays it). Streams are read with seeks, one
@@ -23,7 +25,7 @@ import pandas as pd
 import soundfile as sf
 
 from bench.core.run_folder import RunData, RunSet
-from bench.core.storage import DRIFT_DIR
+from bench.core.storage import CONTINUATION_DIR, DRIFT_DIR
 from reports.formatting import format_significant
 from reports.style import sort_regimes
 
@@ -160,6 +162,27 @@ def cut_clips(runs: RunSet, out_dir: Path, clip_s: float = DEFAULT_CLIP_S) -> li
                 rate_written = write_excerpt(src.path, dest, start, length)
                 clips.append(Clip(run.label, generator, position, src.source, start / rate_written,
                                   length / rate_written, length, rate_written, dest, detail))
+        clips += continuation_clips(run, out_dir, prefix)
+    return clips
+
+
+def continuation_clips(run: RunData, out_dir: Path, prefix: str) -> list[Clip]:
+    """The continuation stage's listening examples (a held-out clip's context, then each system's
+    continuation of it), copied whole as 16-bit WAVs."""
+    config = run.continuation_config or {}
+    clips: list[Clip] = []
+    detail = (f"first {format_significant(config.get('context_s'), 4)} s: the real context; then "
+              f"{format_significant(config.get('generated_s'), 4)} s of continuation")
+    for system, rel in (config.get("examples") or {}).items():
+        source = Path(CONTINUATION_DIR) / str(rel)
+        path = run.root / source
+        if not path.exists():
+            continue
+        total = int(sf.info(path).frames)
+        dest = out_dir / f"{prefix}continuation__{_safe(system)}.wav"
+        rate = write_excerpt(path, dest, 0, total)
+        clips.append(Clip(run.label, system, "continuation", source.as_posix(), 0.0, total / rate, total, rate, dest,
+                          detail))
     return clips
 
 
@@ -173,4 +196,5 @@ def clips_table(clips: list[Clip], root: Path) -> pd.DataFrame:
 
 
 __all__ = ["Clip", "StreamFile", "stream_files", "longest_stream", "drift_onset", "write_excerpt", "cut_clips",
+           "continuation_clips",
            "clips_table", "DEFAULT_CLIP_S"]

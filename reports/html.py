@@ -215,7 +215,8 @@ def audio_html(clips: Sequence[Clip], root: Path, runs: RunSet) -> str:
     if not clips:
         return '<p class="missing">No saved stream audio in these runs (nothing to listen to).</p>'
     parts = ['<p class="legend">Excerpts of each regime\'s longest saved stream (start, middle, end) and, where '
-             "the drift stage detected a degradation, around its onset. 16-bit WAV copies; the run folder keeps "
+             "the drift stage detected a degradation, around its onset; and the continuation stage's examples (a held-out "
+             "clip's real context, then each system's continuation of it). 16-bit WAV copies; the run folder keeps "
              "the full float32 streams.</p>"]
     for run in runs:
         mine = [c for c in clips if c.run_label == run.label]

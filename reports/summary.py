@@ -25,8 +25,9 @@ from typing import Any
 import pandas as pd
 
 from bench.core.phases import PHASE_ORDER
-from bench.core.run_folder import manifest_resume_command, read_run_json, read_run_table
-from bench.core.storage import atomic_write_text
+from bench.core.run_folder import RunSet, load_run, manifest_resume_command, read_run_json, read_run_table
+from bench.core.storage import CONTINUATION_DIR, atomic_write_text
+from reports.continuation_table import continuation_table
 from reports.drift_summary import render_drift_summary
 from reports.formatting import (
     NOT_MEASURED,
@@ -243,7 +244,16 @@ def render_summary(run_dir: Path) -> str:
     drift = render_drift_summary(run_dir)
     if drift:
         lines += [drift.rstrip(), ""]
+    lines += _continuation_lines(run_dir)
     return "\n".join(lines) + "\n"
+
+
+def _continuation_lines(run_dir: Path) -> list[str]:
+    """The continuation stage's table (or why it measured nothing); nothing when it did not run."""
+    if not (run_dir / CONTINUATION_DIR / "config.json").exists():
+        return []
+    table = continuation_table(RunSet([load_run(run_dir)]))
+    return [table.to_markdown().rstrip().replace("### ", "## ", 1), ""]
 
 
 def write_summary(run_dir: Path) -> str:

@@ -1,17 +1,17 @@
 """The architecture the committed checkpoints are trained at (the ``cpu`` preset's, proposed).
 
-These overrides give models whose float16 checkpoints stay under 5 MB and that train on two CPU
-cores in minutes. ``bench/presets.py``'s ``cpu`` preset has adopted them (so applying them changes
+These overrides give models whose float16 checkpoints stay under 20 MB and that train on two CPU
+cores in well under an hour each. ``bench/presets.py``'s ``cpu`` preset has adopted them (so applying them changes
 nothing); they stay here, and in the checkpoints' ``config.json``, as the record of the
 architecture the checkpoints were trained at. Training always starts from the seeded init (or the
 base checkpoint), whatever ``dit.weights`` / ``lmm.weights`` the preset names.
 
-- DiT: width 192, 4 layers, 4 heads (head dim 48), gated MLP 2x, 64 MDCT bins (0-1024 Hz at
-  16 kHz, hop 500 = 32 latent frames/s), conditioning 8 tokens x 64 (hashing featuriser):
-  2.01M parameters, 4.0 MB in float16.
+- DiT: width 192, 4 layers, 4 heads (head dim 48), gated MLP 2x, the log-magnitude band codec
+  (194 bands of 0-8 kHz at 16 kHz, hop 500 = 32 latent frames/s; docs/codec.md), conditioning
+  8 tokens x 64 (hashing featuriser): about 2.1M parameters, 4.2 MB in float16.
 - LMM: width 128, 4 heads, MLP 320, encoder 2 / temporal 3 / depth 2 layers, 8 RVQ levels of
-  256 codes, 80 MDCT bins (0-1000 Hz at hop 640 = 25 frames/s, the same band as the DiT's):
-  about 2.1M parameters plus float16 codebooks, 4.5 MB.
+  256 codes over the same codec at hop 640 (249 bands of 0-8 kHz, 25 frames/s): about 2.1M
+  parameters plus float16 codebooks, 5.2 MB.
 - Stream: unchanged (16 kHz mono, 4 s context, 1 s blocks, 8 steps).
 """
 
@@ -36,9 +36,9 @@ CPU_TRAINED_OVERRIDES: tuple[str, ...] = (
     "lmm.encoder_layers=2",
     "lmm.temporal_layers=3",
     "lmm.depth_layers=2",
-    "lmm.codebook_size=256",
-    "lmm.rvq_levels=8",
-    "lmm.encoder_levels=4",
+    "lmm.codebook_size=1024",
+    "lmm.encoder_levels=2",
+    "lmm.rvq_levels=2",
     "lmm.style_tokens=6",
     "lmm.style_vocab=256",
     "lmm.codec.kind=spectral",

@@ -240,7 +240,7 @@ def _build_presets() -> dict[str, Preset]:
         lmm=LMMConfig(
             codec=CodecConfig(sample_rate=16000, channels=1, hop=640, kind="spectral", max_hz=8000.0),
             width=128, heads=4, mlp_hidden=320, encoder_layers=2, temporal_layers=3, depth_layers=2,
-            codebook_size=256, rvq_levels=8, encoder_levels=4, style_tokens=6, style_vocab=256,
+            codebook_size=1024, rvq_levels=2, encoder_levels=2, style_tokens=6, style_vocab=256,
             weights="builtin:cpu",
         ),
         settings=StreamSettings(context_s=4.0, block_s=1.0, steps=8),

@@ -11,7 +11,7 @@ from reports.__main__ import main
 from reports.build import MARKER, build_report
 from reports.errors import ReportError
 
-TABLE_FILES = [f"{name}.{ext}" for name in ("latency", "phases", "compute", "quality", "drift")
+TABLE_FILES = [f"{name}.{ext}" for name in ("latency", "phases", "compute", "quality", "continuation", "drift")
                for ext in ("csv", "md", "tex")] + ["clips.csv"]
 
 

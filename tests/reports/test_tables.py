@@ -91,7 +91,7 @@ def test_run_without_a_recorded_lookahead_reads_live_as_not_measured(golden_run,
 def test_saved_run_tables(saved_run) -> None:
     runs = load_runs([saved_run])
     tables = build_tables(runs)
-    assert set(tables) == {"latency", "phases", "compute", "quality", "drift"}
+    assert set(tables) == {"latency", "phases", "compute", "quality", "continuation", "drift"}
     compute = tables["compute"].data.set_index(["generator", "workload"])
     row = compute.loc[("toy-uncached", "smoke")]
     assert row.measured_over_analytic == pytest.approx(1.0)  # the toy's matmuls are exactly its formula
