@@ -7,8 +7,12 @@ Per block (``B`` frames of ``Q`` RVQ levels, context of ``F`` frames):
    6 + 250 x 4 = 1006). Nothing is reused across blocks. The temporal decoder's cross-attention
    keys/values of the encoder output are projected here, once per block.
 2. ``temporal`` (B times): one causal step per frame with a KV cache that lives for the block;
-   its input is the sum of the previous frame's level embeddings (a learned start vector for the
-   first frame); it cross-attends to the encoder output.
+   its input is the sum of the previous frame's level embeddings; for the first frame, a learned
+   start vector plus the embeddings of the last context frame's ``E`` levels (so the block
+   starts from where the context ends: with only a start vector, a 2M-parameter model trained
+   teacher-forced learned to copy the previous frame and ignored its context, measured as
+   continuations whose chroma was unrelated to their contexts); it cross-attends to the encoder
+   output.
 3. ``depth`` (B * Q times): per frame, one causal step per RVQ level with a KV cache that lives
    for the frame; input = temporal output + previous level's token embedding; each level has its
    own output head over the codebook. The token is sampled right there (temperature, top-k,
@@ -237,7 +241,8 @@ class LiveMusicModelGenerator(StreamingGenerator):
             generator = block_generator(state.seed, state.block_index, SAMPLE_PURPOSE, self.device)
             with recorder.phase(PHASE_ENCODE):
                 cross_kvs = self.encode(state.context_tokens, style)
-            tokens = self.decode_tokens(cross_kvs, generator, recorder)  # (B, Q)
+            tokens = self.decode_tokens(cross_kvs, generator, recorder,
+                                        start=self.start_input(state.context_tokens))  # (B, Q)
             with recorder.phase(PHASE_DECODE):
                 latents = self.rvq.dequantize(tokens)  # (B, D) float32
                 audio = self.codec.decode(latents, previous=state.last_latent)  # (C, B * hop)
@@ -288,10 +293,20 @@ class LiveMusicModelGenerator(StreamingGenerator):
         memory = net.encoder(x)  # (b, N, d), bidirectional
         return net.temporal.memory_kv(memory)
 
+    def start_input(self, context_tokens: torch.Tensor) -> torch.Tensor:
+        """(F, E) context tokens -> (b, 1, d): the first frame's temporal input, the learned start
+        vector plus the embeddings of the last context frame's ``E`` levels."""
+        net, d = self.model, self.cfg.width
+        last = context_tokens[-1] + self._level_offsets[: context_tokens.shape[1]]  # (E,)
+        start = net.temporal_start + net.token_embed(last).sum(dim=0)  # (d,)
+        return start.view(1, 1, d).expand(self.batch, 1, d)
+
     def decode_tokens(self, cross_kvs: list[tuple[torch.Tensor, torch.Tensor]], generator: torch.Generator,
                       recorder: PhaseRecorder = NULL_RECORDER, use_cache: bool = True,
-                      trace: dict[str, list[torch.Tensor]] | None = None) -> torch.Tensor:
-        """Generate one block of tokens (B, Q) int64.
+                      trace: dict[str, list[torch.Tensor]] | None = None,
+                      start: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate one block of tokens (B, Q) int64; ``start`` (b, 1, d) is the first frame's
+        temporal input (:meth:`start_input`; the bare start vector when None).
 
         ``use_cache=False`` recomputes the whole prefix at every temporal and depth step with a
         causal mask (the reference the cached path is tested against). ``trace`` (optional)
@@ -302,7 +317,7 @@ class LiveMusicModelGenerator(StreamingGenerator):
         t_caches = net.temporal.new_caches(b, self.block_frames, self.device, self.dtype) if use_cache else None
         d_caches = net.depth.new_caches(b, levels, self.device, self.dtype) if use_cache else None
         t_inputs: list[torch.Tensor] = []
-        frame_in = net.temporal_start.view(1, 1, d).expand(b, 1, d)
+        frame_in = net.temporal_start.view(1, 1, d).expand(b, 1, d) if start is None else start
         rows = []
         for i in range(self.block_frames):
             with recorder.phase(PHASE_TEMPORAL):

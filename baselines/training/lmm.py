@@ -6,7 +6,8 @@ block instead of step by step:
 - encoder over ``[style | context frames x E levels]`` (+ fixed sinusoidal positions),
   bidirectional; its output is the temporal decoder's cross-attention memory;
 - temporal decoder, causal over the block's ``B`` frames: input of frame ``i`` = the learned start
-  vector (``i = 0``) or the sum of frame ``i-1``'s ``Q`` level embeddings, plus position ``i``;
+  vector plus the last context frame's ``E`` level embeddings (``i = 0``), or the sum of frame
+  ``i-1``'s ``Q`` level embeddings, plus position ``i``;
 - depth decoder, causal over the ``Q`` levels of each frame: input of level ``l`` = the frame's
   temporal output + depth position ``l`` + the embedding of level ``l-1``'s token (none for l=0);
   level ``l``'s head predicts its token.
@@ -51,7 +52,8 @@ class LMMTask:
         cross = net.temporal.memory_kv(memory)
         level_embeds = net.token_embed(target + self.offsets)  # (N, B, Q, d)
         frame_sum = level_embeds.sum(dim=2)  # (N, B, d)
-        start = net.temporal_start.view(1, 1, d).expand(n, 1, d)
+        last = net.token_embed(context[:, -1] + self.offsets[:e]).sum(dim=1)  # (N, d): the last context frame
+        start = (net.temporal_start + last)[:, None, :]  # (N, 1, d)
         frame_in = torch.cat([start, frame_sum[:, :-1]], dim=1) + self.temporal_pos[:b]  # (N, B, d)
         h = net.temporal(frame_in, causal=True, cross_kvs=cross)  # (N, B, d)
         prev = torch.cat([torch.zeros_like(level_embeds[:, :, :1]), level_embeds[:, :, :-1]], dim=2)  # (N, B, Q, d)

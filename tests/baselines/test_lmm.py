@@ -80,7 +80,8 @@ def test_cached_decoding_equals_full_prefix_recompute(cfg):
         for use_cache in (True, False):
             trace: dict = {}
             rng = block_generator(3, 0, SAMPLE_PURPOSE, "cpu")
-            tokens.append(gen.decode_tokens(cross, rng, use_cache=use_cache, trace=trace))
+            tokens.append(gen.decode_tokens(cross, rng, use_cache=use_cache, trace=trace,
+                                            start=gen.start_input(state.context_tokens)))
             traces.append(trace)
     assert tokens[0].shape == (6, 4)
     assert torch.equal(tokens[0], tokens[1])
@@ -115,7 +116,8 @@ def test_generated_tokens_become_the_context_and_the_audio():
     result, new_state = gen.step(state, PROMPT)
     with torch.no_grad():
         cross = gen.encode(state.context_tokens, gen._style_batch(PROMPT.prompt))
-        tokens = gen.decode_tokens(cross, block_generator(1, 0, SAMPLE_PURPOSE, "cpu"))
+        tokens = gen.decode_tokens(cross, block_generator(1, 0, SAMPLE_PURPOSE, "cpu"),
+                                   start=gen.start_input(state.context_tokens))
     frames, enc_levels = gen.block_frames, gen.cfg.encoder_levels
     assert torch.equal(new_state.context_tokens[-frames:], tokens[:, :enc_levels])
     assert torch.equal(new_state.context_tokens[:-frames], state.context_tokens[frames:])
@@ -250,3 +252,16 @@ def test_half_precision_runs_with_float32_audio():
 def test_top_k_at_or_above_the_codebook_means_no_top_k():
     assert make(top_k=40).top_k == 0  # tiny codebook has 16 entries
     assert make(top_k=5).top_k == 5
+
+
+def test_the_block_starts_from_the_last_context_frame():
+    gen = make()
+    state = gen.start(PROMPT, seed=1)
+    other = dataclasses.replace(state, context_tokens=state.context_tokens.clone())
+    other.context_tokens[-1] = (other.context_tokens[-1] + 1) % gen.cfg.codebook_size  # only the last frame
+    with torch.no_grad():
+        a, b = gen.start_input(state.context_tokens), gen.start_input(other.context_tokens)
+        last = state.context_tokens[-1] + torch.arange(gen.cfg.encoder_levels) * gen.cfg.codebook_size
+        expected = gen.model.temporal_start + gen.model.token_embed(last).sum(0)
+    assert a.shape == (gen.batch, 1, gen.cfg.width) and torch.allclose(a[0, 0], expected)
+    assert not torch.allclose(a, b)

@@ -91,7 +91,8 @@ def test_lmm_teacher_forcing_equals_generation():
     trace: dict = {}
     with torch.no_grad():
         tokens = gen.decode_tokens(gen.encode(state.context_tokens, style),
-                                   block_generator(SEED, 0, "lmm-sample", "cpu"), trace=trace)  # (B, Q)
+                                   block_generator(SEED, 0, "lmm-sample", "cpu"), trace=trace,
+                                   start=gen.start_input(state.context_tokens))  # (B, Q)
         task = LMMTask(gen.model, preset.lmm, bank=None, context=gen.context_frames, block=gen.block_frames, batch=1)
         logits = task.logits(state.context_tokens[None], tokens[None], style)[0]  # (B, Q, V)
     sampled = torch.stack(trace["depth"]).reshape(logits.shape)
