@@ -8,6 +8,14 @@ Prompt choice per example: the clip's full prompt (45 %), its short prompt (45 %
 prompt (10 %, the unconditional branch classifier-free guidance needs). Silence augmentation:
 with probability ``p_silence`` the first ``k`` blocks of the context (k uniform in 1..W) are
 replaced by silence, as at the start of a stream (the harness starts streams from silence).
+
+The last frame of a context encoded from real audio is a HALF frame: its analysis window reaches
+one hop past the context, where the codec sees zeros (``codec.encode`` pads the unknown future).
+After a generated block it is a whole frame. So the LMM's token windows end their context on the
+half frame (:func:`encode_half_frames`) with probability ``P_HALF_LAST_FRAME`` and on the whole
+frame otherwise; without it the model met an unseen frame at exactly the step that starts every
+continuation of real audio (measured: first generated tokens unrelated to the true next ones).
+The DiT banks still train on whole frames only (their checkpoints predate this; docs/codec.md).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from bench.core.presets import CodecConfig, DiTConfig, LMMConfig
 
 P_FULL = 0.45
 P_SHORT = 0.45  # the rest (0.10) is the empty prompt
+P_HALF_LAST_FRAME = 0.5  # LMM windows whose context ends on a half frame, as after real audio
 
 
 def encode_clips(dataset: Dataset, clips: Sequence[dict[str, Any]], codec_config: CodecConfig) -> torch.Tensor:
@@ -43,6 +52,22 @@ def encode_clips(dataset: Dataset, clips: Sequence[dict[str, Any]], codec_config
     lengths = {x.shape[0] for x in out}
     if len(lengths) != 1:
         raise ValueError(f"clips have different lengths in frames: {sorted(lengths)}")
+    return torch.stack(out)
+
+
+def encode_half_frames(dataset: Dataset, clips: Sequence[dict[str, Any]], codec_config: CodecConfig) -> torch.Tensor:
+    """(n_clips, frames, latent_dim): latent frame ``i`` of each clip as a stream's context ends on
+    it, i.e. with the second half of its window (samples after ``(i + 1) * hop``) unknown and zero,
+    as ``codec.encode`` sees the last frame of a context. One encode per clip: the audio is rebuilt
+    as ``[segment_0 | 0 | segment_1 | 0 | ...]`` (one hop each), whose even frames are exactly those."""
+    codec = make_codec(codec_config)
+    out = []
+    for clip in clips:
+        audio = torch.from_numpy(dataset.read(clip))  # (samples,)
+        frames = audio.shape[0] // codec.hop
+        segments = audio[: frames * codec.hop].reshape(frames, codec.hop)  # (F, N)
+        spaced = torch.cat([segments, torch.zeros_like(segments)], dim=1).reshape(1, -1)  # (1, 2 F N)
+        out.append(codec.encode(spaced)[0::2])  # (F, D)
     return torch.stack(out)
 
 
@@ -116,8 +141,10 @@ class TokenBank:
     """RVQ tokens of every clip (quantised with the generator's own :class:`ResidualVQ`)."""
 
     def __init__(self, tokens: torch.Tensor, prompts: Sequence[tuple[str, str]], config: LMMConfig,
-                 silence_tokens: torch.Tensor) -> None:
+                 silence_tokens: torch.Tensor, half_tokens: torch.Tensor | None = None) -> None:
         self.tokens = tokens.long()  # (clips, frames, Q)
+        # (clips, frames, E): each frame as the LAST frame of a context sees it (window half unknown)
+        self.half_tokens = half_tokens.long() if half_tokens is not None else None
         self.frames = int(tokens.shape[1])
         self.config = config
         table = torch.zeros(len(prompts), 3, config.style_tokens, dtype=torch.long)  # [full, short, empty]
@@ -135,8 +162,10 @@ class TokenBank:
         latents = encode_clips(dataset, clips, config.codec)  # (n, F, D)
         rvq = make_rvq(config, codebooks)
         tokens = torch.stack([rvq.quantize(x) for x in latents])  # (n, F, Q)
+        half = encode_half_frames(dataset, clips, config.codec)  # (n, F, D)
+        half_tokens = torch.stack([rvq.quantize(x, levels=config.encoder_levels) for x in half])  # (n, F, E)
         silence = rvq.quantize(torch.zeros(1, latents.shape[-1]), levels=config.encoder_levels)[0]
-        return cls(tokens, [(c["prompt"], c["short_prompt"]) for c in clips], config, silence)
+        return cls(tokens, [(c["prompt"], c["short_prompt"]) for c in clips], config, silence, half_tokens)
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -151,6 +180,10 @@ class TokenBank:
         rows = offset[:, None] + torch.arange(window)[None, :]  # (N, F + B)
         seq = self.tokens[clip[:, None], rows]  # (N, F + B, Q)
         ctx = seq[:, :context, :e].clone()
+        if self.half_tokens is not None:  # the first block after real audio: the context ends on a half frame
+            half = torch.rand(batch, generator=gen) < P_HALF_LAST_FRAME
+            last = self.half_tokens[clip, offset + context - 1]  # (N, E)
+            ctx[:, -1] = torch.where(half[:, None], last, ctx[:, -1])
         if p_silence > 0 and context >= block:
             use = torch.rand(batch, generator=gen) < p_silence
             k = torch.randint(1, context // block + 1, (batch,), generator=gen)
@@ -169,4 +202,4 @@ def make_rvq(config: LMMConfig, codebooks: torch.Tensor) -> ResidualVQ:
     return rvq
 
 
-__all__ = ["LatentBank", "TokenBank", "DiffusionBatch", "TokenBatch", "encode_clips", "make_rvq"]
+__all__ = ["LatentBank", "TokenBank", "DiffusionBatch", "TokenBatch", "encode_clips", "encode_half_frames", "make_rvq"]

@@ -300,3 +300,24 @@ def test_committed_checkpoints_load_into_the_generators(regime):
     default = GENERATORS.create(regime, get_preset("cpu"), settings)  # the default run's preset
     for key, value in default.modules()[0].state_dict().items():
         assert torch.equal(value, gen.modules()[0].state_dict()[key]), key
+
+
+def test_half_frames_are_the_last_frame_of_a_context_cut_there():
+    from baselines.codecs import make_codec
+    from baselines.training.data import encode_half_frames
+
+    codec_config = get_preset("cpu").lmm.codec
+    audio = (0.3 * np.sin(np.arange(16000, dtype=np.float32) * 0.07)
+             * np.linspace(0, 1, 16000, dtype=np.float32))
+
+    class OneClip:
+        def read(self, clip):  # noqa: ANN001
+            return audio
+
+    half = encode_half_frames(OneClip(), [{}], codec_config)[0]  # (F, D)
+    codec = make_codec(codec_config)
+    whole = codec.encode(torch.from_numpy(audio[None]))
+    for i in (0, 7, half.shape[0] - 1):
+        cut = codec.encode(torch.from_numpy(audio[None, : (i + 1) * codec.hop]))[-1]
+        assert torch.allclose(half[i], cut, atol=1e-5)
+    assert not torch.allclose(half[7], whole[7], atol=1e-2)  # a whole frame differs: it sees the next hop

@@ -155,9 +155,11 @@ def test_a_cluster_device_is_not_checked_against_this_machine() -> None:
         return
     with pytest.raises(ConfigError, match="CUDA is not available here"):
         resolve_device("cuda")
-    with pytest.raises(ConfigError, match="drift stage runs here"):
+    with pytest.raises(ConfigError, match="drift and continuation stages run here"):
         plan_for(["--executor", "ray", "--device", "cuda"])
-    assert plan_for(["--executor", "ray", "--device", "cuda", "--no-drift"]).device == "cuda"
+    with pytest.raises(ConfigError, match="--no-drift --no-continuation"):
+        plan_for(["--executor", "ray", "--device", "cuda", "--no-drift"])  # the continuation stage still runs here
+    assert plan_for(["--executor", "ray", "--device", "cuda", "--no-drift", "--no-continuation"]).device == "cuda"
 
 
 class FakeRay:
