@@ -12,7 +12,12 @@ block instead of step by step:
   temporal output + depth position ``l`` + the embedding of level ``l-1``'s token (none for l=0);
   level ``l``'s head predicts its token.
 
-The loss is the mean cross-entropy over every (frame, level). Style ids are masked (all 0) for
+The loss is the mean cross-entropy over every (frame, level). Input noise: the temporal decoder is
+fed random tokens in place of a fraction ``INPUT_NOISE`` of the previous frames (the targets and
+the depth decoder's inputs stay true). Plain teacher forcing let the 2M-parameter model predict
+each frame from the one before (73 % level-1 accuracy) and leave the encoder's context unused: its
+continuations of held-out music followed their own first sampled frame, not the context's key
+(chroma fidelity 0.01, CI from -0.16). Corrupted inputs make the context the reliable evidence. Style ids are masked (all 0) for
 the empty-prompt examples, which trains the unconditional branch of classifier-free guidance.
 """
 
@@ -27,21 +32,28 @@ from baselines.transformer import sinusoids
 from bench.core.presets import LMMConfig
 
 
+INPUT_NOISE = 0.2  # fraction of fed previous frames replaced by random tokens (module docstring)
+
+
 class LMMTask:
     """Loss of the LMM on batches from a :class:`TokenBank`."""
 
     def __init__(self, model: LMMNet, config: LMMConfig, bank: TokenBank, context: int, block: int, batch: int,
-                 p_silence: float = 0.15) -> None:
+                 p_silence: float = 0.15, input_noise: float = INPUT_NOISE) -> None:
         self.model, self.config, self.bank = model, config, bank
         self.context, self.block, self.batch, self.p_silence = context, block, batch, p_silence
+        self.input_noise = float(input_noise)
         d = config.width
         self.enc_pos = sinusoids(config.style_tokens + context * config.encoder_levels, d)  # (Ne, d)
         self.temporal_pos = sinusoids(block, d)  # (B, d)
         self.depth_pos = sinusoids(config.rvq_levels, d)  # (Q, d)
         self.offsets = torch.arange(config.rvq_levels) * config.codebook_size  # (Q,)
 
-    def logits(self, context: torch.Tensor, target: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """context (N, F, E), target (N, B, Q), style (N, S) -> logits (N, B, Q, V)."""
+    def logits(self, context: torch.Tensor, target: torch.Tensor, style: torch.Tensor,
+               temporal_inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """context (N, F, E), target (N, B, Q), style (N, S) -> logits (N, B, Q, V).
+        ``temporal_inputs`` (N, B, Q): the tokens whose embeddings feed the temporal decoder
+        (default ``target``: plain teacher forcing); the depth decoder always sees ``target``."""
         net, cfg = self.model, self.config
         n, frames, e = context.shape
         b, q = target.shape[1], target.shape[2]
@@ -51,7 +63,8 @@ class LMMTask:
         memory = net.encoder(x)  # (N, Ne, d)
         cross = net.temporal.memory_kv(memory)
         level_embeds = net.token_embed(target + self.offsets)  # (N, B, Q, d)
-        frame_sum = level_embeds.sum(dim=2)  # (N, B, d)
+        fed = level_embeds if temporal_inputs is None else net.token_embed(temporal_inputs + self.offsets)
+        frame_sum = fed.sum(dim=2)  # (N, B, d)
         last = net.token_embed(context[:, -1] + self.offsets[:e]).sum(dim=1)  # (N, d): the last context frame
         start = (net.temporal_start + last)[:, None, :]  # (N, 1, d)
         frame_in = torch.cat([start, frame_sum[:, :-1]], dim=1) + self.temporal_pos[:b]  # (N, B, d)
@@ -63,7 +76,12 @@ class LMMTask:
 
     def loss(self, gen: torch.Generator) -> torch.Tensor:
         data = self.bank.sample(self.batch, self.context, self.block, self.p_silence, gen)
-        logits = self.logits(data.context, data.target, data.style)
+        inputs = None
+        if self.input_noise > 0:  # corrupt the previous frames the temporal decoder is fed (not the targets)
+            swap = torch.rand(data.target.shape[:2], generator=gen) < self.input_noise  # (N, B) whole frames
+            noise = torch.randint(self.config.codebook_size, data.target.shape, generator=gen)
+            inputs = torch.where(swap[..., None], noise, data.target)
+        logits = self.logits(data.context, data.target, data.style, inputs)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), data.target.reshape(-1))
 
 
