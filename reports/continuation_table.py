@@ -56,7 +56,8 @@ def _notes(config: dict[str, Any]) -> list[str]:
         f"difference >= {scorer.get('follows_min_difference', 0.1)} with the CI above 0 (docs/descriptors.md).",
         "KAD: log-mel embedder (weight-free; never compare with pretrained-model KADs) against the true continuations; "
         "KAD / twin: the trained model's KAD over its random-init twin's (same architecture, seeded weights). "
-        f"[a, b]: seeded bootstrap 95% CIs over clips ({scorer.get('n_boot', '?')} resamples).",
+        f"CIs: {scorer.get('n_boot', '?')} bootstrap resamples of the clips; a KAD's point estimate (unbiased) can "
+        "lie below its interval, whose resamples repeat clips.",
     ]
 
 
@@ -86,7 +87,8 @@ def continuation_table(runs: RunSet) -> Table:
         Column("kad_vs_twin", "KAD / twin", "lower"),
         Column("level_dbfs", "level (dBFS)"),
     ]
-    return Table("continuation", TITLE, data, columns, [], notes)
+    return Table("continuation", TITLE, data, columns, [], notes,
+                 ci_text="The true continuation is a reference, never ranked. [a, b]: seeded bootstrap 95% CI over clips.")
 
 
 __all__ = ["continuation_table"]

@@ -49,6 +49,7 @@ class Table:
     columns: list[Column]
     group_keys: list[str]  # best marker chosen within each group (e.g. a workload)
     notes: list[str] = field(default_factory=list)
+    ci_text: str = "[a, b]: distribution-free 95% CI of the median."  # what the table's intervals are
 
     @property
     def empty(self) -> bool:
@@ -118,7 +119,7 @@ class Table:
         return (
             "Bold: best value of its column within a workload (↓ lower is better, ↑ higher is better, "
             "→0 closest to zero, →1 closest to one); the null generator is shown but never ranked. "
-            "[a, b]: distribution-free 95% CI of the median."
+            + self.ci_text
         )
 
     def to_csv(self) -> str:
