@@ -105,7 +105,9 @@ def test_drift_summary_of_the_saved_run(saved_run: Path) -> None:
     assert [r[0] for r in music_cells] == ["toy-collapse", "toy-cached", "noise"]
     assert all(len(r) == 7 and len(r[1].split("; ")) == 2 for r in music_cells)  # one modal key per stream
     assert music_cells[0][5].startswith("1 &rarr; 0 (")  # pitched music, then unpitched noise
-    assert render_summary(saved_run).endswith("\n" + text.rstrip() + "\n\n")  # the run summary's last section
+    summary = render_summary(saved_run)
+    assert "\n" + text.rstrip() + "\n\n## Continuation of held-out music" in summary  # then the continuation stage
+    assert "_not measured: " in summary.split("## Continuation of held-out music")[1]  # tiny: not the data set's rate
 
 
 def test_no_drift_stage_no_section(golden_run: Path) -> None:
