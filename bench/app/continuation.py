@@ -14,8 +14,8 @@ true continuations, level. Rows ``true continuation`` (the ceiling) come first.
 Layout under ``<run>/continuation/``: ``scores.csv|parquet`` (one row per system),
 ``config.json`` (settings, clip ids, scorer identity, statuses, or why nothing was measured)
 and ``examples/<system>.wav`` (context + continuation of the first clip, for listening).
-Without the data set the stage writes only ``config.json`` saying "not measured" and the command
-that builds it. One generator's failure is recorded and the others still run.
+Without the data set (or the music descriptors' packages) the stage writes only ``config.json``
+saying "not measured" and what to install or build. One generator's failure is recorded and the others still run.
 """
 
 from __future__ import annotations
@@ -151,8 +151,15 @@ def run_continuation_stage(out: str | Path, preset: Preset, workload: Workload, 
         log.warning("continuation stage: not measured (%s)", exc)
         return []
     t0 = time.perf_counter()
-    scorer = ContinuationScorer(contexts, truths, rate, n_boot=settings.n_boot, seed=settings.seed,
-                                pitch_step_ms=settings.pitch_step_ms)
+    try:
+        scorer = ContinuationScorer(contexts, truths, rate, n_boot=settings.n_boot, seed=settings.seed,
+                                    pitch_step_ms=settings.pitch_step_ms)
+    except ImportError as exc:  # the music descriptors' packages (pesto-pitch, librosa) are an extra
+        reason = (f"not measured: {exc}; install the metrics extra (pip install 'live-music-bench[metrics]') "
+                  "or pass --no-continuation")
+        write_json(folder / "config.json", {**record, "measured": False, "reason": reason})
+        log.warning("continuation stage: %s", reason)
+        return []
     rows = [{"generator": TRUE_ROW, "weights": "-", **scorer.score(truths)}]
     examples = {TRUE_ROW: _example(folder, TRUE_ROW, contexts[0], truths[0], rate)}
     statuses = []

@@ -103,3 +103,16 @@ def test_without_the_data_set_it_says_not_measured(tmp_path: Path, monkeypatch) 
 def test_impossible_settings_name_the_field(bad, words) -> None:
     with pytest.raises(ConfigError, match=words):
         ContinuationSettings(**bad)
+
+
+def test_without_the_descriptor_packages_it_says_not_measured(tmp_path: Path, dataset, monkeypatch) -> None:
+    import metrics.continuation_scores as scores
+
+    def missing(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise ImportError("No module named 'pesto'")
+
+    monkeypatch.setattr(scores, "ContinuationScorer", missing)
+    out = _run_folder(tmp_path / "run")
+    assert run_continuation_stage(out, get_preset("tiny"), get_workloads("smoke")[0], ["noise"]) == []
+    config = json.loads((out / "continuation" / "config.json").read_text())
+    assert not config["measured"] and "pesto" in config["reason"] and "--no-continuation" in config["reason"]
