@@ -63,6 +63,7 @@ import torch
 from baselines.codec import Codec
 from bench.core import spectral_layout
 from bench.core.errors import ConfigError
+from bench.core.presets import CodecConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,21 +84,12 @@ class SpectralCodecConfig:
     max_amplitude: float = 4.0  # decode clamps band magnitudes to [0, max_amplitude] (+12 dB over full scale)
 
     def __post_init__(self) -> None:
-        for name in ("sample_rate", "channels", "hop"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise ConfigError(f"SpectralCodecConfig.{name} must be an integer >= 1, got {value!r}")
-        bin_hz = self.sample_rate / (2 * self.hop)
-        if not bin_hz <= self.max_hz <= self.sample_rate / 2:
-            raise ConfigError(
-                f"SpectralCodecConfig.max_hz must lie in [{bin_hz:g}, {self.sample_rate / 2:g}] Hz "
-                f"(one DFT bin .. Nyquist), got {self.max_hz!r}"
-            )
-        if not bin_hz <= self.linear_below_hz <= self.max_hz:
-            raise ConfigError(
-                f"SpectralCodecConfig.linear_below_hz must lie in [{bin_hz:g}, max_hz={self.max_hz:g}] Hz, "
-                f"got {self.linear_below_hz!r}"
-            )
+        # rate, channels, hop and the kept band are checked where the presets check them (one rule set)
+        CodecConfig(self.sample_rate, self.channels, self.hop, kind="spectral", max_hz=self.max_hz,
+                    linear_below_hz=self.linear_below_hz)
+        if not self.max_hz > 0:  # CodecConfig reads 0 as Nyquist; here the band is always explicit
+            raise ConfigError(f"SpectralCodecConfig.max_hz must be > 0 Hz (make_codec passes CodecConfig.top_hz), "
+                              f"got {self.max_hz!r}")
         if not (self.floor > 0 and self.scale > 0 and self.max_amplitude > self.floor):
             raise ConfigError(
                 f"SpectralCodecConfig.floor and .scale must be > 0 and max_amplitude > floor, got "

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 
 from bench.core.run_folder import RunSet
+from bench.core.storage import CONTINUATION_TRUE_ROW, WEIGHTS_RANDOM_INIT
 from reports.formatting import format_significant
-from reports.table_model import REFERENCE_ROWS, Column, Table, prefix_run, run_columns, sort_rows
+from reports.table_model import Column, Table, prefix_run, run_columns, sort_rows
 
 TITLE = "Continuation of held-out music"
-TRUE_ROW = REFERENCE_ROWS[0]  # the stage's name for the real continuations (the ceiling row)
-RANDOM_INIT = "random init"
+TRUE_ROW, RANDOM_INIT = CONTINUATION_TRUE_ROW, WEIGHTS_RANDOM_INIT
 _CI = ("pitched_fraction", "chroma_fidelity_difference", "kad_logmel")
 
 

@@ -38,14 +38,13 @@ from bench.core.presets import Preset, apply_overrides
 from bench.core.registry import GENERATORS, NULL_GENERATOR
 from bench.core.settings import Control
 from bench.core.storage import (
-    CONTINUATION_DIR, STATUS_FAILED, STATUS_OK, AudioWriter, safe_name, write_json, write_table,
+    CONTINUATION_DIR, CONTINUATION_TRUE_ROW, STATUS_FAILED, WEIGHTS_RANDOM_INIT, WEIGHTS_TRAINED, STATUS_OK, AudioWriter, safe_name, write_json, write_table,
 )
 from bench.core.workloads import Workload
 
 log = logging.getLogger(__name__)
 
-TRUE_ROW = "true continuation"
-TRAINED, RANDOM_INIT = "trained", "random init"
+TRUE_ROW, TRAINED, RANDOM_INIT = CONTINUATION_TRUE_ROW, WEIGHTS_TRAINED, WEIGHTS_RANDOM_INIT
 
 
 @dataclass(frozen=True)
@@ -171,11 +170,13 @@ def run_continuation_stage(out: str | Path, preset: Preset, workload: Workload, 
             rows.append({"generator": generator, "weights": label,
                          **scorer.score([m.mean(axis=0) for m in made])})
             examples[name] = _example(folder, name, contexts[0], made[0], rate)
-            statuses.append({"system": name, "status": STATUS_OK, "error": "", "wall_s": time.perf_counter() - started})
+            statuses.append({"system": name, "generator": generator, "status": STATUS_OK, "error": "",
+                             "wall_s": time.perf_counter() - started})
             log.info("continuation %s: pitched %.2f, fidelity %+.3f, KAD %.2f", name, rows[-1]["pitched_fraction"],
                      rows[-1]["chroma_fidelity_difference"], rows[-1]["kad_logmel"])
         except Exception as exc:  # noqa: BLE001 - one failure never stops the other systems
-            statuses.append({"system": name, "status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}",
+            statuses.append({"system": name, "generator": generator, "status": STATUS_FAILED,
+                             "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - started})
             log.error("continuation %s: failed: %s", name, exc)
     write_table(folder, "scores", pd.DataFrame(rows))

@@ -195,7 +195,7 @@ def _continuation(plan: Plan, out: Path) -> list[dict[str, Any]]:
     same = (previous and previous.get("measured") and previous.get("settings") == dataclasses.asdict(settings)
             and previous.get("workload") == workload.name
             and all(s.get("status") == STATUS_OK for s in previous.get("statuses", []))
-            and sorted({s["system"].split(" (")[0] for s in previous.get("statuses", [])}) == sorted(plan.generators))
+            and sorted({s.get("generator") for s in previous.get("statuses", [])}) == sorted(plan.generators))
     if plan.config.resume and same:
         log.info("continuation stage: complete with the same settings, skipped (--resume)")
         return []

@@ -46,6 +46,8 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 DRIFT_DIR = "drift"  # sub-folder of a run folder written by the drift stage
 CONTINUATION_DIR = "continuation"  # sub-folder written by the continuation stage
+CONTINUATION_TRUE_ROW = "true continuation"  # its row of the real continuations (the ceiling)
+WEIGHTS_TRAINED, WEIGHTS_RANDOM_INIT = "trained", "random init"  # its ``weights`` column
 LOCK_FILE = ".lock"  # held by the process writing the run folder
 
 log = logging.getLogger("bench")

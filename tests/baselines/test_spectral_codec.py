@@ -197,7 +197,7 @@ def test_bad_inputs_raise_clear_errors():
         codec.decode(torch.zeros(10, 193))
     with pytest.raises(ValueError, match="latents must have shape"):
         codec.decode(torch.zeros(194))
-    for bad in ({"max_hz": 9000.0}, {"linear_below_hz": 9000.0}, {"linear_below_hz": 1.0}, {"floor": 0.0},
+    for bad in ({"max_hz": 9000.0}, {"max_hz": 0.0}, {"linear_below_hz": 9000.0}, {"linear_below_hz": 1.0}, {"floor": 0.0},
                 {"scale": -1.0}, {"hop": 0}, {"channels": 0}, {"max_amplitude": 1e-5}):
         with pytest.raises(ConfigError):
             SpectralCodecConfig(**bad)

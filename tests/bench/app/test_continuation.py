@@ -116,3 +116,29 @@ def test_without_the_descriptor_packages_it_says_not_measured(tmp_path: Path, da
     assert run_continuation_stage(out, get_preset("tiny"), get_workloads("smoke")[0], ["noise"]) == []
     config = json.loads((out / "continuation" / "config.json").read_text())
     assert not config["measured"] and "pesto" in config["reason"] and "--no-continuation" in config["reason"]
+
+
+def test_resume_skips_a_complete_stage_with_the_same_generators(tmp_path: Path, monkeypatch) -> None:
+    import bench.app.execute as execute
+
+    out = tmp_path / "run"
+    (out / "continuation").mkdir(parents=True)
+    write_json(out / "continuation" / "config.json", {
+        "measured": True, "settings": __import__("dataclasses").asdict(ContinuationSettings()), "workload": "smoke",
+        "statuses": [{"system": "noise", "generator": "noise", "status": "ok"},
+                     {"system": "outpaint (trained)", "generator": "outpaint", "status": "ok"},
+                     {"system": "outpaint (random init)", "generator": "outpaint", "status": "ok"}]})
+    ran = []
+    monkeypatch.setattr(execute, "run_continuation_stage", lambda *a, **k: ran.append(a) or [])
+
+    class Plan:  # the fields _continuation reads
+        class config:  # noqa: N801
+            resume = True
+        workloads = get_workloads("smoke")
+        generators = ["outpaint", "noise"]
+        preset, device, dtype = get_preset("tiny"), "cpu", None
+
+    assert execute._continuation(Plan, out) == [] and ran == []  # skipped
+    Plan.generators = ["outpaint", "noise", "lmm"]  # another generator: run again
+    execute._continuation(Plan, out)
+    assert len(ran) == 1
