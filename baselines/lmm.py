@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save_file
+import torch.nn.functional as F
 from torch import nn
 
 from baselines.codec import ResidualVQ
@@ -102,9 +103,18 @@ class LMMNet(nn.Module):
         self.temporal_start = nn.Parameter(torch.empty(d, **kw))
         self.temporal = Stack(cfg.temporal_layers, d, cfg.heads, cfg.mlp_hidden, cross=True, **kw)
         self.depth = Stack(cfg.depth_layers, d, cfg.heads, cfg.mlp_hidden, cross=False, **kw)
-        self.level_heads = nn.ModuleList(
+        self.codebook_size = cfg.codebook_size
+        self.level_heads = None if cfg.tie_heads else nn.ModuleList(
             nn.Linear(d, cfg.codebook_size, bias=False, **kw) for _ in range(cfg.rvq_levels)
         )
+
+    def level_logits(self, level: int, y: torch.Tensor) -> torch.Tensor:
+        """Depth outputs (..., d) of RVQ level ``level`` -> logits (..., V): its own head, or with
+        ``lmm.tie_heads`` the token embedding's rows of that level."""
+        if self.level_heads is not None:
+            return self.level_heads[level](y)
+        v = self.codebook_size
+        return F.linear(y, self.token_embed.weight[level * v:(level + 1) * v])
 
 
 def lmm_parameter_count(cfg: LMMConfig) -> int:
@@ -117,7 +127,7 @@ def lmm_parameter_count(cfg: LMMConfig) -> int:
         + cfg.encoder_layers * block + d
         + cfg.temporal_layers * (block + cross) + d
         + cfg.depth_layers * block + d
-        + q * d * v  # level heads
+        + (0 if cfg.tie_heads else q * d * v)  # level heads (tied: the token embedding's rows)
     )
 
 
@@ -344,7 +354,7 @@ class LiveMusicModelGenerator(StreamingGenerator):
                     else:
                         d_inputs.append(x)
                         y = net.depth(torch.cat(d_inputs, dim=1), causal=True)[:, -1:]
-                    logits = net.level_heads[level](y[:, 0]).float()  # (b, V)
+                    logits = net.level_logits(level, y[:, 0]).float()  # (b, V)
                     if b == 2:
                         logits = guide(logits, self.cfg.cfg_scale)  # (1, V)
                     token = sample_tokens(logits, self.settings.temperature, self.top_k, generator)  # (1,)

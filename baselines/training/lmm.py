@@ -72,7 +72,7 @@ class LMMTask:
         prev = torch.cat([torch.zeros_like(level_embeds[:, :, :1]), level_embeds[:, :, :-1]], dim=2)  # (N, B, Q, d)
         depth_in = h[:, :, None, :] + self.depth_pos[:q] + prev  # (N, B, Q, d)
         y = net.depth(depth_in.reshape(n * b, q, d), causal=True).reshape(n, b, q, d)
-        return torch.stack([net.level_heads[level](y[:, :, level]) for level in range(q)], dim=2)  # (N, B, Q, V)
+        return torch.stack([net.level_logits(level, y[:, :, level]) for level in range(q)], dim=2)  # (N, B, Q, V)
 
     def loss(self, gen: torch.Generator) -> torch.Tensor:
         data = self.bank.sample(self.batch, self.context, self.block, self.p_silence, gen)

@@ -9,9 +9,10 @@ base checkpoint), whatever ``dit.weights`` / ``lmm.weights`` the preset names.
 - DiT: width 192, 4 layers, 4 heads (head dim 48), gated MLP 2x, the log-magnitude band codec
   (194 bands of 0-8 kHz at 16 kHz, hop 500 = 32 latent frames/s; docs/codec.md), conditioning
   8 tokens x 64 (hashing featuriser): about 2.1M parameters, 4.2 MB in float16.
-- LMM: width 128, 4 heads, MLP 320, encoder 2 / temporal 3 / depth 2 layers, 8 RVQ levels of
-  256 codes over the same codec at hop 640 (249 bands of 0-8 kHz, 25 frames/s): about 2.1M
-  parameters plus float16 codebooks, 5.2 MB.
+- LMM: width 128, 4 heads, MLP 320, encoder 2 / temporal 3 / depth 2 layers, 2 RVQ levels of
+  1024 codes (both seen by the encoder) over the same codec at hop 640 (249 bands of 0-8 kHz,
+  25 frames/s), level heads tied to the token embedding: about 1.8M parameters plus float16
+  codebooks, 4.7 MB.
 - Stream: unchanged (16 kHz mono, 4 s context, 1 s blocks, 8 steps).
 """
 
@@ -42,6 +43,7 @@ CPU_TRAINED_OVERRIDES: tuple[str, ...] = (
     "lmm.style_tokens=6",
     "lmm.style_vocab=256",
     "lmm.codec.kind=spectral",
+    "lmm.tie_heads=true",
 )
 
 

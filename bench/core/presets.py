@@ -145,6 +145,9 @@ class LMMConfig:
     cfg_scale: float = 4.0
     weights: str = ""
     init_seed: int = 0
+    # level heads share the token embedding's rows of their level (logits = y E_l^T), as T5 ties
+    # its output layer: repeating the previous frame's code is then the easy prediction it is
+    tie_heads: bool = False
 
     def __post_init__(self) -> None:
         _positive(
@@ -241,7 +244,7 @@ def _build_presets() -> dict[str, Preset]:
             codec=CodecConfig(sample_rate=16000, channels=1, hop=640, kind="spectral", max_hz=8000.0),
             width=128, heads=4, mlp_hidden=320, encoder_layers=2, temporal_layers=3, depth_layers=2,
             codebook_size=1024, rvq_levels=2, encoder_levels=2, style_tokens=6, style_vocab=256,
-            weights="builtin:cpu",
+            tie_heads=True, weights="builtin:cpu",
         ),
         settings=StreamSettings(context_s=4.0, block_s=1.0, steps=8),
         description="default run on 2 CPU cores",

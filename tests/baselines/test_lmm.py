@@ -265,3 +265,25 @@ def test_the_block_starts_from_the_last_context_frame():
         expected = gen.model.temporal_start + gen.model.token_embed(last).sum(0)
     assert a.shape == (gen.batch, 1, gen.cfg.width) and torch.allclose(a[0, 0], expected)
     assert not torch.allclose(a, b)
+
+
+def test_tied_level_heads_read_the_token_embedding():
+    gen = make(overrides={"lmm.tie_heads": "true"})
+    net, cfg = gen.model, gen.cfg
+    assert net.level_heads is None
+    assert gen.num_parameters() == lmm_parameter_count(cfg) == lmm_parameter_count(
+        dataclasses.replace(cfg, tie_heads=False)) - cfg.rvq_levels * cfg.width * cfg.codebook_size
+    y = torch.randn(3, cfg.width)
+    for level in range(cfg.rvq_levels):
+        rows = net.token_embed.weight[level * cfg.codebook_size:(level + 1) * cfg.codebook_size]  # (V, d)
+        assert torch.allclose(net.level_logits(level, y), y @ rows.T)
+    assert not any(k.startswith("level_heads") for k in net.state_dict())
+    # the committed cpu LMM is tied; an untied checkpoint is refused with the field to change
+    assert get_preset("cpu").lmm.tie_heads
+
+
+def test_untied_checkpoint_into_a_tied_model_names_the_mismatch(tmp_path):
+    path = tmp_path / "lmm.safetensors"
+    make().save_weights(path)
+    with pytest.raises(ConfigError, match="level_heads"):
+        make(overrides={"lmm.weights": str(path), "lmm.tie_heads": "true"})
