@@ -30,12 +30,92 @@ from __future__ import annotations
 
 import torch
 
-from baselines.attention import block_causal_mask, rope_cos_sin, window_chunk_ids
+from baselines.attention import KVCache, block_causal_mask, rope_cos_sin, window_chunk_ids
 from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
+from baselines.dit import DiT
 from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
 from bench.core.errors import ConfigError
 from bench.core.phases import PHASE_BOOTSTRAP, PHASE_FIRST_STEP, PHASE_STEP
 from bench.core.settings import Control
+
+
+class BlockCausalPasses:
+    """The regime's three backbone passes over a batch of ``N`` streams (module docstring).
+
+    Shared by :class:`BlockCausalGenerator` (``N`` = the CFG batch, one stream) and by ARC-Forcing
+    rollouts (``baselines.training.arc``: ``N`` independent streams, gradients on). Every method
+    returns the raw model output (N, B, D) (no guidance) and, for the two passes that add chunks to
+    the ring, the new ring. ``tables`` are the (cos, sin) RoPE tables of the pass's query rows
+    (:meth:`BlockCausalGenerator._spans`)."""
+
+    def __init__(self, dit: DiT, context_frames: int, block_frames: int, fixed_rope: bool,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        c, b = context_frames, block_frames
+        w = c // b
+        self.dit, self.context_frames, self.block_frames, self.windows = dit, c, b, w
+        self.fixed_rope = fixed_rope
+        ring_ids = [i // b for i in range(c)]  # chunks 0 .. W-1 of the ring
+        boot_ids = window_chunk_ids(c, b)  # [context | target | token]
+        self.boot_mask = block_causal_mask(boot_ids, boot_ids, w, device)  # (C+B+1, C+B+1)
+        fused_q = [w] * b + [w + 1] * (b + 1)  # [pending | target | token]
+        self.fused_mask = block_causal_mask(fused_q, ring_ids + fused_q, w, device)  # (2B+1, C+2B+1)
+        step_q = [w] * (b + 1)  # [target | token]
+        self.step_mask = block_causal_mask(step_q, ring_ids + step_q, w, device)  # (B+1, C+B+1)
+        self._rerotate = rope_cos_sin(torch.full((1,), -b, device=device, dtype=torch.float64),
+                                      dit.head_dim, dtype)  # (1, Dh): positions p -> p - B
+        self.device, self.dtype = device, dtype
+        self._constants: dict[tuple[int, int, float, int], torch.Tensor] = {}
+
+    def _rows(self, n: int, rows: int, value: float, dim: int) -> torch.Tensor:
+        """A constant (n, rows, dim) input (mask or zeroed rows), built once per shape (never written)."""
+        key = (n, rows, value, dim)
+        if key not in self._constants:
+            self._constants[key] = torch.full((n, rows, dim), value, device=self.device, dtype=self.dtype)
+        return self._constants[key]
+
+    def bootstrap(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, cond: torch.Tensor,
+                  cross: KVCache, tables: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:
+        """x (N, B, D) noisy target, t (N,), context (N, C, D) clean latents, cond (N, Nc, cond_dim)
+        -> (output (N, B, D), ring of the W context chunks)."""
+        c, b, dit = self.context_frames, self.block_frames, self.dit
+        n, dim = x.shape[0], x.shape[-1]
+        h = torch.cat([
+            dit.embed(torch.cat([self._rows(n, c, 0.0, dim), x], dim=1),
+                      torch.cat([self._rows(n, c, 1.0, 1), self._rows(n, b, 0.0, 1)], dim=1),
+                      torch.cat([context, self._rows(n, b, 0.0, dim)], dim=1)),
+            dit.time_token(t, cond[:, -1]),
+        ], dim=1)  # (N, C+B+1, d)
+        h, fresh = dit.run(h, *tables, self.boot_mask, cross, return_kv=True)
+        return dit.head(h[:, c:c + b]), fresh.tokens(0, c)
+
+    def fused(self, x: torch.Tensor, t: torch.Tensor, pending: torch.Tensor, cond: torch.Tensor, cross: KVCache,
+              ring: KVCache, tables: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:
+        """The first step of a steady block: pending (N, B, D) is the previous block's clean output.
+        Its K/V are computed once here; the ring evicts its oldest chunk and appends them."""
+        b, dit = self.block_frames, self.dit
+        n, dim = x.shape[0], x.shape[-1]
+        if self.fixed_rope:
+            ring = ring.rerotated(*self._rerotate)  # positions p -> p - B
+        h = torch.cat([
+            dit.embed(torch.cat([self._rows(n, b, 0.0, dim), x], dim=1),
+                      torch.cat([self._rows(n, b, 1.0, 1), self._rows(n, b, 0.0, 1)], dim=1),
+                      torch.cat([pending, self._rows(n, b, 0.0, dim)], dim=1)),
+            dit.time_token(t, cond[:, -1]),
+        ], dim=1)  # (N, 2B+1, d)
+        h, fresh = dit.run(h, *tables, self.fused_mask, cross, past=ring, return_kv=True)
+        return dit.head(h[:, b:2 * b]), ring.evict_append(fresh.tokens(0, b))
+
+    def step(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, cross: KVCache, ring: KVCache,
+             tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Steps 2..T: the target and token rows against ``[ring | themselves]``."""
+        b, dit = self.block_frames, self.dit
+        n, dim = x.shape[0], x.shape[-1]
+        h = torch.cat([
+            dit.embed(x, self._rows(n, b, 0.0, 1), self._rows(n, b, 0.0, dim)),
+            dit.time_token(t, cond[:, -1]),
+        ], dim=1)  # (N, B+1, d)
+        h, _ = dit.run(h, *tables, self.step_mask, cross, past=ring)
+        return dit.head(h[:, :b])
 
 
 class BlockCausalGenerator(DiffusionGenerator):
@@ -43,18 +123,10 @@ class BlockCausalGenerator(DiffusionGenerator):
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the contract's signature
         super().__init__(*args, **kwargs)
-        c, b, w, dev = self.context_frames, self.block_frames, self.windows, self.device
-        ring_ids = [i // b for i in range(c)]  # chunks 0 .. W-1 of the ring
-        boot_ids = window_chunk_ids(c, b)  # [context | target | token]
-        self._boot_mask = block_causal_mask(boot_ids, boot_ids, w, dev)  # (C+B+1, C+B+1)
-        fused_q = [w] * b + [w + 1] * (b + 1)  # [pending | target | token]
-        self._fused_mask = block_causal_mask(fused_q, ring_ids + fused_q, w, dev)  # (2B+1, C+2B+1)
-        step_q = [w] * (b + 1)  # [target | token]
-        self._step_mask = block_causal_mask(step_q, ring_ids + step_q, w, dev)  # (B+1, C+B+1)
         self._fixed = self.config.rope_mode == "fixed"
+        self.passes = BlockCausalPasses(self.dit, self.context_frames, self.block_frames, self._fixed, self.device,
+                                        self.dtype)
         self._tables = {kind: self._rope(*span) for kind, span in self._spans(0).items()}
-        self._rerotate = rope_cos_sin(torch.full((1,), -b, device=dev, dtype=torch.float64), self.head_dim, self.dtype)
-        self._pending_mask = torch.cat([self._ones_block, self._zeros_mask_block], dim=1)  # (N, 2B, 1)
 
     def _validate(self) -> None:
         w = self.windows
@@ -70,6 +142,13 @@ class BlockCausalGenerator(DiffusionGenerator):
         c, b = self.context_frames, self.block_frames
         return {"boot": (shift, shift + c + b + 1), "fused": (shift + c - b, shift + c + b + 1),
                 "step": (shift + c, shift + c + b + 1)}
+
+    def rope_tables(self, ring_start_chunk: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(cos, sin) tables of the "boot", "fused" and "step" passes of a block whose ring starts
+        at stream chunk ``ring_start_chunk`` (the same tables for every block in fixed mode)."""
+        if self._fixed:
+            return self._tables
+        return {kind: self._rope(*span) for kind, span in self._spans(ring_start_chunk * self.block_frames).items()}
 
     def _cache_len(self) -> int:
         return self.context_frames  # ring of W chunks
@@ -89,66 +168,32 @@ class BlockCausalGenerator(DiffusionGenerator):
     def step(
         self, state: DiffusionState, control: Control, recorder: PhaseRecorder = NULL_RECORDER
     ) -> tuple[StepResult, DiffusionState]:
-        c, b, dit = self.context_frames, self.block_frames, self.dit
+        b, dit = self.block_frames, self.dit
         cond = self._conditioning(control.prompt)  # (N, Nc, cond_dim)
         context = state.context  # (C, D) float32, chunks ring[1:] + pending (steady) or the window
         bootstrap = state.ring is None or state.prompt != control.prompt
         # stream chunk index of the ring's oldest chunk during this block's steps 2..T
         ring_start = state.block_index if bootstrap else state.ring_start_chunk + 1
-        if self._fixed:
-            tables = self._tables
-        else:
-            tables = {kind: self._rope(*span) for kind, span in self._spans(ring_start * b).items()}
+        tables = self.rope_tables(ring_start)
         cache = {"ring": state.ring, "cross": state.cross}
+
+        passes = self.passes
 
         def velocity(x: torch.Tensor, t: float, step_index: int) -> torch.Tensor:
             if step_index == 0 and bootstrap:
                 with recorder.phase(PHASE_BOOTSTRAP):
                     cache["cross"] = dit.cross_cache(cond)
-                    h = torch.cat(
-                        [
-                            dit.embed(
-                                torch.cat([self._zeros_ctx, self._batched(x)], dim=1),
-                                torch.cat([self._ones_ctx, self._zeros_mask_block], dim=1),
-                                torch.cat([self._batched(context), self._zeros_block], dim=1),
-                            ),
-                            dit.time_token(self._time(t), cond[:, -1]),
-                        ],
-                        dim=1,
-                    )  # (N, C+B+1, d)
-                    h, fresh = dit.run(h, *tables["boot"], self._boot_mask, cache["cross"], return_kv=True)
-                    cache["ring"] = fresh.tokens(0, c)
-                    return self._guide(dit.head(h[:, c:c + b]))
+                    out, cache["ring"] = passes.bootstrap(self._batched(x), self._time(t), self._batched(context), cond,
+                                                          cache["cross"], tables["boot"])
+                    return self._guide(out)
             if step_index == 0:
                 with recorder.phase(PHASE_FIRST_STEP):
-                    ring = cache["ring"]
-                    if self._fixed:
-                        ring = ring.rerotated(*self._rerotate)  # positions p -> p - B
-                    pending = context[-b:]  # (B, D)
-                    h = torch.cat(
-                        [
-                            dit.embed(
-                                torch.cat([self._zeros_block, self._batched(x)], dim=1),
-                                self._pending_mask,
-                                torch.cat([self._batched(pending), self._zeros_block], dim=1),
-                            ),
-                            dit.time_token(self._time(t), cond[:, -1]),
-                        ],
-                        dim=1,
-                    )  # (N, 2B+1, d)
-                    h, fresh = dit.run(h, *tables["fused"], self._fused_mask, cache["cross"], past=ring, return_kv=True)
-                    cache["ring"] = ring.evict_append(fresh.tokens(0, b))
-                    return self._guide(dit.head(h[:, b:2 * b]))
+                    out, cache["ring"] = passes.fused(self._batched(x), self._time(t), self._batched(context[-b:]),
+                                                      cond, cache["cross"], cache["ring"], tables["fused"])
+                    return self._guide(out)
             with recorder.phase(PHASE_STEP):
-                h = torch.cat(
-                    [
-                        dit.embed(self._batched(x), self._zeros_mask_block, self._zeros_block),
-                        dit.time_token(self._time(t), cond[:, -1]),
-                    ],
-                    dim=1,
-                )  # (N, B+1, d)
-                h, _ = dit.run(h, *tables["step"], self._step_mask, cache["cross"], past=cache["ring"])
-                return self._guide(dit.head(h[:, :b]))
+                return self._guide(passes.step(self._batched(x), self._time(t), cond, cache["cross"], cache["ring"],
+                                               tables["step"]))
 
         x0 = self._sample(state, velocity)
         audio = self._decode(x0, context, recorder)
@@ -160,4 +205,14 @@ class BlockCausalGenerator(DiffusionGenerator):
         return self._finish(state, new_state, audio, plan, extra)
 
 
-__all__ = ["BlockCausalGenerator"]
+ARC_REGIME = "lmdm-causal-arc"
+
+
+class ArcBlockCausalGenerator(BlockCausalGenerator):
+    """``lmdm-causal-arc``: the same regime with the ARC-Forcing post-trained weights (its
+    ``dit.weights`` folder resolves to ``lmdm-causal-arc.safetensors``; baselines/training/arc.py)."""
+
+    name = ARC_REGIME
+
+
+__all__ = ["ARC_REGIME", "ArcBlockCausalGenerator", "BlockCausalGenerator", "BlockCausalPasses"]

@@ -7,6 +7,7 @@ The committed checkpoints were made with (after ``python -m baselines.data build
     python -m baselines.training encdec
     python -m baselines.training causal
     python -m baselines.training lmm
+    python -m baselines.training arc        # ARC-Forcing of the block-causal model (after causal, base)
     python -m baselines.training publish
 """
 
@@ -28,6 +29,7 @@ from baselines.training.run import (
     RunOptions,
     fit_codebooks,
     publish,
+    train_arc,
     train_diffusion,
     train_lmm,
 )
@@ -52,6 +54,11 @@ def _common(p: argparse.ArgumentParser, model: str | None) -> None:
     p.add_argument("--save-every", type=int, default=100, help="steps between saved states (default: 100)")
     if model in ("encdec", "causal"):
         p.add_argument("--init", help="base weights to fine-tune (default: <runs>/base/model.safetensors)")
+    if model == "arc":
+        p.add_argument("--init", help="block-causal weights to post-train (default: <runs>/causal/model.safetensors "
+                                      "if present, else the committed lmdm-causal checkpoint)")
+        p.add_argument("--disc-init", help="base DiT the discriminator is cut from (default: <runs>/base/"
+                                           "model.safetensors if present, else the committed outpaint checkpoint)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for model, text in (("base", "bidirectional base DiT (outpaint regime), random outpainting masks"),
                         ("encdec", "LMDM enc-dec fine-tune of the base (context router + enc-dec mask)"),
                         ("causal", "LMDM block-causal fine-tune of the base (context router + block-causal mask)"),
-                        ("lmm", "LMM on the fitted RVQ tokens (teacher-forced cross-entropy)")):
+                        ("lmm", "LMM on the fitted RVQ tokens (teacher-forced cross-entropy)"),
+                        ("arc", "ARC-Forcing post-training of the block-causal LMDM (rollouts + discriminator)")):
         _common(sub.add_parser(model, help=text), model)
     pub = sub.add_parser("publish", help="copy finished runs into baselines/checkpoints/<preset>/")
     _common(pub, None)
@@ -92,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_diffusion(args.command, options, init=getattr(args, "init", None))
     elif args.command == "lmm":
         train_lmm(options)
+    elif args.command == "arc":
+        train_arc(options, init=args.init, disc_init=args.disc_init)
     elif args.command == "publish":
         publish(options, dest=args.dest)
     return 0

@@ -5,6 +5,7 @@ Layout of ``baselines/checkpoints/<preset>/``::
     outpaint.safetensors      the bidirectional base DiT (the outpaint regime's weights)
     lmdm-encdec.safetensors   base fine-tuned with the context router + enc-dec mask
     lmdm-causal.safetensors   base fine-tuned with the context router + block-causal mask
+    lmdm-causal-arc.safetensors  lmdm-causal after ARC-Forcing post-training (training/arc.py)
     lmm.safetensors           the LMM, with its fitted RVQ codebooks under ``rvq.codebooks``
     config.json               preset + overrides, and per model: training settings, data
                               manifest sha256, final loss, wall time, parameters, file sha256
@@ -31,7 +32,7 @@ from baselines.weights import CHECKPOINTS_DIR, SUMS_FILE, expected_hashes, sha25
 CONFIG_FILE = "config.json"
 STORAGE_DTYPE = torch.float16
 MAX_FILE_BYTES = 20_000_000  # every committed checkpoint stays under 20 MB
-REGIME_FILES = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm")
+REGIME_FILES = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmdm-causal-arc", "lmm")
 
 
 def checkpoints_dir(preset: str = "cpu") -> Path:

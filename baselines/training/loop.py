@@ -11,6 +11,9 @@
 - Log: ``<out>/loss.csv`` (step, loss, lr, grad_norm, wall_s), truncated to the saved step on
   resume so a crash never leaves duplicate rows; a tqdm bar on stderr.
 - ``max_minutes`` stops early (after saving): rerun with ``resume=True`` to finish.
+- Companions: objects a task trains beside the model (ARC-Forcing's discriminator and its
+  optimiser) are saved in the state and restored on resume under their names; a task's
+  ``extra_values()`` (for example the discriminator's loss) are logged as extra ``loss.csv`` columns.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm import tqdm
@@ -126,6 +129,9 @@ def train(
     max_minutes: float | None = None,
     progress: bool = True,
     extra_state: dict[str, Any] | None = None,
+    companions: Mapping[str, Any] | None = None,
+    extra_columns: Sequence[str] = (),
+    extra_values: Callable[[], Sequence[float]] | None = None,
 ) -> LoopResult:
     """Train ``model`` with ``loss_fn(generator) -> scalar`` (see module docstring)."""
     out = Path(out)
@@ -135,11 +141,12 @@ def train(
     optimizer = _optimizer(model, config)
     ema = EMA(model, config.ema_decay)
     state_path, loss_path = out / STATE_FILE, out / LOSS_FILE
-    start, wall_before = _resume(out, config, model, optimizer, ema) if resume else (0, 0.0)
+    companions = dict(companions or {})
+    start, wall_before = _resume(out, config, model, optimizer, ema, companions) if resume else (0, 0.0)
     if start == 0:
         with loss_path.open("w", newline="") as f:
-            csv.writer(f).writerow(LOSS_COLUMNS)
-    save = functools.partial(_save_state, state_path, config, model, optimizer, ema, extra_state or {})
+            csv.writer(f).writerow(LOSS_COLUMNS + tuple(extra_columns))
+    save = functools.partial(_save_state, state_path, config, model, optimizer, ema, extra_state or {}, companions)
     bar = tqdm(total=config.steps, initial=start, desc=config.name, unit="step", mininterval=2.0) if progress else None
     began = time.perf_counter()
     recent: list[float] = _recent_losses(loss_path)
@@ -160,7 +167,8 @@ def train(
             value = float(loss.detach())
             recent = (recent + [value])[-50:]
             wall = wall_before + time.perf_counter() - began
-            writer.writerow([step, f"{value:.6f}", f"{lr:.3e}", f"{grad_norm:.4f}", f"{wall:.2f}"])
+            extras = [f"{v:.6f}" for v in extra_values()] if extra_values is not None else []
+            writer.writerow([step, f"{value:.6f}", f"{lr:.3e}", f"{grad_norm:.4f}", f"{wall:.2f}", *extras])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", refresh=False)
@@ -196,7 +204,7 @@ def _optimizer(model: torch.nn.Module, config: LoopConfig) -> torch.optim.AdamW:
 
 
 def _resume(out: Path, config: LoopConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            ema: EMA) -> tuple[int, float]:
+            ema: EMA, companions: Mapping[str, Any] | None = None) -> tuple[int, float]:
     """Restore model, optimiser and EMA from ``out``'s saved state and cut the loss log back to it;
     (steps done, wall seconds so far), or (0, 0.0) when nothing was saved. A run saved with other
     settings is refused, naming the settings that differ."""
@@ -213,6 +221,10 @@ def _resume(out: Path, config: LoopConfig, model: torch.nn.Module, optimizer: to
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     ema.shadow = {k: v.float() for k, v in state["ema"].items()}
+    for name, companion in (companions or {}).items():
+        if name not in state.get("companions", {}):
+            raise ValueError(f"cannot resume {out}: its saved state has no {name!r}; use a new --out")
+        companion.load_state_dict(state["companions"][name])
     start, wall_s = int(state["step"]), float(state["wall_s"])
     _truncate_log(out / LOSS_FILE, start)
     log.info("resumed %s at step %d", out, start)
@@ -220,12 +232,13 @@ def _resume(out: Path, config: LoopConfig, model: torch.nn.Module, optimizer: to
 
 
 def _save_state(path: Path, config: LoopConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: EMA,
-                extra_state: dict[str, Any], step: int, wall_s: float) -> None:
+                extra_state: dict[str, Any], companions: Mapping[str, Any], step: int, wall_s: float) -> None:
     """Write everything a resumed run needs (and ``extra_state``) to ``path``, atomically."""
     state = {
         "step": step, "wall_s": wall_s, "config": _config_dict(config),
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema.shadow,
         "rng": {"scheme": "per-step torch.Generator seeded by (name, seed, step)", "seed": config.seed},
+        "companions": {name: companion.state_dict() for name, companion in companions.items()},
         **extra_state,
     }
     _atomic_torch_save(state, path)

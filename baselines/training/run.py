@@ -20,7 +20,9 @@ from safetensors.torch import load_file
 
 from baselines.data.build import Dataset, load_dataset
 from baselines.dit import build_dit, parameter_count
+from baselines.lmdm_causal import ARC_REGIME, BlockCausalGenerator
 from baselines.lmm import RVQ_CODEBOOKS_KEY, LMMNet, lmm_parameter_count
+from baselines.training.arc import ArcSettings, ArcTask, Discriminator
 from baselines.training.data import LatentBank, TokenBank, encode_clips
 from baselines.training.diffusion import TASK_REGIME, DiffusionTask, Geometry
 from baselines.training.export import (
@@ -43,13 +45,13 @@ EXPORT_FILE = "model.safetensors"
 RUN_FILE = "run.json"
 RVQ_FILE = "rvq.safetensors"
 DEFAULT_RUNS = Path("runs/train")
-MODEL_NAMES = {"base": "base", "encdec": "encdec", "causal": "causal", "lmm": "lmm"}
-MODEL_REGIME = {**TASK_REGIME, "lmm": "lmm"}
+MODEL_NAMES = {"base": "base", "encdec": "encdec", "causal": "causal", "lmm": "lmm", "arc": "arc"}
+MODEL_REGIME = {**TASK_REGIME, "lmm": "lmm", "arc": ARC_REGIME}
 
 # Defaults of the committed run (docs/data_and_training.md has the measured times).
-DEFAULT_STEPS = {"base": 6000, "encdec": 1500, "causal": 1500, "lmm": 6000}
-DEFAULT_BATCH = {"base": 12, "encdec": 12, "causal": 12, "lmm": 8}
-DEFAULT_LR = {"base": 5e-4, "encdec": 2e-4, "causal": 2e-4, "lmm": 1e-3}
+DEFAULT_STEPS = {"base": 6000, "encdec": 1500, "causal": 1500, "lmm": 6000, "arc": 400}
+DEFAULT_BATCH = {"base": 12, "encdec": 12, "causal": 12, "lmm": 8, "arc": 4}
+DEFAULT_LR = {"base": 5e-4, "encdec": 2e-4, "causal": 2e-4, "lmm": 1e-3, "arc": 2e-5}
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,52 @@ def train_diffusion(task: str, options: RunOptions, init: str | None = None) -> 
     return result
 
 
+# ------------------------------------------------------------------------------------ ARC
+def _arc_init(given: str | None, run_model: str, regime: str, options: RunOptions) -> Path:
+    """The weights ARC starts from: ``given``, else this chain's run, else the committed checkpoint."""
+    if given:
+        path = Path(given)
+    else:
+        run_path = Path(options.runs) / MODEL_NAMES[run_model] / EXPORT_FILE
+        path = run_path if run_path.is_file() else checkpoints_dir(options.preset) / f"{regime}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"ARC-Forcing needs the {regime} weights, but {path} does not exist: train them "
+                                f"(`python -m baselines.training {run_model}`) or pass the file")
+    return path
+
+
+def train_arc(options: RunOptions, init: str | None = None, disc_init: str | None = None,
+              settings: ArcSettings | None = None) -> LoopResult:
+    """ARC-Forcing post-training of the block-causal LMDM (baselines/training/arc.py)."""
+    settings = settings or ArcSettings()
+    preset = options.preset_obj()
+    cfg = preset.dit
+    init_path = _arc_init(init, "causal", "lmdm-causal", options)
+    disc_path = _arc_init(disc_init, "base", "outpaint", options)
+    run_preset = dataclasses.replace(preset, dit=dataclasses.replace(cfg, weights=str(init_path)))
+    gen = BlockCausalGenerator(run_preset, preset.settings)
+    base = build_dit(dataclasses.replace(cfg, weights=str(disc_path)))
+    disc = Discriminator(base, settings.disc_layers or max(1, cfg.depth // 2))
+    dataset = load_dataset(options.data)
+    bank = LatentBank.from_dataset(dataset, "train", cfg)
+    loop = options.loop("arc")
+    task = ArcTask(gen, disc, bank, settings, loop.batch)
+    folder = Path(options.runs) / MODEL_NAMES["arc"]
+    result = train(gen.dit, task.loss, loop, folder, resume=options.resume, max_minutes=options.max_minutes,
+                   progress=options.progress, companions={"discriminator": disc, "disc_optimizer": task.disc_optimizer},
+                   extra_columns=task.extra_columns, extra_values=task.extra_values)
+    context, block = _geometry(preset, cfg.codec.frame_rate_hz)
+    _export(folder, "arc", result, loop, options, dataset, parameter_count(cfg), _arch(cfg), {
+        "init": f"{init_path.name} sha256 {sha256_of(init_path)}",
+        "discriminator_init": f"{disc_path.name} sha256 {sha256_of(disc_path)} (first {disc.layers} layers)",
+        "arc": {**dataclasses.asdict(settings), "disc_logsnr": list(settings.disc_logsnr),
+                "stream_steps": gen.steps, "sampler": "pingpong (rollouts)"},
+        "geometry_frames": {"context": context, "block": block},
+        "final_disc_values": dict(zip(task.extra_columns, [round(v, 6) for v in task.last_values])),
+    })
+    return result
+
+
 # ------------------------------------------------------------------------------------ LMM
 def train_lmm(options: RunOptions) -> LoopResult:
     preset = options.preset_obj()
@@ -206,7 +254,8 @@ def _export(folder: Path, model: str, result: LoopResult, loop: LoopConfig, opti
              result.wall_s / 60, folder / EXPORT_FILE, size)
 
 
-def publish(options: RunOptions, dest: str | None = None, models: tuple[str, ...] = ("base", "encdec", "causal", "lmm"),
+def publish(options: RunOptions, dest: str | None = None,
+            models: tuple[str, ...] = ("base", "encdec", "causal", "lmm", "arc"),
             allow_unfinished: bool = False) -> Path:
     """Copy finished runs into ``dest`` (default ``baselines/checkpoints/<preset>``) under their
     regime names, update ``config.json`` and ``SHA256SUMS``."""
@@ -234,6 +283,6 @@ def publish(options: RunOptions, dest: str | None = None, models: tuple[str, ...
 
 
 __all__ = [
-    "RunOptions", "fit_codebooks", "train_diffusion", "train_lmm", "publish", "DEFAULT_STEPS", "EXPORT_FILE",
+    "RunOptions", "fit_codebooks", "train_diffusion", "train_lmm", "train_arc", "publish", "DEFAULT_STEPS", "EXPORT_FILE",
     "RUN_FILE", "MODEL_REGIME",
 ]

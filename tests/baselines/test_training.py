@@ -164,6 +164,50 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert rows_a == rows_b and [r[0] for r in rows_a] == [1, 2, 3, 4, 5, 6]
 
 
+def test_resume_restores_companions_and_logs_their_columns(tmp_path):
+    # a task that trains a second module inside its loss (as ARC-Forcing's discriminator): a
+    # resumed run equals an uninterrupted one, companion and its optimiser included
+    bank, cfg = _tiny_bank()
+    loop = LoopConfig(name="c", steps=5, batch=2, save_every=2, warmup_steps=1, lr=1e-3)
+
+    def run(folder, crash_at=None, resume=False):
+        model = build_dit(cfg)
+        task = DiffusionTask("causal", model, bank, Geometry(16, 4), loop.batch)
+        side = torch.nn.Linear(3, 1)
+        with torch.no_grad():
+            side.weight.fill_(0.5)
+            side.bias.fill_(0.0)
+        side_opt = torch.optim.Adam(side.parameters(), lr=0.1)
+        calls, last = {"n": 0}, [0.0]
+
+        def loss(g):
+            calls["n"] += 1
+            if crash_at is not None and calls["n"] == crash_at:
+                raise KeyboardInterrupt("simulated crash")
+            side_loss = (side(torch.randn(4, 3, generator=g)) - 1.0).pow(2).mean()
+            side_opt.zero_grad()
+            side_loss.backward()
+            side_opt.step()
+            last[0] = float(side_loss.detach())
+            return task.loss(g)
+
+        result = train(model, loss, loop, folder, resume=resume, progress=False,
+                       companions={"side": side, "side_opt": side_opt}, extra_columns=("side_loss",),
+                       extra_values=lambda: last)
+        return side, side_opt, result
+
+    side_a, opt_a, _ = run(tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b", crash_at=4)  # state saved at step 2
+    side_b, opt_b, result_b = run(tmp_path / "b", resume=True)
+    assert result_b.finished
+    assert torch.equal(side_a.weight, side_b.weight) and torch.equal(side_a.bias, side_b.bias)
+    assert opt_a.state_dict()["state"][0]["step"] == opt_b.state_dict()["state"][0]["step"] == 5
+    rows_a = read_loss_log(tmp_path / "a" / "loss.csv")
+    assert [r["side_loss"] for r in rows_a] == [r["side_loss"] for r in read_loss_log(tmp_path / "b" / "loss.csv")]
+    assert len(rows_a) == 5 and all(math.isfinite(r["side_loss"]) for r in rows_a)
+
+
 def test_resume_refuses_other_settings(tmp_path):
     bank, cfg = _tiny_bank()
     model = build_dit(cfg)
