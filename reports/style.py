@@ -35,11 +35,12 @@ DEFAULT_ASPECT = 0.68  # height / width
 PNG_DPI = 200
 
 # The regimes of the suite in the order reports list them (the null system last).
-REGIME_ORDER: tuple[str, ...] = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm", "noise")
+REGIME_ORDER: tuple[str, ...] = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmdm-causal-arc", "lmm", "noise")
 REGIME_COLOURS: dict[str, str] = {
     "outpaint": "#D55E00",  # vermilion (Okabe-Ito palette: distinguishable with colour blindness)
     "lmdm-encdec": "#0072B2",  # blue
     "lmdm-causal": "#009E73",  # bluish green
+    "lmdm-causal-arc": "#00513B",  # dark bluish green: the same regime, ARC-Forcing weights
     "lmm": "#CC79A7",  # reddish purple
     "noise": "#7F7F7F",  # grey: the null system under test
     "drift-tilt": "#E69F00",  # orange

@@ -102,6 +102,7 @@ GENERATORS = Registry(
         "outpaint": "baselines.outpaint:OutpaintGenerator",
         "lmdm-encdec": "baselines.lmdm_encdec:EncDecGenerator",
         REFERENCE_GENERATOR: "baselines.lmdm_causal:BlockCausalGenerator",
+        "lmdm-causal-arc": "baselines.lmdm_causal:ArcBlockCausalGenerator",
         "lmm": "baselines.lmm:LiveMusicModelGenerator",
         NULL_GENERATOR: "baselines.noise:NoiseGenerator",
     },
