@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -84,7 +85,7 @@ def code_hash(generator: str) -> str:
 
 
 # The weights field each built-in regime loads (baselines/weights.py resolves it per regime).
-WEIGHTS_FIELDS = {"outpaint": "dit", "lmdm-encdec": "dit", "lmdm-causal": "dit", "lmm": "lmm"}
+WEIGHTS_FIELDS = {"outpaint": "dit", "lmdm-encdec": "dit", "lmdm-causal": "dit", "lmdm-causal-arc": "dit", "lmm": "lmm"}
 
 
 def weights_identity(generator: str, preset: Any) -> dict[str, Any] | None:
@@ -271,10 +272,12 @@ class Runner:
         self.clock.barrier()
 
     def run_stream(self, gen: StreamingGenerator, workload: Workload, repeat: int, writer: AudioWriter | None,
-                   labels: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-        """One timed stream. Returns (blocks, phases, stream row)."""
+                   labels: dict[str, Any], context_audio: np.ndarray | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        """One timed stream, primed with ``context_audio`` ((channels, samples); None = silence).
+        Returns (blocks, phases, stream row)."""
         spec, seed = gen.spec, workload.seed + repeat
-        raw = self._timed_stream(gen, workload, seed, writer)
+        raw = self._timed_stream(gen, workload, seed, writer, context_audio)
         common = {**labels, "repeat": repeat, "seed": seed}
         block_rows, phase_rows = _block_and_phase_rows(raw, workload, spec.sample_rate, common)
         stream = {
@@ -292,7 +295,7 @@ class Runner:
         return pd.DataFrame(block_rows), pd.DataFrame(phase_rows), stream
 
     def _timed_stream(self, gen: StreamingGenerator, workload: Workload, seed: int,
-                      writer: AudioWriter | None) -> _RawStream:
+                      writer: AudioWriter | None, context_audio: np.ndarray | None = None) -> _RawStream:
         """The timed loop of one stream (module docstring); raw integers only, tables come later.
         ``stop`` always runs, also when a step raises or times out."""
         clock, controls = self.clock, self.controls(workload)
@@ -301,7 +304,9 @@ class Runner:
         clock.barrier()
         memory.reset()
         origin = clock.now_ns()
-        state = [gen.start(controls[0], seed)]  # the latest state, for stop() whatever happens
+        first = (gen.start(controls[0], seed) if context_audio is None
+                 else gen.start(controls[0], seed, context_audio=context_audio))
+        state = [first]  # the latest state, for stop() whatever happens
         start_end = clock.now_ns()
         # Raw per-block values, appended between steps.
         raw = _RawStream(origin, start_end - origin, [], [], [], [], [], [], [], [], 0, 0, "")

@@ -192,6 +192,13 @@ def _paper() -> list[Workload]:
     )]
 
 
+def _long() -> list[Workload]:
+    return [Workload(
+        name="long", horizon_s=16.0, **_default_stream(),
+        description="drift contrast: the default stream; timing over 16 s, the drift stage over 3 x 300 s",
+    )]
+
+
 def _prompt_switch() -> list[Workload]:
     return [Workload(
         name="prompt-switch", horizon_s=32.0, prompts=((0.0, DEFAULT_PROMPT), (16.0, SWITCH_PROMPT)),
@@ -213,6 +220,7 @@ WORKLOADS: dict[str, Callable[[], list[Workload]]] = {
     "smoke": _smoke,
     "default": _default,
     "paper": _paper,
+    "long": _long,
     "prompt-switch": _prompt_switch,
     "context-sweep": _context_sweep,
 }

@@ -55,7 +55,7 @@ Degraded: metrics whose time to degrade is within the horizon (band = mean +/- 3
 SAVED_RUN_HEAD = """\
 ## Drift over stream time
 
-2 streams x 4 s of the 'smoke' stream, windows 0.5 s every 0.5 s; seeds 0..1. Cells: first window &rarr; last window (OLS slope per minute [t-based 95% CI]).
+2 streams x 4 s of the 'smoke' stream, windows 0.5 s every 0.5 s, from silence; seeds 0..1. Cells: first window &rarr; last window (OLS slope per minute [t-based 95% CI]).
 Quality embedder: `logmel` (weight-free log-mel features, NOT a pretrained-model metric). Reference: synthetic: 8 clips x 0.5 s of baselines.degrading.render_music (seeds 10000-10007, drift prompts) through the preset 'tiny' DiT codec (MDCT, 8 of 250 bins (0-128 Hz)); not a real music data set. CLAP: not measured: no CLAP checkpoint given.
 Degraded: metrics whose time to degrade is within the horizon (band = mean +/- 3 std of the first 3 windows; leaves when outside by > max(abs, rel * |early mean|) for 1 consecutive window(s); with a CI, the whole CI must be outside; thresholds in docs/drift.md). Every metric, with CIs: `drift/summary.csv`; per window: `drift/windows.csv`.
 

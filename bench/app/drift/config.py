@@ -34,6 +34,9 @@ DRIFT_PROMPTS: tuple[str, ...] = (
 )
 
 
+DRIFT_CONTEXTS = ("silence", "reference")
+
+
 @dataclass(frozen=True)
 class DriftWorkload:
     """Long-horizon streams: ``n_streams`` x ``stream.horizon_s`` seconds, windows of ``window_s``.
@@ -52,8 +55,13 @@ class DriftWorkload:
     description: str = ""
     descriptors: bool = True  # music descriptors per window (metrics.drift.descriptor_windows)
     descriptor_pitch_step_ms: float = DEFAULT_PITCH_STEP_MS  # PESTO step: the descriptors' cost knob
+    # how streams start: "silence", or "reference": stream i continues the first context_s seconds
+    # of the data set's held-out reference clip i under that clip's short prompt (generate.py)
+    context: str = "silence"
 
     def __post_init__(self) -> None:
+        if self.context not in DRIFT_CONTEXTS:
+            raise ConfigError(f"drift.context must be one of {', '.join(DRIFT_CONTEXTS)}, got {self.context!r}")
         if not isinstance(self.descriptors, bool):
             raise ConfigError(f"drift.descriptors must be true or false, got {self.descriptors!r}")
         if not (MIN_PITCH_STEP_MS <= self.descriptor_pitch_step_ms <= MAX_PITCH_STEP_MS):
@@ -114,6 +122,7 @@ class DriftWorkload:
             "seeds": [self.seed_of(i) for i in range(self.n_streams)], "stream": self.stream.to_dict(),
             "fingerprint": self.fingerprint(), "description": self.description,
             "descriptors": self.descriptors, "descriptor_pitch_step_ms": self.descriptor_pitch_step_ms,
+            "context": self.context,
         }
 
 
@@ -124,9 +133,11 @@ DRIFT_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": dict(horizon_s=12.0, n_streams=2, window_s=2.0, hop_s=2.0, descriptors=False),
     "default": dict(horizon_s=120.0, n_streams=3, window_s=10.0, hop_s=10.0),  # past ARC-Forcing's ~30 s rollouts
     "paper": dict(horizon_s=300.0, n_streams=8, window_s=10.0, hop_s=10.0),
+    # error accumulation well past ARC-Forcing's training rollouts (README, "Drift regression")
+    "long": dict(horizon_s=300.0, n_streams=3, window_s=10.0, hop_s=10.0),
 }
 DRIFT_FIELDS = ("horizon_s", "n_streams", "window_s", "hop_s", "prompts", "seed", "descriptors",
-                "descriptor_pitch_step_ms")
+                "descriptor_pitch_step_ms", "context")
 
 
 def _drift_params(workload: Workload, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -136,6 +147,7 @@ def _drift_params(workload: Workload, overrides: Mapping[str, Any] | None) -> di
     params["seed"] = workload.seed
     params.setdefault("descriptors", True)
     params.setdefault("descriptor_pitch_step_ms", DEFAULT_PITCH_STEP_MS)
+    params.setdefault("context", "silence")
     for key, value in (overrides or {}).items():
         if key not in DRIFT_FIELDS:
             raise ConfigError(f"unknown drift field {key!r}; allowed: {', '.join('drift.' + f for f in DRIFT_FIELDS)}")
@@ -145,6 +157,10 @@ def _drift_params(workload: Workload, overrides: Mapping[str, Any] | None) -> di
         else:
             params[key] = coerce_value(value, params[key], f"drift.{key}")
     return params
+
+
+def _context_text(context: str) -> str:
+    return "silence" if context == "silence" else "held-out reference music (the data set's reference split)"
 
 
 def drift_workload_for(workload: Workload, overrides: Mapping[str, Any] | None = None) -> DriftWorkload:
@@ -164,8 +180,10 @@ def drift_workload_for(workload: Workload, overrides: Mapping[str, Any] | None =
         name=f"drift-{workload.name}", stream=stream, n_streams=n_streams, prompts=params["prompts"],
         window_s=window_s, hop_s=hop_s,
         description=(f"{n_streams} streams x {horizon_s:g} s of the '{workload.name}' stream, "
-                     f"windows {window_s:g} s every {hop_s:g} s{fallback}"),
+                     f"windows {window_s:g} s every {hop_s:g} s, from {_context_text(str(params['context']))}"
+                     f"{fallback}"),
         descriptors=params["descriptors"], descriptor_pitch_step_ms=float(params["descriptor_pitch_step_ms"]),
+        context=str(params["context"]),
     )
 
 

@@ -1,24 +1,54 @@
 """The drift streams of one generator: ``n_streams`` long streams through the harness runner.
 
-Stream ``i`` has seed ``stream.seed + i`` and prompt ``prompts[i % len(prompts)]``; it runs through
+Stream ``i`` has seed ``stream.seed + i`` and prompt ``prompts[i % len(prompts)]`` and starts from
+silence, or (``drift.context = "reference"``) continues the first ``context_s`` seconds of the data
+set's held-out reference clip ``i`` under that clip's short prompt; it runs through
 :meth:`bench.app.runner.Runner.run_stream` (offline scenario, wall clock) and is written to a float32
 WAV as it is produced, so memory stays bounded: nothing accumulates but a few integers per block.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 
 from bench.app.clocks import WallClock
 from bench.app.drift.config import DriftWorkload
 from bench.app.runner import Runner
+from bench.core.errors import ConfigError
 from bench.core.presets import Preset
 from bench.core.registry import GENERATORS
 from bench.core.storage import AudioWriter
+
+
+def reference_contexts(drift: DriftWorkload, sample_rate: int) -> list[tuple[str, str, np.ndarray]]:
+    """(clip id, short prompt, mono context of ``context_s`` seconds) for streams ``0 .. n-1``: the
+    data set's reference clips in order. Raises the data set's missing-data error (with the build
+    command), or ConfigError when the data set's rate is not the generator's or it has too few clips."""
+    from baselines.data.build import load_dataset  # the embedded data set (bench.app is the top layer)
+
+    dataset = load_dataset()
+    if dataset.sample_rate != sample_rate:
+        raise ConfigError(f"drift.context=reference: the data set is {dataset.sample_rate} Hz but the generator runs at "
+                          f"{sample_rate} Hz (use a preset at the data set's rate, e.g. cpu, or drift.context=silence)")
+    clips = dataset.clips("reference")
+    if len(clips) < drift.n_streams:
+        raise ConfigError(f"drift.context=reference needs one reference clip per stream: {drift.n_streams} streams, "
+                          f"{len(clips)} clips")
+    n = int(round(drift.stream.context_s * sample_rate))
+    out = []
+    for clip in clips[:drift.n_streams]:
+        audio = np.asarray(dataset.read(clip), dtype=np.float32)
+        if audio.shape[0] < n:
+            raise ConfigError(f"reference clip {clip['id']} is {audio.shape[0] / sample_rate:g} s, shorter than the "
+                              f"{drift.stream.context_s:g} s context")
+        out.append((str(clip["id"]), str(clip["short_prompt"]), audio[:n]))
+    return out
 
 
 def generate_streams(
@@ -39,17 +69,24 @@ def generate_streams(
         factory = GENERATORS.get(generator) if isinstance(generator, str) else generator
         gen = factory(preset, drift.stream.settings(), device=device, dtype=dtype, **dict(generator_kwargs or {}))
         name = generator if isinstance(generator, str) else (gen.name or factory.__name__)
+        contexts = reference_contexts(drift, gen.spec.sample_rate) if drift.context == "reference" else None
         for i in range(drift.n_streams):
             writer = AudioWriter(out_dir / f"stream{i}.wav", gen.spec.sample_rate, gen.spec.channels)
+            workload, context_audio, clip = drift.stream_workload(i), None, ""
+            if contexts is not None:
+                clip, prompt, mono = contexts[i]
+                workload = dataclasses.replace(workload, prompts=((0.0, prompt),))
+                context_audio = np.repeat(mono[None, :], gen.spec.channels, axis=0)
             try:
-                _, _, row = runner.run_stream(gen, drift.stream_workload(i), i, writer,
-                                              {"generator": name, "workload": drift.name})
+                _, _, row = runner.run_stream(gen, workload, i, writer, {"generator": name, "workload": drift.name},
+                                              context_audio)
             except BaseException:
                 writer.abort()
                 raise
             writer.close()
             rows.append({
-                "generator": name, "stream": i, "seed": int(row["seed"]), "prompt": drift.prompt_of(i),
+                "generator": name, "stream": i, "seed": int(row["seed"]), "prompt": workload.prompts[0][1],
+                "context": drift.context, "context_clip": clip,
                 "audio_path": str(writer.path), "audio_s": float(row["audio_s"]), "n_blocks": int(row["n_blocks"]),
                 "sample_rate": int(gen.spec.sample_rate), "channels": int(gen.spec.channels),
                 "block_s": float(gen.spec.block_s), "peak_mem_bytes": int(row["peak_mem_bytes"]),

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from baselines.degrading import TiltDriftGenerator
+from baselines.noise import NoiseGenerator
 from bench.core.contract import StreamingGenerator
 from bench.core.errors import ConfigError
 from bench.app.drift.config import drift_workload_for
@@ -128,3 +129,53 @@ def test_a_generator_name_with_a_path_stays_inside_the_run_folder(tmp_path: Path
     written = [p.resolve() for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all((tmp_path / "run") in p.parents for p in written)
     assert list((tmp_path / "run" / "drift" / "audio").iterdir())[0].name == ".._.._escaped"
+
+
+class _ContextEcho(NoiseGenerator):
+    """The null generator, recording the context and prompt each stream was started with."""
+
+    primed: list = []
+    prompts: list = []
+
+    def start(self, control, seed, context_audio=None):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        type(self).primed.append(None if context_audio is None else np.array(context_audio))
+        type(self).prompts.append(control.prompt)
+        return super().start(control, seed, context_audio)
+
+
+def test_reference_context_primes_each_stream_with_its_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    import baselines.data.build as data_build
+    from bench.app.drift.generate import generate_streams
+
+    class Clips:
+        sample_rate = get_preset("tiny").dit.codec.sample_rate
+
+        def clips(self, split=None):  # noqa: ANN001
+            return [{"id": f"c{i}", "short_prompt": f"prompt {i}"} for i in range(3)]
+
+        def read(self, clip):  # noqa: ANN001
+            return np.full(self.sample_rate * 3, float(clip["id"][1:]) + 1.0, dtype=np.float32)
+
+    monkeypatch.setattr(data_build, "load_dataset", lambda root=None: Clips())
+    _ContextEcho.primed, _ContextEcho.prompts = [], []
+    workload = get_workloads("smoke")[0]
+    drift = drift_workload_for(workload, {"context": "reference", "n_streams": 2})
+    assert drift.context == "reference" and "reference music" in drift.description
+    rows = generate_streams(_ContextEcho, get_preset("tiny"), drift, tmp_path)
+    assert list(rows["context_clip"]) == ["c0", "c1"] and list(rows["prompt"]) == ["prompt 0", "prompt 1"]
+    n = int(round(workload.context_s * Clips.sample_rate))
+    for i, primed in enumerate(_ContextEcho.primed):
+        assert primed.shape == (1, n) and np.all(primed == i + 1.0)  # clip i's first context_s seconds
+    # from silence (the default) nothing is primed
+    _ContextEcho.primed = []
+    generate_streams(_ContextEcho, get_preset("tiny"), drift_workload_for(workload, {"n_streams": 2}), tmp_path)
+    assert _ContextEcho.primed == [None, None]
+    with pytest.raises(ConfigError, match="drift.context"):
+        drift_workload_for(workload, {"context": "radio"})
+    with pytest.raises(ConfigError, match="one reference clip per stream"):
+        generate_streams(_ContextEcho, get_preset("tiny"), drift_workload_for(workload, {"context": "reference",
+                                                                                         "n_streams": 4}), tmp_path)
