@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from baselines.training.arc import ArcSettings
 from baselines.training.export import checkpoints_dir, verify_checkpoints
 from baselines.training.run import (
     DEFAULT_BATCH,
@@ -59,6 +60,8 @@ def _common(p: argparse.ArgumentParser, model: str | None) -> None:
                                       "if present, else the committed lmdm-causal checkpoint)")
         p.add_argument("--disc-init", help="base DiT the discriminator is cut from (default: <runs>/base/"
                                            "model.safetensors if present, else the committed outpaint checkpoint)")
+        p.add_argument("--disc-lr", type=float, default=ArcSettings.disc_lr,
+                       help="discriminator learning rate (default: %(default)s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "lmm":
         train_lmm(options)
     elif args.command == "arc":
-        train_arc(options, init=args.init, disc_init=args.disc_init)
+        train_arc(options, init=args.init, disc_init=args.disc_init, settings=ArcSettings(disc_lr=args.disc_lr))
     elif args.command == "publish":
         publish(options, dest=args.dest)
     return 0

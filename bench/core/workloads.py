@@ -195,7 +195,8 @@ def _paper() -> list[Workload]:
 def _long() -> list[Workload]:
     return [Workload(
         name="long", horizon_s=16.0, **_default_stream(),
-        description="drift contrast: the default stream; timing over 16 s, the drift stage over 3 x 300 s",
+        description="drift contrast: the default stream; timing over 16 s, the drift stage over 3 x 300 s "
+                    "continuing held-out music",
     )]
 
 

@@ -275,14 +275,16 @@ def _bounds(frame: pd.DataFrame, metric: str, values: np.ndarray) -> tuple[np.nd
                 np.where(np.isfinite(hi), np.fmax(hi, values), values))
 
 
-def check_comparable(result: DriftResult, baseline: DriftResult, keys: Sequence[str] = COMPARABLE_KEYS) -> None:
-    """Raise :class:`BaselineMismatch` naming every provenance key that differs."""
+def check_comparable(result: DriftResult, baseline: DriftResult, keys: Sequence[str] = COMPARABLE_KEYS,
+                     same_generator: bool = True) -> None:
+    """Raise :class:`BaselineMismatch` naming every provenance key that differs (and the generator,
+    unless ``same_generator`` is False: comparing another model with a recorded one)."""
     diffs = []
     for key in keys:
         a, b = _clean(result.config.get(key)), _clean(baseline.config.get(key))
         if a != b:
             diffs.append(f"{key}: result {a!r} vs baseline {b!r}")
-    if result.generator != baseline.generator:
+    if same_generator and result.generator != baseline.generator:
         diffs.append(f"generator: result {result.generator!r} vs baseline {baseline.generator!r}")
     if len(result.windows) < len(baseline.windows):
         diffs.append(f"windows: result has {len(result.windows)}, baseline {len(baseline.windows)} (horizon shorter)")
@@ -295,11 +297,13 @@ def check_comparable(result: DriftResult, baseline: DriftResult, keys: Sequence[
 
 def compare_to_baseline(
     result: DriftResult, baseline: DriftResult, tolerance: Tolerance | None = None,
-    metrics: Sequence[str] | None = None, baseline_source: str = "<baseline>",
+    metrics: Sequence[str] | None = None, baseline_source: str = "<baseline>", same_generator: bool = True,
 ) -> DriftComparison:
-    """Compare ``result`` with ``baseline`` window by window and by time to degrade."""
+    """Compare ``result`` with ``baseline`` window by window and by time to degrade. With
+    ``same_generator=False`` the baseline may come from another generator (a model before and
+    after post-training); every other provenance key must still match."""
     tolerance = tolerance or Tolerance()
-    check_comparable(result, baseline)
+    check_comparable(result, baseline, same_generator=same_generator)
     names = list(metrics) if metrics is not None else baseline.metrics
     n = len(baseline.windows)
     res_w = result.windows.sort_values("window_index").iloc[:n].reset_index(drop=True)

@@ -91,11 +91,15 @@ class DriftBaseline:
 
     def check(
         self, result: DriftResult, name: str | None = None, tolerance: Tolerance | None = None,
-        metrics: Sequence[str] | None = None, **tolerance_overrides: float | tuple[float, float],
+        metrics: Sequence[str] | None = None, same_generator: bool = True,
+        **tolerance_overrides: float | tuple[float, float],
     ) -> DriftComparison:
         """Compare ``result`` with the stored baseline; fail the test with a readable message.
 
         ``tolerance_overrides`` adjust single metrics: ``check(result, loudness_lufs=0.5)``.
+        ``same_generator=False`` checks another model against the baseline (e.g. a checkpoint
+        before post-training against the one after); ``metrics`` then usually picks the measures
+        anchored to each stream's own start (``self_kad_logmel``, ``key_same_as_first``, ...).
         With ``--drift-update-baselines`` the baseline is (re)written and the check passes.
         """
         path = self.path(name)
@@ -109,7 +113,8 @@ class DriftBaseline:
                 "(then commit the file)", pytrace=False,
             )
         try:
-            comparison = compare_to_baseline(result, load_baseline(path), tol, metrics, baseline_source=str(path))
+            comparison = compare_to_baseline(result, load_baseline(path), tol, metrics, baseline_source=str(path),
+                                             same_generator=same_generator)
         except BaselineMismatch as exc:
             pytest.fail(str(exc), pytrace=False)
         if not comparison.ok:

@@ -92,6 +92,10 @@ def test_drift_workload_defaults_and_overrides() -> None:
     with pytest.raises(ConfigError, match="0.4 s"):
         drift_workload_for(get_workloads("default")[0], {"window_s": 0.2})
     assert issubclass(TiltDriftGenerator, StreamingGenerator)
+    assert default.context == "silence"
+    long = drift_workload_for(get_workloads("long")[0])  # the ARC-Forcing contrast (docs/arc.md)
+    assert long.horizon_s >= 300 and long.n_streams >= 3 and long.context == "reference"
+    assert long.stream.block_s == default.stream.block_s and long.stream.steps == default.stream.steps
 
 
 def test_reference_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
