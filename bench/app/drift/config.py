@@ -55,8 +55,8 @@ class DriftWorkload:
     description: str = ""
     descriptors: bool = True  # music descriptors per window (metrics.drift.descriptor_windows)
     descriptor_pitch_step_ms: float = DEFAULT_PITCH_STEP_MS  # PESTO step: the descriptors' cost knob
-    # how streams start: "silence", or "reference": stream i continues the first context_s seconds
-    # of the data set's held-out reference clip i under that clip's short prompt (generate.py)
+    # how streams start: "silence", or "reference": each stream continues the first context_s seconds
+    # of a held-out reference clip (spread over the split) under that clip's short prompt (generate.py)
     context: str = "silence"
 
     def __post_init__(self) -> None:

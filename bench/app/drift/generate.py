@@ -1,8 +1,9 @@
 """The drift streams of one generator: ``n_streams`` long streams through the harness runner.
 
 Stream ``i`` has seed ``stream.seed + i`` and prompt ``prompts[i % len(prompts)]`` and starts from
-silence, or (``drift.context = "reference"``) continues the first ``context_s`` seconds of the data
-set's held-out reference clip ``i`` under that clip's short prompt; it runs through
+silence, or (``drift.context = "reference"``) continues the first ``context_s`` seconds of a held-out
+reference clip (spread over the split: :func:`reference_contexts`) under that clip's short prompt; it
+runs through
 :meth:`bench.app.runner.Runner.run_stream` (offline scenario, wall clock) and is written to a float32
 WAV as it is produced, so memory stays bounded: nothing accumulates but a few integers per block.
 """
@@ -28,7 +29,7 @@ from bench.core.storage import AudioWriter
 
 def reference_contexts(drift: DriftWorkload, sample_rate: int) -> list[tuple[str, str, np.ndarray]]:
     """(clip id, short prompt, mono context of ``context_s`` seconds) for streams ``0 .. n-1``: the
-    data set's reference clips in order. Raises the data set's missing-data error (with the build
+    data set's reference clips ``floor(i * clips / n)``, so the streams continue different pieces. Raises the data set's missing-data error (with the build
     command), or ConfigError when the data set's rate is not the generator's or it has too few clips."""
     from baselines.data.build import load_dataset  # the embedded data set (bench.app is the top layer)
 
@@ -41,8 +42,10 @@ def reference_contexts(drift: DriftWorkload, sample_rate: int) -> list[tuple[str
         raise ConfigError(f"drift.context=reference needs one reference clip per stream: {drift.n_streams} streams, "
                           f"{len(clips)} clips")
     n = int(round(drift.stream.context_s * sample_rate))
+    # spread over the split (clips of one piece are neighbours): clip floor(i * len / n) for stream i
+    chosen = [clips[i * len(clips) // drift.n_streams] for i in range(drift.n_streams)]
     out = []
-    for clip in clips[:drift.n_streams]:
+    for clip in chosen:
         audio = np.asarray(dataset.read(clip), dtype=np.float32)
         if audio.shape[0] < n:
             raise ConfigError(f"reference clip {clip['id']} is {audio.shape[0] / sample_rate:g} s, shorter than the "
