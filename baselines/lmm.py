@@ -168,6 +168,8 @@ class LiveMusicModelGenerator(StreamingGenerator):
         self._depth_pos = sinusoids(cfg.rvq_levels, cfg.width, dev, dt)  # (Q, d)
         self._level_offsets = torch.arange(cfg.rvq_levels, device=dev) * cfg.codebook_size  # (Q,)
         self._style_cache: dict[str, torch.Tensor] = {}  # prompt -> (b, S) ids on the device
+        # the FLOP bookkeeping is Python arithmetic: done once here, never inside the timed step
+        self._block_flops = {first: self.analytic_flops(first) for first in (True, False)}
 
     # ------------------------------------------------------------------ construction
     def _build_model(self) -> LMMNet:
@@ -264,7 +266,7 @@ class LiveMusicModelGenerator(StreamingGenerator):
             phase_calls={PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames * levels, PHASE_DECODE: 1},
             tokens_processed=b * (self.encoder_tokens + frames + frames * levels),
             cache_len=frames,
-            analytic_flops=self.analytic_flops(state.block_index == 0),
+            analytic_flops=dict(self._block_flops[state.block_index == 0]),
             extra={
                 "encoder_tokens": self.encoder_tokens,
                 "cfg_batch": b,

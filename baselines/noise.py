@@ -5,6 +5,11 @@ It does the least work a generator can do (one ``torch.randn`` on the host insid
 overhead per block (timer reads, the phase recorder, the Python call) plus that minimal work.
 Every run reports it next to the real regimes (MLPerf's "null SUT" idea).
 
+``noise-phased`` (:class:`PhasedNoiseGenerator`) returns the same audio through as many phase
+entries per block as the LMM of the preset (encode, ``B`` temporal, ``B x Q`` depth, decode), each
+with an empty body: its latency minus ``noise``'s, over the extra entries, is the harness's cost
+per phase entry (the run's ``overhead`` table), measured rather than assumed.
+
 Audio: white Gaussian noise with standard deviation :data:`NOISE_STD` (about -20 dBFS RMS) at the
 preset's sample rate and channel count; block length follows the DiT codec's frame rate, like the
 diffusion regimes. Randomness comes only from ``block_generator(seed, block_index, "noise")``.
@@ -27,8 +32,8 @@ from bench.core.contract import (
     StreamSpec,
     block_generator,
 )
-from bench.core.phases import PHASE_DECODE
-from bench.core.registry import NULL_GENERATOR
+from bench.core.phases import PHASE_DECODE, PHASE_DEPTH, PHASE_ENCODE, PHASE_TEMPORAL
+from bench.core.registry import NULL_GENERATOR, PHASED_NULL_GENERATOR
 from bench.core.settings import Control, StreamSettings
 
 NOISE_STD = 0.1
@@ -86,3 +91,40 @@ class NoiseGenerator(StreamingGenerator):
 
     def copy_state(self, state: NoiseState) -> NoiseState:
         return state  # immutable
+
+
+class PhasedNoiseGenerator(NoiseGenerator):
+    """The null generator with the LMM's phase entries per block (module docstring)."""
+
+    name = PHASED_NULL_GENERATOR
+
+    def __init__(self, preset: Any, settings: StreamSettings, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__(preset, settings, device, dtype)
+        lmm = preset.lmm
+        _, frames = settings.frames(lmm.codec.frame_rate_hz)
+        self.frames, self.levels = frames, lmm.rvq_levels
+        self._calls = {PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames * lmm.rvq_levels, PHASE_DECODE: 1}
+
+    @property
+    def phase_entries(self) -> int:
+        """Phase entries per block (the LMM's at this preset and stream)."""
+        return sum(self._calls.values())
+
+    def step(self, state: NoiseState, control: Control, recorder: PhaseRecorder = NULL_RECORDER) -> tuple[StepResult, NoiseState]:
+        with recorder.phase(PHASE_ENCODE):
+            pass
+        for _ in range(self.frames):
+            with recorder.phase(PHASE_TEMPORAL):
+                pass
+            for _ in range(self.levels):
+                with recorder.phase(PHASE_DEPTH):
+                    pass
+        result, new_state = super().step(state, control, recorder)  # the decode phase: the noise
+        info = StepInfo(block_index=state.block_index, phase_calls=dict(self._calls), tokens_processed=0, cache_len=0,
+                        analytic_flops=self.analytic_flops(False))
+        return StepResult(audio=result.audio, info=info), new_state
+
+    def analytic_flops(self, first_block: bool) -> dict[str, float]:
+        return {phase: 0.0 for phase in self._calls}
+

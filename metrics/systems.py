@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.core.registry import NULL_GENERATOR, REFERENCE_GENERATOR
+from bench.core.registry import NULL_GENERATOR, PHASED_NULL_GENERATOR, REFERENCE_GENERATOR
 from metrics.playback import first_prompt_blocks, playback_columns, simulate_playback
 
 # MLPerf Inference minimum sample counts for a percentile claim.
@@ -232,9 +232,25 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["workload", "a", "b", "latency_ratio", "analytic_flop_ratio", "latency_over_flop_ratio"])
 
 
-def null_overhead(summary: pd.DataFrame, null: str = NULL_GENERATOR, reference: str = REFERENCE_GENERATOR) -> pd.DataFrame:
+OVERHEAD_COLUMNS = ["workload", "null_generator", "null_median_ms", "reference", "reference_median_ms",
+                    "overhead_fraction", "phased_null_median_ms", "extra_phase_entries", "per_phase_entry_us"]
+
+
+def _steady_entries(phases: pd.DataFrame | None, workload: str, generator: str) -> float:
+    """Phase entries per steady block of ``generator`` (sum of its phases' calls), NaN if unknown."""
+    if phases is None or phases.empty:
+        return float("nan")
+    rows = phases[(phases.workload == workload) & (phases.generator == generator) & (phases.block_kind == "steady")]
+    return float(rows["calls"].sum()) if not rows.empty else float("nan")
+
+
+def null_overhead(summary: pd.DataFrame, phases: pd.DataFrame | None = None, null: str = NULL_GENERATOR,
+                  reference: str = REFERENCE_GENERATOR, phased: str = PHASED_NULL_GENERATOR) -> pd.DataFrame:
     """The null generator's median block latency per workload (the harness's own overhead per
-    block plus minimal work), and its share of ``reference``'s median block latency."""
+    block plus minimal work), and its share of ``reference``'s median block latency. When the run
+    also has ``phased`` (the null generator with the LMM's phase entries) and ``phases`` (the
+    :func:`phase_summary` table): the harness's cost per phase entry, ``(p50(phased) - p50(null)) /
+    (entries(phased) - entries(null))`` in microseconds."""
     rows = []
     for work, group in summary.groupby("workload", sort=False):
         nulls = group[group.generator == null]
@@ -243,12 +259,16 @@ def null_overhead(summary: pd.DataFrame, null: str = NULL_GENERATOR, reference: 
         refs = group[group.generator == reference]
         null_ms = float(nulls.iloc[0]["p50_ms"])
         ref_ms = float(refs.iloc[0]["p50_ms"]) if not refs.empty else float("nan")
+        phased_rows = group[group.generator == phased]
+        phased_ms = float(phased_rows.iloc[0]["p50_ms"]) if not phased_rows.empty else float("nan")
+        extra = _steady_entries(phases, work, phased) - _steady_entries(phases, work, null)
+        per_entry_us = 1000.0 * (phased_ms - null_ms) / extra if extra > 0 else float("nan")
         rows.append({
             "workload": work, "null_generator": null, "null_median_ms": null_ms, "reference": reference,
             "reference_median_ms": ref_ms, "overhead_fraction": null_ms / ref_ms if ref_ms > 0 else float("nan"),
+            "phased_null_median_ms": phased_ms, "extra_phase_entries": extra, "per_phase_entry_us": per_entry_us,
         })
-    return pd.DataFrame(rows, columns=["workload", "null_generator", "null_median_ms", "reference",
-                                       "reference_median_ms", "overhead_fraction"])
+    return pd.DataFrame(rows, columns=OVERHEAD_COLUMNS)
 
 
 __all__ = [

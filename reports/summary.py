@@ -203,8 +203,14 @@ def _overhead_lines(overhead: pd.DataFrame | None, workload: str) -> list[str]:
         return []
     o = overhead[overhead.workload == workload].iloc[0]
     share = format_fixed(o.overhead_fraction, 3, 100.0)
-    return [f"Null generator (`{o.null_generator}`) block latency: {format_fixed(o.null_median_ms, 3)} ms median, "
-            f"{share}% of `{o.reference}`'s median block latency ({format_fixed(o.reference_median_ms, 2)} ms).", ""]
+    lines = [f"Null generator (`{o.null_generator}`) block latency: {format_fixed(o.null_median_ms, 3)} ms median, "
+             f"{share}% of `{o.reference}`'s median block latency ({format_fixed(o.reference_median_ms, 2)} ms).", ""]
+    per_entry = getattr(o, "per_phase_entry_us", float("nan"))
+    if pd.notna(per_entry):
+        lines += [f"Harness cost per phase entry: {format_fixed(per_entry, 2)} us (the null generator with "
+                  f"{format_fixed(o.extra_phase_entries, 0)} more phase entries per block, the LMM's, takes "
+                  f"{format_fixed(o.phased_null_median_ms, 3)} ms median).", ""]
+    return lines
 
 
 def _pair_lines(pairs: pd.DataFrame | None, workload: str) -> list[str]:

@@ -30,7 +30,7 @@ MAX_DRIFT_STREAMS = 1000
 MAX_STEP_TIMEOUT_S = 7 * 24 * 3600.0
 # The codec (preset group) whose frames a regime's blocks are made of; the null generator uses dit's.
 CODEC_GROUPS = {"outpaint": "dit", "lmdm-encdec": "dit", "lmdm-causal": "dit", "lmdm-causal-arc": "dit", "lmm": "lmm",
-                NULL_GENERATOR: "dit"}
+                NULL_GENERATOR: "dit", "noise-phased": "dit"}
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,

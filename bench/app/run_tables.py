@@ -44,9 +44,10 @@ def write_run_tables(store: RunStore, statuses: list[dict[str, Any]], peak_flops
     try:
         summary = systems.summarize(tables["blocks"], tables["streams"], tables["flops"], peak_flops_per_s)
         store.write_run_table("summary", summary)
-        store.write_run_table("phase_summary", systems.phase_summary(tables["phases"]))
+        phases = systems.phase_summary(tables["phases"])
+        store.write_run_table("phase_summary", phases)
         store.write_run_table("pairs", systems.pairwise_ratios(summary))
-        store.write_run_table("overhead", systems.null_overhead(summary))
+        store.write_run_table("overhead", systems.null_overhead(summary, phases))
     except (ValueError, KeyError, IndexError, ZeroDivisionError) as exc:  # OSError (disk) goes up to the run
         # The cell tables are saved; a summary problem must not hide them (python -m reports.summary RUN later).
         log.error("run tables: the summaries could not be computed from the cell tables (%s: %s)",

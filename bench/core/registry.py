@@ -93,6 +93,9 @@ class Registry:
 # The null system under test: returns audio at once, measuring the harness's own overhead. Tables
 # show it but never rank it; the overhead table divides by it.
 NULL_GENERATOR = "noise"
+# The null generator with the LMM's phase entries per block: measures the harness's cost per phase
+# entry (run by name: --generators lmm,noise-phased; never ranked either).
+PHASED_NULL_GENERATOR = "noise-phased"
 # The generator the overhead table compares the null generator with (the streaming regime).
 REFERENCE_GENERATOR = "lmdm-causal"
 
@@ -115,5 +118,6 @@ GENERATORS = Registry(
         "collapse-noise": "baselines.degrading:NoiseCollapseGenerator",
         "tonal-control": "baselines.degrading:TonalMusicGenerator",
         "key-change": "baselines.degrading:KeyChangeGenerator",
+        PHASED_NULL_GENERATOR: "baselines.noise:PhasedNoiseGenerator",
     },
 )

@@ -75,3 +75,24 @@ def test_output_does_not_depend_on_the_context(gen):
         result, _ = gen.step(gen.start(Control("x"), 0, context_audio=context), Control("x"))
         outs.append(result.audio)
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], outs[2])
+
+
+def test_phased_null_generator_has_the_lmms_phase_entries_and_the_same_audio():
+    from baselines.lmm import LiveMusicModelGenerator
+    from baselines.noise import PhasedNoiseGenerator
+
+    preset = get_preset("tiny")
+    phased = GENERATORS.create("noise-phased", preset, preset.settings)
+    assert isinstance(phased, PhasedNoiseGenerator)
+    plain = NoiseGenerator(preset, preset.settings)
+    lmm = LiveMusicModelGenerator(preset, preset.settings)
+    recorder = FlopRecorder()
+    result, _ = phased.step(phased.start(Control("x"), 1), Control("x"), recorder)
+    lmm_result, _ = lmm.step(lmm.start(Control("x"), 1), Control("x"))
+    assert result.info.phase_calls == lmm_result.info.phase_calls == dict(recorder.calls)
+    assert phased.phase_entries == sum(lmm_result.info.phase_calls.values())
+    assert set(result.info.analytic_flops) == set(lmm_result.info.analytic_flops)
+    assert all(v == 0.0 for v in result.info.analytic_flops.values())
+    expected, _ = plain.step(plain.start(Control("x"), 1), Control("x"))
+    assert np.array_equal(result.audio, expected.audio)
+

@@ -182,8 +182,21 @@ def test_summary_pairs_and_null_overhead():
     assert (row.a, row.b) == ("a", "b")
     assert row.latency_ratio == pytest.approx(4.0) and row.analytic_flop_ratio == pytest.approx(8.0)
     assert row.latency_over_flop_ratio == pytest.approx(0.5)
-    over = null_overhead(s.reset_index(), "noise", "a").iloc[0]
+    over = null_overhead(s.reset_index(), null="noise", reference="a").iloc[0]
     assert over.null_median_ms == pytest.approx(0.1) and over.overhead_fraction == pytest.approx(0.1 / 200)
+    assert np.isnan(over.per_phase_entry_us)  # no phased null generator in this run: not measured
+
+
+def test_cost_per_phase_entry_from_the_phased_null_generator():
+    summary = pd.DataFrame([{"workload": "w", "generator": g, "p50_ms": ms}
+                            for g, ms in [("noise", 0.06), ("noise-phased", 0.83), ("lmm", 39.0)]])
+    phases = pd.DataFrame([{"workload": "w", "generator": g, "phase": p, "block_kind": "steady", "calls": c}
+                           for g, p, c in [("noise", "decode", 1), ("noise-phased", "encode", 1),
+                                           ("noise-phased", "temporal", 25), ("noise-phased", "depth", 50),
+                                           ("noise-phased", "decode", 1)]])
+    over = null_overhead(summary, phases, reference="lmm").iloc[0]
+    assert over.extra_phase_entries == 76 and over.phased_null_median_ms == pytest.approx(0.83)
+    assert over.per_phase_entry_us == pytest.approx(1000 * (0.83 - 0.06) / 76)
 
 
 def test_pairs_cover_every_combination():
