@@ -258,9 +258,10 @@ class LiveMusicModelGenerator(StreamingGenerator):
             with recorder.phase(PHASE_DECODE):
                 latents = self.rvq.dequantize(tokens)  # (B, D) float32
                 audio = self.codec.decode(latents, previous=state.last_latent)  # (C, B * hop)
+                # the one host sync of the step, inside the decode phase as in every diffusion regime
+                audio_np = audio.to("cpu", torch.float32).numpy()
             context = torch.cat([state.context_tokens[frames:], tokens[:, : self.cfg.encoder_levels]], dim=0)
             last_latent = latents[-1].clone()
-        audio_np = audio.float().cpu().numpy()  # the one host sync of the step
         info = StepInfo(
             block_index=state.block_index,
             phase_calls={PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames * levels, PHASE_DECODE: 1},
