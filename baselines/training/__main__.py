@@ -62,6 +62,8 @@ def _common(p: argparse.ArgumentParser, model: str | None) -> None:
                                            "model.safetensors if present, else the committed outpaint checkpoint)")
         p.add_argument("--disc-lr", type=float, default=ArcSettings.disc_lr,
                        help="discriminator learning rate (default: %(default)s)")
+        p.add_argument("--disc-update-probability", type=float, default=ArcSettings.disc_update_probability,
+                       help="share of steps that update the discriminator (seeded; default: %(default)s)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "lmm":
         train_lmm(options)
     elif args.command == "arc":
-        train_arc(options, init=args.init, disc_init=args.disc_init, settings=ArcSettings(disc_lr=args.disc_lr))
+        train_arc(options, init=args.init, disc_init=args.disc_init,
+                  settings=ArcSettings(disc_lr=args.disc_lr, disc_update_probability=args.disc_update_probability))
     elif args.command == "publish":
         publish(options, dest=args.dest)
     return 0

@@ -60,6 +60,7 @@ class ArcSettings:
     disc_layers: int = 0  # base DiT layers kept in the discriminator (0 = depth // 2)
     disc_lr: float = 1e-4
     disc_logsnr: tuple[float, float] = (-1.0, 4.0)  # re-noising of the discriminator's input
+    disc_update_probability: float = 1.0  # < 1: the discriminator skips a seeded share of the steps
 
     def __post_init__(self) -> None:
         if not 1 <= self.scored_blocks <= self.min_blocks <= self.max_blocks:
@@ -67,6 +68,8 @@ class ArcSettings:
                              f"<= max_blocks ({self.max_blocks})")
         if not 0.0 <= self.context_dropout <= 1.0:
             raise ValueError(f"context_dropout must be in [0, 1], got {self.context_dropout}")
+        if not 0.0 < self.disc_update_probability <= 1.0:
+            raise ValueError(f"disc_update_probability must be in (0, 1], got {self.disc_update_probability}")
 
 
 # ------------------------------------------------------------------------------------ rollout
@@ -270,14 +273,17 @@ class ArcTask:
     def loss(self, rng: torch.Generator) -> torch.Tensor:
         """One ARC step: a rollout, one discriminator update, then the generator loss (returned)."""
         real, cond, context, exits = self.draw(rng)
+        p_update = self.settings.disc_update_probability  # drawn only when < 1: the committed run's draws stay
+        update_disc = p_update >= 1.0 or bool(torch.rand(1, generator=rng) < p_update)
         fake = self.fake_windows(cond, context, exits, rng)
         self.disc.requires_grad_(True)
         d_loss, real_fake, real_mismatched = self.disc_loss(real, fake, cond, rng)
-        self.disc_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 1.0)
-        self.disc_optimizer.step()
-        self.disc_optimizer.zero_grad(set_to_none=True)
+        if update_disc:
+            self.disc_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.disc.parameters(), 1.0)
+            self.disc_optimizer.step()
+            self.disc_optimizer.zero_grad(set_to_none=True)
         self.last_values = [float(d_loss.detach()), real_fake, real_mismatched]
         return self.generator_loss(real, fake, cond, rng)
 

@@ -155,3 +155,15 @@ def test_settings_are_checked():
         ArcSettings(scored_blocks=5, min_blocks=4)
     with pytest.raises(ValueError, match="batch"):
         _task(batch=1)
+
+
+def test_a_skipped_discriminator_update_leaves_it_unchanged():
+    task = _task()
+    task.settings = dataclasses.replace(task.settings, disc_update_probability=1e-9)
+    task.gen.dit.requires_grad_(True)
+    before = [p.detach().clone() for p in task.disc.parameters()]
+    loss = task.loss(torch.Generator().manual_seed(11))
+    assert torch.isfinite(loss)
+    assert all(torch.equal(a, b) for a, b in zip(before, task.disc.parameters()))
+    with pytest.raises(ValueError, match="disc_update_probability"):
+        ArcSettings(disc_update_probability=0.0)
