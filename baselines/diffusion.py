@@ -29,7 +29,7 @@ from baselines.attention import KVCache, rope_cos_sin
 from baselines.codecs import make_codec
 from baselines.conditioning import prompt_tokens
 from baselines.dit import TIME_FEATURES, DiT, build_dit
-from baselines.samplers import VelocityFn, cfg_combine, get_sampler, logsnr_schedule
+from baselines.samplers import StepCallback, VelocityFn, cfg_combine, get_sampler, logsnr_schedule
 from bench.core.contract import (
     PhaseRecorder,
     StepInfo,
@@ -130,6 +130,9 @@ class DiffusionGenerator(StreamingGenerator):
         self.steps = settings.steps
         self.ts = logsnr_schedule(settings.steps)
         self._sampler = get_sampler(settings.sampler)
+        # public per-step hook of the sampler, (step_index, t, x, guided velocity) -> None; for tests
+        # and tools (None: nothing is called). It runs inside the timed step: leave it None to time.
+        self.on_sampler_step: StepCallback | None = None
         self.batch = 2 if settings.cfg else 1  # CFG: [conditional, unconditional]
         self._validate()
         self.dit: DiT = build_dit(config, self.device, dtype, regime=self.name)
@@ -250,7 +253,7 @@ class DiffusionGenerator(StreamingGenerator):
     def _sample(self, state: DiffusionState, velocity: VelocityFn) -> torch.Tensor:
         """Run the configured sampler for one block: (B, D) float32 clean latents."""
         gen = block_generator(state.seed, state.block_index, "sampler", self.device)
-        return self._sampler(velocity, self._noise(state), self.ts, gen)
+        return self._sampler(velocity, self._noise(state), self.ts, gen, on_step=self.on_sampler_step)
 
     def _decode(self, x0: torch.Tensor, context: torch.Tensor, recorder: PhaseRecorder) -> np.ndarray:
         """Block latents (B, D) -> host float32 audio (channels, B * hop); the step's only sync."""

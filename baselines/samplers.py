@@ -8,6 +8,8 @@ Every sampler is ``sampler(velocity_fn, noise, ts, generator) -> x0`` where
 ``ts`` a decreasing sequence of ``steps + 1`` Python floats ending at 0, and ``generator`` the
 only source of the randomness a sampler may draw (ping-pong's fresh noise). ``step_index`` lets a
 streaming regime route its first model call to a different pass (bootstrap, fused first step).
+``on_step(step_index, t, x, v)`` (optional, public, for tests and tools) sees every step's input
+and velocity after the call; it must not modify them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch
 from bench.core.errors import ConfigError
 
 VelocityFn = Callable[[torch.Tensor, float, int], torch.Tensor]
-Sampler = Callable[[VelocityFn, torch.Tensor, Sequence[float], "torch.Generator | None"], torch.Tensor]
+StepCallback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
+Sampler = Callable[..., torch.Tensor]  # (velocity_fn, noise, ts, generator, on_step=None) -> x0
 
 LOGSNR_MIN = -6.0
 LOGSNR_MAX = 2.0
@@ -44,25 +47,33 @@ def _check(ts: Sequence[float]) -> None:
 
 
 def sample_euler(
-    velocity_fn: VelocityFn, noise: torch.Tensor, ts: Sequence[float], generator: torch.Generator | None = None
+    velocity_fn: VelocityFn, noise: torch.Tensor, ts: Sequence[float], generator: torch.Generator | None = None,
+    on_step: StepCallback | None = None,
 ) -> torch.Tensor:
     """Deterministic Euler integration of ``dx/dt = v`` from ``ts[0]`` to 0 (generator unused)."""
     _check(ts)
     x = noise
     for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
-        x = x + (t_next - t) * velocity_fn(x, t, i)
+        v = velocity_fn(x, t, i)
+        if on_step is not None:
+            on_step(i, t, x, v)
+        x = x + (t_next - t) * v
     return x
 
 
 def sample_pingpong(
-    velocity_fn: VelocityFn, noise: torch.Tensor, ts: Sequence[float], generator: torch.Generator | None = None
+    velocity_fn: VelocityFn, noise: torch.Tensor, ts: Sequence[float], generator: torch.Generator | None = None,
+    on_step: StepCallback | None = None,
 ) -> torch.Tensor:
     """Ping-pong: denoise to ``x0 = x - t v``, then re-noise to the next time with FRESH noise,
     ``x = (1 - t_next) x0 + t_next eps``; the last step returns its ``x0``."""
     _check(ts)
     x = noise
     for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
-        x0 = x - t * velocity_fn(x, t, i)
+        v = velocity_fn(x, t, i)
+        if on_step is not None:
+            on_step(i, t, x, v)
+        x0 = x - t * v
         if t_next > 0.0:
             eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = (1.0 - t_next) * x0 + t_next * eps
@@ -87,6 +98,6 @@ def cfg_combine(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> t
 
 
 __all__ = [
-    "VelocityFn", "Sampler", "logsnr_schedule", "sample_euler", "sample_pingpong", "SAMPLERS", "get_sampler",
+    "VelocityFn", "StepCallback", "Sampler", "logsnr_schedule", "sample_euler", "sample_pingpong", "SAMPLERS", "get_sampler",
     "cfg_combine",
 ]

@@ -20,19 +20,10 @@ from bench.core.contract import block_generator
 
 
 def record_velocities(gen) -> list[torch.Tensor]:  # noqa: ANN001
-    """Wrap ``gen``'s sampler so every guided velocity it computes is appended to the list."""
+    """Every guided velocity ``gen``'s sampler computes, appended to the list (through the
+    generator's public ``on_sampler_step`` hook)."""
     calls: list[torch.Tensor] = []
-    sampler = gen._sampler
-
-    def spy(velocity_fn, noise, ts, generator):  # noqa: ANN001
-        def recorded(x, t, i):  # noqa: ANN001
-            v = velocity_fn(x, t, i)
-            calls.append(v.clone())
-            return v
-
-        return sampler(recorded, noise, ts, generator)
-
-    gen._sampler = spy
+    gen.on_sampler_step = lambda i, t, x, v: calls.append(v.clone())
     return calls
 
 

@@ -77,3 +77,25 @@ def test_cfg_combine_and_sampler_lookup():
         get_sampler("ddim")
     with pytest.raises(ValueError, match="end at 0"):
         sample_euler(gaussian_velocity, torch.zeros(1), (1.0, 0.5))
+
+
+@pytest.mark.parametrize("name", ["euler", "pingpong"])
+def test_on_step_sees_every_step_and_changes_nothing(name):
+    sampler = get_sampler(name)
+    ts = logsnr_schedule(5)
+    noise = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    inputs = []
+
+    def velocity(x, t, i):  # a velocity that depends on its input and the step
+        inputs.append((i, t, x.clone()))
+        return 0.5 * x + i
+
+    seen = []
+    plain = sampler(velocity, noise, ts, torch.Generator().manual_seed(1))
+    inputs.clear()
+    hooked = sampler(velocity, noise, ts, torch.Generator().manual_seed(1),
+                     on_step=lambda i, t, x, v: seen.append((i, t, x.clone(), v.clone())))
+    assert torch.equal(plain, hooked)
+    assert [s[0] for s in seen] == list(range(5)) and [s[1] for s in seen] == list(ts[:-1])
+    for (i, t, x), (_, _, x_seen, v_seen) in zip(inputs, seen):
+        assert torch.equal(x, x_seen) and torch.equal(v_seen, 0.5 * x + i)
