@@ -8,19 +8,24 @@ chunk or the token. Clean chunks enter the context-router way (noisy input zeroe
 through the mask embedding), so their K/V do not depend on ``t``: each chunk's K/V are computed
 once and reused while they stay in the window.
 
-Streaming cache: a ring of ``W`` chunks (``C = W B`` tokens) per layer, constant size.
+Streaming cache: a ring of the ``W - 1`` chunks a target chunk attends besides itself
+(``C - B`` tokens) per layer, constant size. The release code keeps ``W`` chunks, the oldest of
+which no cached pass ever attends (the target chunk ``k`` sees ``k-W+1 .. k``); we do not store it,
+so the steps 2..T attend every key they are given and run without a mask (the fastest attention
+kernel), and no pass computes products with a key it then hides.
 - BOOTSTRAP (first block, or when the prompt changes): the full ``[context | target | token]``
-  window with the release mask (``min(i // B, W)`` chunk ids), filling the ring with the ``W``
-  context chunks (no history before the window's first chunk).
-- STEP (steps 2..T): target + token rows against ``[ring | themselves]``.
+  window with the release mask (``min(i // B, W)`` chunk ids); the ring keeps the K/V of the
+  context's last ``W - 1`` chunks (no history before the window's first chunk).
+- STEP (steps 2..T): target + token rows against ``[ring | themselves]``, no mask.
 - When a block ends its clean latents are "pending" (the newest context chunk, not yet cached).
 - FIRST_STEP of the next block, fused: queries ``[pending | target | token]``, keys
-  ``[ring | pending | target | token]`` with the sliding mask; this one pass computes the pending
+  ``[ring | pending | target | token]`` with the sliding mask (pending sees the ring and itself;
+  the target and token see all but the ring's oldest chunk); this one pass computes the pending
   chunk's K/V once, then the ring evicts its oldest chunk and appends them.
 
-RoPE (``dit.rope_mode``): "fixed" keeps window positions (ring at ``0 .. C-1``, target at ``C``,
-token at ``C+B``); at the fused step the ring's keys are re-rotated by ``-B`` (its oldest chunk,
-about to be evicted and masked for every query, sits at ``-B .. -1``), pending runs at
+RoPE (``dit.rope_mode``): "fixed" keeps window positions (ring at ``B .. C-1`` during the steps,
+target at ``C``, token at ``C+B``); at the fused step the ring's keys are re-rotated by ``-B``
+(to ``0 .. C-B-1``; its oldest chunk, about to be evicted, at ``0 .. B-1``), pending runs at
 ``C-B .. C-1``. "offset" gives every token its stream position (chunk ``k`` at ``k B``) and never
 re-rotates. Both equal the full-history recomputation; the tests check it.
 Per block: bootstrap ``C+B+1`` + ``(T-1)(B+1)``; steady ``2B+1`` + ``(T-1)(B+1)`` ~ ``(T+1) B``.
@@ -54,13 +59,16 @@ class BlockCausalPasses:
         w = c // b
         self.dit, self.context_frames, self.block_frames, self.windows = dit, c, b, w
         self.fixed_rope = fixed_rope
-        ring_ids = [i // b for i in range(c)]  # chunks 0 .. W-1 of the ring
+        # the ring holds chunks 1 .. W-1 relative to a target chunk W (chunk 0 is never attended)
+        ring_ids = [1 + i // b for i in range(c - b)]
         boot_ids = window_chunk_ids(c, b)  # [context | target | token]
         self.boot_mask = block_causal_mask(boot_ids, boot_ids, w, device)  # (C+B+1, C+B+1)
-        fused_q = [w] * b + [w + 1] * (b + 1)  # [pending | target | token]
-        self.fused_mask = block_causal_mask(fused_q, ring_ids + fused_q, w, device)  # (2B+1, C+2B+1)
+        fused_q = [w] * b + [w + 1] * (b + 1)  # [pending | target | token] against [ring 1..W-1 | ...]
+        self.fused_mask = block_causal_mask(fused_q, ring_ids + fused_q, w, device)  # (2B+1, C+B+1)
         step_q = [w] * (b + 1)  # [target | token]
-        self.step_mask = block_causal_mask(step_q, ring_ids + step_q, w, device)  # (B+1, C+B+1)
+        if not bool(block_causal_mask(step_q, ring_ids + step_q, w).all()):  # (on the CPU: also for meta)
+            raise AssertionError("the step pass must see every key it is given")  # guards the ring's layout
+        self.step_mask = None  # steps 2..T: no key is hidden
         self._rerotate = rope_cos_sin(torch.full((1,), -b, device=device, dtype=torch.float64),
                                       dit.head_dim, dtype)  # (1, Dh): positions p -> p - B
         self.device, self.dtype = device, dtype
@@ -86,7 +94,7 @@ class BlockCausalPasses:
             dit.time_token(t, cond[:, -1]),
         ], dim=1)  # (N, C+B+1, d)
         h, fresh = dit.run(h, *tables, self.boot_mask, cross, return_kv=True)
-        return dit.head(h[:, c:c + b]), fresh.tokens(0, c)
+        return dit.head(h[:, c:c + b]), fresh.tokens(b, c)  # the ring: context chunks 1 .. W-1
 
     def fused(self, x: torch.Tensor, t: torch.Tensor, pending: torch.Tensor, cond: torch.Tensor, cross: KVCache,
               ring: KVCache, tables: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:
@@ -103,7 +111,8 @@ class BlockCausalPasses:
             dit.time_token(t, cond[:, -1]),
         ], dim=1)  # (N, 2B+1, d)
         h, fresh = dit.run(h, *tables, self.fused_mask, cross, past=ring, return_kv=True)
-        return dit.head(h[:, b:2 * b]), ring.evict_append(fresh.tokens(0, b))
+        ring = ring.evict_append(fresh.tokens(0, b)) if ring.length else ring  # W = 1: the ring stays empty
+        return dit.head(h[:, b:2 * b]), ring
 
     def step(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, cross: KVCache, ring: KVCache,
              tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -151,7 +160,7 @@ class BlockCausalGenerator(DiffusionGenerator):
         return {kind: self._rope(*span) for kind, span in self._spans(ring_start_chunk * self.block_frames).items()}
 
     def _cache_len(self) -> int:
-        return self.context_frames  # ring of W chunks
+        return self.context_frames - self.block_frames  # ring of W - 1 chunks
 
     def _plan(self, bootstrap: bool, new_prompt: bool) -> list[PhasePlan]:
         c, b, t, n = self.context_frames, self.block_frames, self.steps, self.batch
@@ -160,8 +169,8 @@ class BlockCausalGenerator(DiffusionGenerator):
                 PHASE_BOOTSTRAP, 1, self._pass(c + b, 1, 0, b) + cross_flops(self.config, n), n * (c + b + 1)
             )
         else:
-            first = PhasePlan(PHASE_FIRST_STEP, 1, self._pass(2 * b, 1, c, b), n * (2 * b + 1))
-        rest = PhasePlan(PHASE_STEP, t - 1, (t - 1) * self._pass(b, 1, c, b), (t - 1) * n * (b + 1))
+            first = PhasePlan(PHASE_FIRST_STEP, 1, self._pass(2 * b, 1, c - b, b), n * (2 * b + 1))
+        rest = PhasePlan(PHASE_STEP, t - 1, (t - 1) * self._pass(b, 1, c - b, b), (t - 1) * n * (b + 1))
         return [first, rest, self._decode_plan()]
 
     @torch.no_grad()

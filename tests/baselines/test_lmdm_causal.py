@@ -97,10 +97,26 @@ def test_ring_has_constant_size_and_the_state_is_not_mutated():
     _, s2 = gen.step(s1, Control("x"))
     _, s3 = gen.step(s2, Control("x"))
     assert s1.ring.keys.shape == s3.ring.keys.shape
-    assert s1.ring.length == gen.context_frames
+    # W - 1 chunks: the oldest of the release's W chunks is never attended by a cached pass
+    assert s1.ring.length == gen.context_frames - gen.block_frames
+    assert gen.passes.step_mask is None  # steps 2..T see every key they are given
     assert (s1.ring.keys == saved.ring.keys).all() and (s1.context == saved.context).all()
     assert gen.kv_cache_bytes(s3) == s3.ring.nbytes + s3.cross.nbytes > 0
     assert s3.ring_start_chunk == 2
+
+
+@pytest.mark.parametrize("rope_mode", ["fixed", "offset"])
+def test_one_chunk_context_keeps_an_empty_ring_and_equals_the_reference(rope_mode):
+    # W = 1: every chunk attends only itself, so nothing is cached and the stream still equals the
+    # full-history definition
+    preset = apply_overrides(get_preset("tiny"), [f"dit.rope_mode={rope_mode}"])
+    settings = dataclasses.replace(preset.settings, context_s=preset.settings.block_s)
+    gen = BlockCausalGenerator(preset, settings)
+    prompts = ["x"] * 3
+    velocities, audio, _, state = _stream(gen, prompts)
+    assert state.ring.length == 0 and gen.analytic_flops(False)
+    ref_v, ref_audio = reference_stream(gen, "causal", prompts, seed=3)
+    assert max_abs_diff(velocities, ref_v) <= TOL and max_abs_diff(audio, ref_audio) <= TOL
 
 
 def test_causal_window_must_match_context_over_block():
