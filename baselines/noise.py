@@ -76,10 +76,14 @@ class NoiseGenerator(StreamingGenerator):
                 )
         return NoiseState(seed=int(seed), block_index=0)
 
-    def step(self, state: NoiseState, control: Control, recorder: PhaseRecorder = NULL_RECORDER) -> tuple[StepResult, NoiseState]:
+    def _noise_block(self, state: NoiseState, recorder: PhaseRecorder) -> np.ndarray:
+        """The block's audio (C, S) float32, drawn inside one decode phase."""
         with recorder.phase(PHASE_DECODE):
             gen = block_generator(state.seed, state.block_index, "noise", "cpu")
-            audio = (torch.randn(self._block_shape, generator=gen) * NOISE_STD).numpy()  # (C, S) float32
+            return (torch.randn(self._block_shape, generator=gen) * NOISE_STD).numpy()
+
+    def step(self, state: NoiseState, control: Control, recorder: PhaseRecorder = NULL_RECORDER) -> tuple[StepResult, NoiseState]:
+        audio = self._noise_block(state, recorder)
         info = StepInfo(
             block_index=state.block_index, phase_calls={PHASE_DECODE: 1}, tokens_processed=0, cache_len=0,
             analytic_flops={PHASE_DECODE: 0.0},
@@ -120,10 +124,10 @@ class PhasedNoiseGenerator(NoiseGenerator):
             for _ in range(self.levels):
                 with recorder.phase(PHASE_DEPTH):
                     pass
-        result, new_state = super().step(state, control, recorder)  # the decode phase: the noise
+        audio = self._noise_block(state, recorder)  # the same one decode phase as the null generator's
         info = StepInfo(block_index=state.block_index, phase_calls=dict(self._calls), tokens_processed=0, cache_len=0,
                         analytic_flops=self.analytic_flops(False))
-        return StepResult(audio=result.audio, info=info), new_state
+        return StepResult(audio=audio, info=info), NoiseState(state.seed, state.block_index + 1)
 
     def analytic_flops(self, first_block: bool) -> dict[str, float]:
         return {phase: 0.0 for phase in self._calls}

@@ -16,12 +16,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from bench.core.registry import NULL_GENERATOR, PHASED_NULL_GENERATOR
 from bench.core.run_folder import RunData, RunSet
 from bench.core.storage import CONTINUATION_TRUE_ROW, atomic_write_text
 from reports.formatting import CSV_FLOAT_FORMAT, DASH, format_value, is_finite, markdown_text
 from reports.style import regime_sort_key
 
-NULL_GENERATORS: tuple[str, ...] = ("noise", "noise-phased")  # null systems under test: shown, never ranked
+NULL_GENERATORS: tuple[str, ...] = (NULL_GENERATOR, PHASED_NULL_GENERATOR)  # null systems: shown, never ranked
 # Rows that are references, not systems under test (the continuation table's real continuations):
 # shown, never ranked.
 REFERENCE_ROWS: tuple[str, ...] = (CONTINUATION_TRUE_ROW,)

@@ -16,7 +16,7 @@ from bench.app.config import EXECUTORS, PROGRESS_MODES, RunConfig, split_overrid
 from bench.app.drift.config import drift_workload_for
 from bench.core.errors import ConfigError, did_you_mean
 from bench.core.presets import Preset, apply_overrides, get_preset
-from bench.core.registry import GENERATORS, NULL_GENERATOR
+from bench.core.registry import GENERATORS, NULL_GENERATOR, PHASED_NULL_GENERATOR
 from bench.core.workloads import Workload, apply_workload_overrides, get_workloads
 
 log = logging.getLogger("bench")
@@ -30,7 +30,7 @@ MAX_DRIFT_STREAMS = 1000
 MAX_STEP_TIMEOUT_S = 7 * 24 * 3600.0
 # The codec (preset group) whose frames a regime's blocks are made of; the null generator uses dit's.
 CODEC_GROUPS = {"outpaint": "dit", "lmdm-encdec": "dit", "lmdm-causal": "dit", "lmdm-causal-arc": "dit", "lmm": "lmm",
-                NULL_GENERATOR: "dit", "noise-phased": "dit"}
+                NULL_GENERATOR: "dit", PHASED_NULL_GENERATOR: "dit"}
 
 DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
