@@ -20,7 +20,7 @@ Overrides use dotted paths: ``apply_overrides(preset, ["dit.width=64", "settings
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from bench.core.errors import ConfigError, did_you_mean
@@ -113,9 +113,22 @@ class DiTConfig:
     cfg_scale: float = 3.0  # guidance scale when the workload turns CFG on
     weights: str = ""  # "" = seeded init; "builtin:<preset>", a folder or a file (baselines/weights.py)
     init_seed: int = 0
+    # "native": our DiT (baselines/dit.py). "sat": stable-audio-tools' DiffusionTransformer as
+    # described by a model config JSON (``config``), so real checkpoints load (baselines/sat_dit.py);
+    # with arch=sat the shape fields above (width, depth, heads, mlp_mult, cond_dim) are ignored
+    # and taken from the JSON.
+    arch: str = "native"
+    config: str = ""  # arch=sat: a stable-audio-tools model_config.json, or "builtin:sao-small"
 
     def __post_init__(self) -> None:
         _positive(self, "width", "depth", "heads", "mlp_mult", "cond_dim", "cond_tokens")
+        if self.arch not in ("native", "sat"):
+            raise ConfigError(f"dit.arch must be 'native' or 'sat', got {self.arch!r}")
+        if self.arch == "sat" and not self.config:
+            raise ConfigError(
+                "dit.arch=sat needs dit.config: the checkpoint's stable-audio-tools model_config.json "
+                "(or builtin:sao-small for Stable Audio Open Small's published shape)"
+            )
         if self.width % self.heads:
             raise ConfigError(f"dit.width ({self.width}) must be divisible by dit.heads ({self.heads})")
         if (self.width // self.heads) % 2:
@@ -165,12 +178,34 @@ class LMMConfig:
 
 
 @dataclass(frozen=True)
+class MusicGenConfig:
+    """MusicGen (transformers' ``MusicgenForConditionalGeneration``) as a discrete-AR baseline."""
+
+    # a local directory saved by ``save_pretrained`` (weights, config, T5 tokenizer); "" = random
+    # weights of the architecture named by ``size`` (timing only: never a download)
+    checkpoint: str = ""
+    size: str = "small"  # random-weight architecture: "small" (musicgen-small exact) or "tiny"
+    top_k: int = 250
+    temperature: float = 1.0
+    cfg_scale: float = 3.0  # guidance scale when the workload turns CFG on
+    init_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive(self, "top_k")
+        if self.size not in ("small", "tiny"):
+            raise ConfigError(f"musicgen.size must be 'small' or 'tiny', got {self.size!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"musicgen.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     dit: DiTConfig
     lmm: LMMConfig
     settings: StreamSettings  # the preset's native stream
     description: str = ""
+    musicgen: MusicGenConfig = field(default_factory=MusicGenConfig)
 
     def __post_init__(self) -> None:
         if self.dit.codec.sample_rate != self.lmm.codec.sample_rate:
@@ -230,6 +265,7 @@ def _build_presets() -> dict[str, Preset]:
         ),
         settings=StreamSettings(context_s=0.5, block_s=0.125, steps=3),
         description="tests: milliseconds per block",
+        musicgen=MusicGenConfig(size="tiny"),
     )
     # The cpu preset is the architecture of the committed trained checkpoints (baselines/training):
     # float16 files under 20 MB that train on 2 CPU cores. Both codecs are the log-magnitude band
@@ -360,6 +396,6 @@ def preset_fields() -> list[str]:
 
 
 __all__ = [
-    "CodecConfig", "DiTConfig", "LMMConfig", "Preset", "PRESETS", "get_preset", "apply_overrides",
+    "CodecConfig", "DiTConfig", "LMMConfig", "MusicGenConfig", "Preset", "PRESETS", "get_preset", "apply_overrides",
     "preset_fields",
 ]
