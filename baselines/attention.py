@@ -47,8 +47,14 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` (..., S, Dh) by the angles of ``cos``/``sin`` ((S, Dh) or (1, Dh))."""
-    return x * cos + _rotate_half(x) * sin
+    """Rotate ``x`` (..., S, Dh) by the angles of ``cos``/``sin`` ((S, R) or (1, R)). With ``R < Dh``
+    (partial rotary, as stable-audio-tools applies it) only the first ``R`` dims of each head
+    rotate, rotate-half paired within them; the rest pass unchanged."""
+    rotary = cos.shape[-1]
+    if rotary == x.shape[-1]:
+        return x * cos + _rotate_half(x) * sin
+    head, tail = x[..., :rotary], x[..., rotary:]
+    return torch.cat([head * cos + _rotate_half(head) * sin, tail], dim=-1)
 
 
 def rerotate(keys: torch.Tensor, delta: int) -> torch.Tensor:

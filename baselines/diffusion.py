@@ -5,9 +5,11 @@
 - :class:`DiffusionGenerator`: construction (codec, frames, sampler, backbone), context priming,
   conditioning (batch-doubled for CFG), guidance, decoding, and the per-block "plan" (phases,
   calls, token-passes, analytic FLOPs) that both ``analytic_flops`` and ``StepInfo`` come from.
-- analytic FLOP formulas of one backbone pass (:func:`pass_flops`), counted the way
+- analytic FLOP formulas of one backbone pass (the backbone's ``pass_flops``), counted the way
   ``torch.utils.flop_counter.FlopCounterMode`` counts: ``2 m n k`` per matmul, attention as the
   two dense products ``QK^T`` and ``AV`` over every key passed (masked keys included).
+- the backbone is our DiT (baselines/dit.py) or, with ``dit.arch=sat``, stable-audio-tools' DiT
+  built from its model config (baselines/sat_dit.py); both expose the same methods.
 
 Streams: a window is ``[C context latents | B target latents | 1 timestep token]``; block ``b``
 appends ``B`` clean latents and slides the context by ``B``. Randomness per block comes from
@@ -25,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.attention import KVCache, rope_cos_sin
+from baselines.attention import KVCache
 from baselines.codecs import make_codec
 from baselines.conditioning import prompt_tokens
-from baselines.dit import TIME_FEATURES, DiT, build_dit
+from baselines.dit import DiT, build_dit
 from baselines.samplers import StepCallback, VelocityFn, cfg_combine, get_sampler, logsnr_schedule
 from bench.core.contract import (
     PhaseRecorder,
@@ -45,38 +47,18 @@ from bench.core.settings import Control, StreamSettings
 
 log = logging.getLogger(__name__)
 
-
-# ---------------------------------------------------------------------------------- FLOPs
-def pass_flops(
-    config: DiTConfig, *, latent_rows: int, token_rows: int, past_keys: int, out_rows: int, batch: int
-) -> float:
-    """Analytic FLOPs of one backbone pass (cross-attention K/V excluded: :func:`cross_flops`).
-
-    ``latent_rows`` + ``token_rows`` query rows run through every layer, attending to
-    ``past_keys`` cached keys plus themselves; ``out_rows`` rows go through the output head.
-    """
-    d, latent, cond = config.width, config.codec.latent_dim, config.cond_dim
-    hidden = config.mlp_mult * d
-    q = latent_rows + token_rows
-    keys = past_keys + q
-    embed = 2.0 * latent_rows * (latent * d + (latent + 1) * d)  # in_proj + mask_embed
-    token = 2.0 * token_rows * (TIME_FEATURES * d + d * d + cond * d)  # time MLP + global proj
-    per_layer = (
-        2.0 * q * d * 3 * d  # qkv
-        + 4.0 * q * keys * d  # QK^T and AV (all heads)
-        + 2.0 * q * d * d  # attn out
-        + 2.0 * q * d * d  # cross q
-        + 4.0 * q * config.cond_tokens * d  # cross QK^T and AV
-        + 2.0 * q * d * d  # cross out
-        + 2.0 * q * d * hidden * 3  # gated MLP (gate, up, down)
-    )
-    head = 2.0 * out_rows * d * latent
-    return batch * (embed + token + config.depth * per_layer + head)
+Backbone = Any  # DiT or baselines.sat_dit.SatDiT: the same methods (see DiT's docstring)
 
 
-def cross_flops(config: DiTConfig, batch: int) -> float:
-    """FLOPs of projecting the prompt tokens to every layer's cross-attention K/V."""
-    return batch * config.depth * 2.0 * config.cond_tokens * config.cond_dim * 2 * config.width
+# ---------------------------------------------------------------------------------- backbone
+def build_backbone(config: DiTConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                   regime: str = "outpaint") -> Backbone:
+    """The backbone ``dit.arch`` names: our DiT (``native``) or stable-audio-tools' (``sat``)."""
+    if config.arch == "sat":
+        from baselines.sat_dit import build_sat_dit  # its JSON parsing only matters for arch=sat
+
+        return build_sat_dit(config, device, dtype)
+    return build_dit(config, device, dtype, regime=regime)
 
 
 @dataclass(frozen=True)
@@ -126,7 +108,6 @@ class DiffusionGenerator(StreamingGenerator):
         self.context_frames, self.block_frames = settings.frames(self.codec.frame_rate_hz)
         self.windows = settings.context_blocks  # W = C / B
         self.latent_dim = config.codec.latent_dim
-        self.head_dim = config.width // config.heads
         self.steps = settings.steps
         self.ts = logsnr_schedule(settings.steps)
         self._sampler = get_sampler(settings.sampler)
@@ -135,7 +116,8 @@ class DiffusionGenerator(StreamingGenerator):
         self.on_sampler_step: StepCallback | None = None
         self.batch = 2 if settings.cfg else 1  # CFG: [conditional, unconditional]
         self._validate()
-        self.dit: DiT = build_dit(config, self.device, dtype, regime=self.name)
+        self.dit: DiT = build_backbone(config, self.device, dtype, regime=self.name)
+        self.head_dim = self.dit.head_dim
         self._cond_cache: dict[str, torch.Tensor] = {}
         n, c, b, dim = self.batch, self.context_frames, self.block_frames, self.latent_dim
         fk = dict(device=self.device, dtype=dtype)
@@ -217,7 +199,7 @@ class DiffusionGenerator(StreamingGenerator):
         [prompt, empty prompt]. The last token is the pooled one."""
         cond = self._cond_cache.get(prompt)
         if cond is None:
-            nc, dim = self.config.cond_tokens, self.config.cond_dim
+            nc, dim = self.config.cond_tokens, self.dit.cond_dim
             rows = [prompt_tokens(prompt, nc, dim)]
             if self.batch == 2:
                 rows.append(prompt_tokens("", nc, dim))
@@ -241,10 +223,13 @@ class DiffusionGenerator(StreamingGenerator):
             return cfg_combine(v[0], v[1], self.config.cfg_scale)
         return v[0]
 
-    def _rope(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE tables (stop - start, Dh) for the positions ``start .. stop - 1`` (built on device)."""
-        positions = torch.arange(start, stop, device=self.device, dtype=torch.float64)
-        return rope_cos_sin(positions, self.head_dim, self.dtype)
+    def _rope(self, start: int, stop: int, origin: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables (stop - start, R) of window slots ``start .. stop - 1`` (built on device). With
+        ``origin`` (the slot of the window's first row) the last slot is the timestep token, placed
+        where the backbone puts it (after the rows, or before the window for stable-audio-tools)."""
+        token = origin is not None
+        positions = self.dit.window_positions(start, stop - 1 if token else stop, origin or 0, token)
+        return self.dit.rope(positions.to(self.device), self.dtype)
 
     def _noise(self, state: DiffusionState) -> torch.Tensor:
         gen = block_generator(state.seed, state.block_index, "noise", self.device)
@@ -289,10 +274,15 @@ class DiffusionGenerator(StreamingGenerator):
         return PhasePlan(PHASE_DECODE, 1, float(self.codec.decode_flops(self.block_frames)), 0)
 
     def _pass(self, latent_rows: int, token_rows: int, past_keys: int, out_rows: int) -> float:
-        return pass_flops(
-            self.config, latent_rows=latent_rows, token_rows=token_rows, past_keys=past_keys,
-            out_rows=out_rows, batch=self.batch,
+        """Analytic FLOPs of one backbone pass over the CFG batch."""
+        return self.dit.pass_flops(
+            latent_rows=latent_rows, token_rows=token_rows, past_keys=past_keys, out_rows=out_rows,
+            cond_tokens=self.config.cond_tokens, batch=self.batch,
         )
 
+    def _cross(self) -> float:
+        """Analytic FLOPs of the prompt's cross-attention K/V over the CFG batch."""
+        return self.dit.cross_flops(self.config.cond_tokens, self.batch)
 
-__all__ = ["pass_flops", "cross_flops", "PhasePlan", "DiffusionState", "DiffusionGenerator"]
+
+__all__ = ["build_backbone", "PhasePlan", "DiffusionState", "DiffusionGenerator"]

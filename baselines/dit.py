@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.attention import KVCache, apply_rope
+from baselines.attention import KVCache, apply_rope, rope_cos_sin
 from baselines.weights import load_checkpoint, resolve_weights
 from bench.core.errors import ConfigError
 from bench.core.hashing import stable_hash
@@ -104,7 +104,14 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """The backbone. Build it with :func:`build_dit` (seeded init or a checkpoint)."""
+    """The backbone. Build it with :func:`build_dit` (seeded init or a checkpoint).
+
+    The regimes call only: ``embed``, ``time_token``, ``cross_cache``, ``run``, ``head``,
+    ``window_positions``, ``rope``, ``pass_flops``, ``cross_flops`` and the attributes ``width``,
+    ``heads``, ``head_dim``, ``rotary_dim``, ``latent_dim``, ``config``; stable-audio-tools' DiT
+    (baselines/sat_dit.py) implements the same."""
+
+    token_first = False  # the timestep token sits after the window's rows (RoPE position)
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -113,6 +120,8 @@ class DiT(nn.Module):
         self.width = width
         self.heads = config.heads
         self.head_dim = width // config.heads
+        self.rotary_dim = self.head_dim  # RoPE rotates every dim of a head
+        self.cond_dim = config.cond_dim  # width of the conditioning tokens it reads
         self.latent_dim = latent_dim
         self.in_proj = nn.Linear(latent_dim, width)
         self.mask_embed = nn.Linear(latent_dim + 1, width)  # [inpaint_mask, masked latents]
@@ -124,6 +133,18 @@ class DiT(nn.Module):
         )
         self.final_norm = nn.LayerNorm(width)
         self.out_proj = nn.Linear(width, latent_dim)
+
+    # ----------------------------------------------------------------------------- positions
+    def window_positions(self, row_start: int, row_stop: int, origin: int, token: bool) -> torch.Tensor:
+        """RoPE positions (float64) of rows ``row_start .. row_stop - 1`` (a row's position is its
+        index), followed (``token``) by the timestep token's: ``row_stop``, right after the rows.
+        ``origin`` (the window's first row) does not move anything here (see SatDiT)."""
+        del origin
+        return torch.arange(row_start, row_stop + (1 if token else 0), dtype=torch.float64)
+
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) tables (S, Dh) of ``positions`` (S,)."""
+        return rope_cos_sin(positions, self.rotary_dim, dtype)
 
     # -------------------------------------------------------------------------------- inputs
     def embed(self, noisy: torch.Tensor, mask: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -186,6 +207,45 @@ class DiT(nn.Module):
         h = torch.cat([self.embed(noisy, mask, masked), self.time_token(t, cond[:, -1])], dim=1)
         h, _ = self.run(h, cos, sin, attn_mask, self.cross_cache(cond))
         return self.head(h[:, :-1])
+
+    # --------------------------------------------------------------------------------- FLOPs
+    def pass_flops(self, *, latent_rows: int, token_rows: int, past_keys: int, out_rows: int, cond_tokens: int,
+                   batch: int) -> float:
+        """Analytic FLOPs of one pass: :func:`native_pass_flops` (``cond_tokens`` is the config's)."""
+        del cond_tokens
+        return native_pass_flops(self.config, latent_rows=latent_rows, token_rows=token_rows, past_keys=past_keys,
+                                 out_rows=out_rows, batch=batch)
+
+    def cross_flops(self, cond_tokens: int, batch: int) -> float:
+        """FLOPs of projecting the prompt tokens to every layer's cross-attention K/V."""
+        return batch * self.config.depth * 2.0 * cond_tokens * self.config.cond_dim * 2 * self.config.width
+
+
+def native_pass_flops(
+    config: DiTConfig, *, latent_rows: int, token_rows: int, past_keys: int, out_rows: int, batch: int
+) -> float:
+    """Analytic FLOPs of one :class:`DiT` pass (cross-attention K/V excluded: ``DiT.cross_flops``).
+
+    ``latent_rows`` + ``token_rows`` query rows run through every layer, attending to
+    ``past_keys`` cached keys plus themselves; ``out_rows`` rows go through the output head.
+    """
+    d, latent, cond = config.width, config.codec.latent_dim, config.cond_dim
+    hidden = config.mlp_mult * d
+    q = latent_rows + token_rows
+    keys = past_keys + q
+    embed = 2.0 * latent_rows * (latent * d + (latent + 1) * d)  # in_proj + mask_embed
+    token = 2.0 * token_rows * (TIME_FEATURES * d + d * d + cond * d)  # time MLP + global proj
+    per_layer = (
+        2.0 * q * d * 3 * d  # qkv
+        + 4.0 * q * keys * d  # QK^T and AV (all heads)
+        + 2.0 * q * d * d  # attn out
+        + 2.0 * q * d * d  # cross q
+        + 4.0 * q * config.cond_tokens * d  # cross QK^T and AV
+        + 2.0 * q * d * d  # cross out
+        + 2.0 * q * d * hidden * 3  # gated MLP (gate, up, down)
+    )
+    head = 2.0 * out_rows * d * latent
+    return batch * (embed + token + config.depth * per_layer + head)
 
 
 # ------------------------------------------------------------------------------ construction
@@ -258,4 +318,4 @@ def parameter_count(config: DiTConfig) -> int:
     return stem + config.depth * per_block + head
 
 
-__all__ = ["DiT", "DiTBlock", "build_dit", "parameter_count", "TIME_FEATURES"]
+__all__ = ["DiT", "DiTBlock", "build_dit", "parameter_count", "native_pass_flops", "TIME_FEATURES"]

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import torch
 
-from baselines.attention import KVCache, block_causal_mask, rope_cos_sin, window_chunk_ids
-from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
+from baselines.attention import KVCache, block_causal_mask, window_chunk_ids
+from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan
 from baselines.dit import DiT
 from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
 from bench.core.errors import ConfigError
@@ -69,8 +69,8 @@ class BlockCausalPasses:
         if not bool(block_causal_mask(step_q, ring_ids + step_q, w).all()):  # (on the CPU: also for meta)
             raise AssertionError("the step pass must see every key it is given")  # guards the ring's layout
         self.step_mask = None  # steps 2..T: no key is hidden
-        self._rerotate = rope_cos_sin(torch.full((1,), -b, device=device, dtype=torch.float64),
-                                      dit.head_dim, dtype)  # (1, Dh): positions p -> p - B
+        self._rerotate = dit.rope(torch.full((1,), -b, device=device, dtype=torch.float64),
+                                  dtype)  # (1, R): positions p -> p - B
         self.device, self.dtype = device, dtype
         self._constants: dict[tuple[int, int, float, int], torch.Tensor] = {}
 
@@ -135,7 +135,7 @@ class BlockCausalGenerator(DiffusionGenerator):
         self._fixed = self.config.rope_mode == "fixed"
         self.passes = BlockCausalPasses(self.dit, self.context_frames, self.block_frames, self._fixed, self.device,
                                         self.dtype)
-        self._tables = {kind: self._rope(*span) for kind, span in self._spans(0).items()}
+        self._tables = {kind: self._rope(*span, origin=0) for kind, span in self._spans(0).items()}
 
     def _validate(self) -> None:
         w = self.windows
@@ -157,7 +157,8 @@ class BlockCausalGenerator(DiffusionGenerator):
         at stream chunk ``ring_start_chunk`` (the same tables for every block in fixed mode)."""
         if self._fixed:
             return self._tables
-        return {kind: self._rope(*span) for kind, span in self._spans(ring_start_chunk * self.block_frames).items()}
+        shift = ring_start_chunk * self.block_frames
+        return {kind: self._rope(*span, origin=shift) for kind, span in self._spans(shift).items()}
 
     def _cache_len(self) -> int:
         return self.context_frames - self.block_frames  # ring of W - 1 chunks
@@ -166,7 +167,7 @@ class BlockCausalGenerator(DiffusionGenerator):
         c, b, t, n = self.context_frames, self.block_frames, self.steps, self.batch
         if bootstrap:
             first = PhasePlan(
-                PHASE_BOOTSTRAP, 1, self._pass(c + b, 1, 0, b) + cross_flops(self.config, n), n * (c + b + 1)
+                PHASE_BOOTSTRAP, 1, self._pass(c + b, 1, 0, b) + self._cross(), n * (c + b + 1)
             )
         else:
             first = PhasePlan(PHASE_FIRST_STEP, 1, self._pass(2 * b, 1, c - b, b), n * (2 * b + 1))

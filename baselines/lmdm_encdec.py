@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
+from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan
 from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
 from bench.core.phases import PHASE_PREFILL, PHASE_STEP
 from bench.core.settings import Control
@@ -35,14 +35,14 @@ class EncDecGenerator(DiffusionGenerator):
         super().__init__(*args, **kwargs)
         c, b = self.context_frames, self.block_frames
         self._ctx_cos, self._ctx_sin = self._rope(0, c)  # (C, Dh)
-        self._tgt_cos, self._tgt_sin = self._rope(c, c + b + 1)  # (B+1, Dh)
+        self._tgt_cos, self._tgt_sin = self._rope(c, c + b + 1, origin=0)  # (B+1, Dh)
 
     def _cache_len(self) -> int:
         return self.context_frames  # the per-block context cache the steps attend to
 
     def _plan(self, bootstrap: bool, new_prompt: bool) -> list[PhasePlan]:
         c, b, t, n = self.context_frames, self.block_frames, self.steps, self.batch
-        prefill = self._pass(c, 0, 0, 0) + (cross_flops(self.config, n) if new_prompt else 0.0)
+        prefill = self._pass(c, 0, 0, 0) + (self._cross() if new_prompt else 0.0)
         step = self._pass(b, 1, c, b)
         return [
             PhasePlan(PHASE_PREFILL, 1, prefill, n * c),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan, cross_flops
+from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan
 from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult, block_generator
 from bench.core.phases import PHASE_STEP
 from bench.core.settings import Control
@@ -25,12 +25,12 @@ class OutpaintGenerator(DiffusionGenerator):
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the contract's signature
         super().__init__(*args, **kwargs)
         c, b = self.context_frames, self.block_frames
-        self._cos, self._sin = self._rope(0, c + b + 1)  # (C+B+1, Dh)
+        self._cos, self._sin = self._rope(0, c + b + 1, origin=0)  # (C+B+1, Dh)
         self._window_mask = torch.cat([self._ones_ctx, self._zeros_mask_block], dim=1)  # (N, C+B, 1)
 
     def _plan(self, bootstrap: bool, new_prompt: bool) -> list[PhasePlan]:
         c, b, t, n = self.context_frames, self.block_frames, self.steps, self.batch
-        per_step = self._pass(c + b, 1, 0, b) + cross_flops(self.config, n)
+        per_step = self._pass(c + b, 1, 0, b) + self._cross()
         return [PhasePlan(PHASE_STEP, t, t * per_step, t * n * (c + b + 1)), self._decode_plan()]
 
     @torch.no_grad()

@@ -124,11 +124,7 @@ class DiTConfig:
         _positive(self, "width", "depth", "heads", "mlp_mult", "cond_dim", "cond_tokens")
         if self.arch not in ("native", "sat"):
             raise ConfigError(f"dit.arch must be 'native' or 'sat', got {self.arch!r}")
-        if self.arch == "sat" and not self.config:
-            raise ConfigError(
-                "dit.arch=sat needs dit.config: the checkpoint's stable-audio-tools model_config.json "
-                "(or builtin:sao-small for Stable Audio Open Small's published shape)"
-            )
+        # arch=sat without dit.config is refused when the backbone is built (overrides apply one by one)
         if self.width % self.heads:
             raise ConfigError(f"dit.width ({self.width}) must be divisible by dit.heads ({self.heads})")
         if (self.width // self.heads) % 2:

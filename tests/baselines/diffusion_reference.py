@@ -28,10 +28,10 @@ def record_velocities(gen) -> list[torch.Tensor]:  # noqa: ANN001
 
 
 def _cond(gen, prompt: str) -> torch.Tensor:  # noqa: ANN001
-    cfg = gen.config
-    rows = [prompt_tokens(prompt, cfg.cond_tokens, cfg.cond_dim)]
+    cfg, dim = gen.config, gen.dit.cond_dim
+    rows = [prompt_tokens(prompt, cfg.cond_tokens, dim)]
     if gen.settings.cfg:
-        rows.append(prompt_tokens("", cfg.cond_tokens, cfg.cond_dim))
+        rows.append(prompt_tokens("", cfg.cond_tokens, dim))
     return torch.stack(rows)  # (N, Nc, cond_dim)
 
 
@@ -64,8 +64,14 @@ def reference_stream(
         clean = torch.cat(history if regime == "causal" else history[-w:])  # (H, D)
         rows = clean.shape[0]
         cond = _cond(gen, prompt)
-        positions = torch.arange(rows + b + 1, dtype=torch.float64)
-        cos, sin = rope_cos_sin(positions, dh)
+        if getattr(dit, "token_first", False):
+            # stable-audio-tools: the token is prepended at position 0 of the window, whose rows
+            # follow at 1, 2, ...; here the window is the last W chunks (+ target) of the history
+            positions = torch.cat([torch.arange(1, rows + b + 1), torch.tensor([rows - w * b])]).double()
+            cos, sin = dit.rope(positions, torch.float32)
+        else:
+            positions = torch.arange(rows + b + 1, dtype=torch.float64)
+            cos, sin = rope_cos_sin(positions, dh)
         ids = [i // b for i in range(rows)] + [rows // b] * (b + 1)
         if regime == "outpaint":
             mask = None
