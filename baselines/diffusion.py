@@ -57,7 +57,15 @@ def build_backbone(config: DiTConfig, device: torch.device | str = "cpu", dtype:
     if config.arch == "sat":
         from baselines.sat_dit import build_sat_dit  # its JSON parsing only matters for arch=sat
 
-        return build_sat_dit(config, device, dtype)
+        model = build_sat_dit(config, device, dtype)
+        if regime != "outpaint" and not (model.spec.input_concat or model.spec.input_add):
+            log.warning(
+                "%s on %s: this stable-audio-tools DiT takes no inpainting conditioning (input_concat_ids or "
+                "input_add_dims), so the clean context reaches it only as zeroed rows and its output ignores the "
+                "context; its latency is still the regime's. Use an LMDM checkpoint for real continuations.",
+                regime, model.spec.source,
+            )
+        return model
     return build_dit(config, device, dtype, regime=regime)
 
 
@@ -119,6 +127,12 @@ class DiffusionGenerator(StreamingGenerator):
         self.dit: DiT = build_backbone(config, self.device, dtype, regime=self.name)
         self.head_dim = self.dit.head_dim
         self._cond_cache: dict[str, torch.Tensor] = {}
+        self._text_encoder = None  # a T5PromptEncoder when dit.text_encoder names a directory
+        if config.text_encoder and self.device.type != "meta":
+            from baselines.text_encoder import T5PromptEncoder  # transformers only when asked for
+
+            self._text_encoder = T5PromptEncoder(config.text_encoder, config.cond_tokens, self.dit.cond_dim,
+                                                 self.device)
         n, c, b, dim = self.batch, self.context_frames, self.block_frames, self.latent_dim
         fk = dict(device=self.device, dtype=dtype)
         self._ones_ctx = torch.ones(n, c, 1, **fk)  # inpaint mask of clean rows
@@ -200,9 +214,10 @@ class DiffusionGenerator(StreamingGenerator):
         cond = self._cond_cache.get(prompt)
         if cond is None:
             nc, dim = self.config.cond_tokens, self.dit.cond_dim
-            rows = [prompt_tokens(prompt, nc, dim)]
+            encode = self._text_encoder or (lambda text: prompt_tokens(text, nc, dim))
+            rows = [encode(prompt)]
             if self.batch == 2:
-                rows.append(prompt_tokens("", nc, dim))
+                rows.append(encode(""))
             cond = torch.stack(rows).to(device=self.device, dtype=self.dtype)
             if len(self._cond_cache) >= 16:
                 self._cond_cache.pop(next(iter(self._cond_cache)))

@@ -16,20 +16,29 @@ A regime that cannot be imported or built gets a row saying so instead of number
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from bench.core.presets import apply_overrides, get_preset
+from baselines.sat_dit import resolve_config_path
+from bench.core.presets import Preset, apply_overrides, get_preset
 from bench.core.registry import GENERATORS
 from bench.core.settings import Control
 
-PRESETS = ("sao-small", "mrt-base", "mrt-large")
-DIFFUSION_PUBLISHED = "SAO-small: 341M total (DiT + T5-base + VAE)"
+PRESETS = ("sao-small", "sao-small-sat", "mrt-base", "mrt-large")
+# Rows that are a preset run with a different backbone: "sao-small-sat" is stable-audio-tools' own
+# DiT built from Stable Audio Open Small's config (dit.arch=sat, baselines/sat_dit.py) instead of our
+# look-alike; the stream is sao-small's. Only the diffusion regimes change.
+VARIANTS = {"sao-small-sat": ("sao-small", ["dit.arch=sat", "dit.config=builtin:sao-small"])}
+DIFFUSION_REGIMES = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmdm-causal-arc")
+DIFFUSION_PUBLISHED = "SAO-small: 341M"
 PUBLISHED = {
     ("mrt-large", "lmm"): "Magenta RT: ~800M quoted",
 }
@@ -66,9 +75,31 @@ def published_size(preset: str, regime: str) -> str:
     return ""
 
 
+def load_preset(name: str) -> Preset:
+    """A preset by name, or a :data:`VARIANTS` row's preset with its overrides."""
+    if name in VARIANTS:
+        base, overrides = VARIANTS[name]
+        return apply_overrides(get_preset(base), overrides)
+    return get_preset(name)
+
+
+def _twin(preset: Preset) -> Preset:
+    """The toy-width twin of ``preset``: for a sat backbone, its model config shrunk the same way
+    (written to a temporary JSON: the twin's widths come from the config, not from dit.*)."""
+    twin = apply_overrides(preset, TWIN_OVERRIDES)
+    if preset.dit.arch != "sat":
+        return twin
+    doc = json.loads(resolve_config_path(preset.dit.config).read_text())
+    doc["model"]["diffusion"]["config"].update(embed_dim=64, depth=1, num_heads=2, cond_token_dim=8,
+                                               global_cond_dim=8)
+    path = Path(tempfile.mkdtemp(prefix="paper-table-")) / "twin_config.json"
+    path.write_text(json.dumps(doc))
+    return apply_overrides(twin, [f"dit.config={path}", "dit.cond_dim=8"])
+
+
 def measure_token_passes(preset_name: str, regime: str) -> tuple[int, int]:
     """tokens_processed of the first and a steady block, from a toy-width twin on the CPU."""
-    preset = apply_overrides(get_preset(preset_name), TWIN_OVERRIDES)
+    preset = _twin(load_preset(preset_name))
     gen = GENERATORS.create(regime, preset, preset.settings, device="cpu")
     control = Control("paper table")
     state = gen.start(control, seed=0)
@@ -80,7 +111,7 @@ def measure_token_passes(preset_name: str, regime: str) -> tuple[int, int]:
 
 def build_row(preset_name: str, regime: str, token_passes: bool) -> Row:
     row = Row(preset_name, regime, published=published_size(preset_name, regime))
-    preset = get_preset(preset_name)
+    preset = load_preset(preset_name)
     try:
         gen = GENERATORS.create(regime, preset, preset.settings, device="meta")
         row.params_m = gen.num_parameters() / 1e6
@@ -138,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_grad_enabled(False)  # a script, not a library: no caller state to preserve
     regimes = args.regimes or GENERATORS.names()
     started = time.perf_counter()
-    rows = [build_row(p, r, not args.no_token_passes) for p in args.presets for r in regimes]
+    rows = [build_row(p, r, not args.no_token_passes) for p in args.presets for r in regimes
+            if p not in VARIANTS or r in DIFFUSION_REGIMES]
     print(to_markdown(rows))
-    settings = {p: get_preset(p).settings for p in args.presets}
+    settings = {p: load_preset(p).settings for p in args.presets if p not in VARIANTS}
     print()
     print("Native streams: " + "; ".join(
         f"{p}: context {s.context_s:.2f} s, block {s.block_s:.2f} s, {s.steps} steps, CFG {'on' if s.cfg else 'off'}"

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from baselines.sat_dit import resolve_config_path
 from baselines.weights import file_identity, resolve_weights
 from bench.app.clocks import Clock
 from bench.app.guards import check_block, limited_step
@@ -94,10 +95,28 @@ def weights_identity(generator: str, preset: Any) -> dict[str, Any] | None:
     resumed run never reuses a cell timed with other weights. ConfigError for a bad ``builtin:``."""
     group = WEIGHTS_FIELDS.get(generator)
     value = getattr(getattr(preset, group, None), "weights", "") if group else ""
+    inputs = model_inputs_identity(group, preset)
     if not value:
-        return None
+        return inputs or None
     path = resolve_weights(f"{group}.weights", value, generator)
-    return {"field": f"{group}.weights", "value": value, **file_identity(path)}
+    return {"field": f"{group}.weights", "value": value, **file_identity(path), **inputs}
+
+
+def model_inputs_identity(group: str | None, preset: Any) -> dict[str, Any]:
+    """What else shapes a DiT's output besides its weights: a stable-audio-tools model config
+    (``dit.arch=sat``, with its sha256) and the prompt conditioning (a local T5 directory, or the
+    offline hashing featuriser when absent, then nothing is added so earlier hashes stay valid)."""
+    dit = getattr(preset, "dit", None) if group == "dit" else None
+    if dit is None:
+        return {}
+    out: dict[str, Any] = {}
+    if getattr(dit, "arch", "native") == "sat" and dit.config:
+        out["backbone"] = {"arch": "sat", "config": dit.config, **file_identity(resolve_config_path(dit.config))}
+    if getattr(dit, "text_encoder", ""):
+        folder = Path(dit.text_encoder).expanduser()
+        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+        out["text_encoder"] = {"dir": dit.text_encoder, "files": [file_identity(f) for f in files]}
+    return out
 
 
 def cell_hash(generator: str, preset: Any, workload: Workload, device: str, dtype: torch.dtype) -> str:

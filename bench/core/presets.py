@@ -119,6 +119,9 @@ class DiTConfig:
     # and taken from the JSON.
     arch: str = "native"
     config: str = ""  # arch=sat: a stable-audio-tools model_config.json, or "builtin:sao-small"
+    # a local T5 directory (transformers save_pretrained: encoder + tokenizer) for the prompt tokens;
+    # "" = the offline hashing featuriser (baselines/conditioning.py). Never downloaded.
+    text_encoder: str = ""
 
     def __post_init__(self) -> None:
         _positive(self, "width", "depth", "heads", "mlp_mult", "cond_dim", "cond_tokens")
