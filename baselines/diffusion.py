@@ -31,7 +31,7 @@ from baselines.attention import KVCache
 from baselines.codecs import make_codec
 from baselines.conditioning import prompt_tokens
 from baselines.dit import DiT, build_dit
-from baselines.samplers import StepCallback, VelocityFn, cfg_combine, get_sampler, logsnr_schedule
+from baselines.samplers import StepCallback, cfg_combine, get_update, logsnr_schedule
 from bench.core.contract import (
     PhaseRecorder,
     StepInfo,
@@ -118,7 +118,9 @@ class DiffusionGenerator(StreamingGenerator):
         self.latent_dim = config.codec.latent_dim
         self.steps = settings.steps
         self.ts = logsnr_schedule(settings.steps)
-        self._sampler = get_sampler(settings.sampler)
+        # the denoising loop every regime writes out: (step index, t, next t)
+        self.schedule = [(i, t, t_next) for i, (t, t_next) in enumerate(zip(self.ts[:-1], self.ts[1:]))]
+        self._update = get_update(settings.sampler)
         # public per-step hook of the sampler, (step_index, t, x, guided velocity) -> None; for tests
         # and tools (None: nothing is called). It runs inside the timed step: leave it None to time.
         self.on_sampler_step: StepCallback | None = None
@@ -250,10 +252,18 @@ class DiffusionGenerator(StreamingGenerator):
         gen = block_generator(state.seed, state.block_index, "noise", self.device)
         return torch.randn(self.block_frames, self.latent_dim, generator=gen, device=self.device)
 
-    def _sample(self, state: DiffusionState, velocity: VelocityFn) -> torch.Tensor:
-        """Run the configured sampler for one block: (B, D) float32 clean latents."""
-        gen = block_generator(state.seed, state.block_index, "sampler", self.device)
-        return self._sampler(velocity, self._noise(state), self.ts, gen, on_step=self.on_sampler_step)
+    def _start_noise(self, state: DiffusionState) -> tuple[torch.Tensor, torch.Generator]:
+        """The block's starting point (B, D) float32 at ``t = ts[0]``, and the generator of the
+        sampler's own draws (ping-pong's re-noising)."""
+        return self._noise(state), block_generator(state.seed, state.block_index, "sampler", self.device)
+
+    def _advance(self, step_index: int, t: float, t_next: float, x: torch.Tensor, v: torch.Tensor,
+                 draws: torch.Generator) -> torch.Tensor:
+        """Show the step to ``on_sampler_step``, then apply the sampler's update: x at ``t_next``
+        (the clean latents after the last step)."""
+        if self.on_sampler_step is not None:
+            self.on_sampler_step(step_index, t, x, v)
+        return self._update(x, v, t, t_next, draws)
 
     def _decode(self, x0: torch.Tensor, context: torch.Tensor, recorder: PhaseRecorder) -> np.ndarray:
         """Block latents (B, D) -> host float32 audio (channels, B * hop); the step's only sync."""

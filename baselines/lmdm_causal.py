@@ -185,31 +185,36 @@ class BlockCausalGenerator(DiffusionGenerator):
         # stream chunk index of the ring's oldest chunk during this block's steps 2..T
         ring_start = state.block_index if bootstrap else state.ring_start_chunk + 1
         tables = self.rope_tables(ring_start)
-        cache = {"ring": state.ring, "cross": state.cross}
+        passes, cross, ring = self.passes, state.cross, state.ring
 
-        passes = self.passes
-
-        def velocity(x: torch.Tensor, t: float, step_index: int) -> torch.Tensor:
-            if step_index == 0 and bootstrap:
+        x, draws = self._start_noise(state)  # (B, D) at t = ts[0]
+        for i, t, t_next in self.schedule:
+            if i == 0 and bootstrap:
+                # phase 1a, first block or new prompt: the whole window with the block-causal
+                # mask; fills the ring with the context's last W-1 chunks
                 with recorder.phase(PHASE_BOOTSTRAP):
-                    cache["cross"] = dit.cross_cache(cond)
-                    out, cache["ring"] = passes.bootstrap(self._batched(x), self._time(t), self._batched(context), cond,
-                                                          cache["cross"], tables["boot"])
-                    return self._guide(out)
-            if step_index == 0:
+                    cross = dit.cross_cache(cond)
+                    out, ring = passes.bootstrap(self._batched(x), self._time(t), self._batched(context), cond, cross,
+                                                 tables["boot"])
+                    v = self._guide(out)
+            elif i == 0:
+                # phase 1b, steady blocks: the fused first step; the pending chunk's K/V are
+                # computed once and replace the ring's oldest chunk
                 with recorder.phase(PHASE_FIRST_STEP):
-                    out, cache["ring"] = passes.fused(self._batched(x), self._time(t), self._batched(context[-b:]),
-                                                      cond, cache["cross"], cache["ring"], tables["fused"])
-                    return self._guide(out)
-            with recorder.phase(PHASE_STEP):
-                return self._guide(passes.step(self._batched(x), self._time(t), cond, cache["cross"], cache["ring"],
-                                               tables["step"]))
-
-        x0 = self._sample(state, velocity)
+                    out, ring = passes.fused(self._batched(x), self._time(t), self._batched(context[-b:]), cond, cross,
+                                             ring, tables["fused"])
+                    v = self._guide(out)
+            else:
+                # phase 2, steps 2..T: target and token rows against [ring | themselves], no mask
+                with recorder.phase(PHASE_STEP):
+                    v = self._guide(passes.step(self._batched(x), self._time(t), cond, cross, ring, tables["step"]))
+            x = self._advance(i, t, t_next, x, v, draws)
+        x0 = x  # (B, D) clean latents
+        # phase 3: decode the block (the step's only host copy)
         audio = self._decode(x0, context, recorder)
         plan = self._plan(bootstrap, bootstrap)
         new_state = self._next_state(
-            state, x0, prompt=control.prompt, cross=cache["cross"], ring=cache["ring"], ring_start_chunk=ring_start
+            state, x0, prompt=control.prompt, cross=cross, ring=ring, ring_start_chunk=ring_start
         )
         extra = {"bootstrapped": bootstrap, "prompt_changed": bootstrap and state.ring is not None}
         return self._finish(state, new_state, audio, plan, extra)

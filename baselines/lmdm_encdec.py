@@ -59,12 +59,15 @@ class EncDecGenerator(DiffusionGenerator):
         context = state.context  # (C, D) float32
         new_prompt = state.cross is None or state.prompt != control.prompt
 
+        # phase 1: prefill, the clean context once (its K/V of every layer), no mask needed
         with recorder.phase(PHASE_PREFILL):
             cross = dit.cross_cache(cond) if new_prompt else state.cross
             h = dit.embed(self._zeros_ctx, self._ones_ctx, self._batched(context))  # (N, C, d)
             _, context_kv = dit.run(h, self._ctx_cos, self._ctx_sin, None, cross, return_kv=True)
 
-        def velocity(x: torch.Tensor, t: float, step_index: int) -> torch.Tensor:
+        x, draws = self._start_noise(state)  # (B, D) at t = ts[0]
+        for i, t, t_next in self.schedule:
+            # phase 2, every step: the target and token rows against [context K/V | themselves]
             with recorder.phase(PHASE_STEP):
                 h = torch.cat(
                     [
@@ -74,9 +77,10 @@ class EncDecGenerator(DiffusionGenerator):
                     dim=1,
                 )  # (N, B+1, d)
                 h, _ = dit.run(h, self._tgt_cos, self._tgt_sin, None, cross, past=context_kv)
-                return self._guide(dit.head(h[:, :b]))
-
-        x0 = self._sample(state, velocity)
+                v = self._guide(dit.head(h[:, :b]))
+            x = self._advance(i, t, t_next, x, v, draws)
+        x0 = x  # (B, D) clean latents
+        # phase 3: decode the block (the step's only host copy)
         audio = self._decode(x0, context, recorder)
         plan = self._plan(False, new_prompt)
         new_state = self._next_state(state, x0, prompt=control.prompt, cross=cross)

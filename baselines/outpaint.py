@@ -42,17 +42,19 @@ class OutpaintGenerator(DiffusionGenerator):
         context = state.context  # (C, D) float32
         masked = torch.cat([self._batched(context), self._zeros_block], dim=1)  # (N, C+B, D)
         renoise = block_generator(state.seed, state.block_index, "renoise", self.device)
-
-        def velocity(x: torch.Tensor, t: float, step_index: int) -> torch.Tensor:
+        x, draws = self._start_noise(state)  # (B, D) at t = ts[0]
+        for i, t, t_next in self.schedule:
+            # phase 1, every step: re-noise the context to t, run the whole window bidirectionally
             with recorder.phase(PHASE_STEP):
                 eps = torch.randn(context.shape, generator=renoise, device=self.device)
                 noisy = torch.cat([(1.0 - t) * context + t * eps, x], dim=0)  # (C+B, D)
                 rows = dit.embed(self._batched(noisy), self._window_mask, masked)  # (N, C+B, d)
                 h = torch.cat([rows, dit.time_token(self._time(t), cond[:, -1])], dim=1)  # (N, C+B+1, d)
                 h, _ = dit.run(h, self._cos, self._sin, None, dit.cross_cache(cond))
-                return self._guide(dit.head(h[:, c:c + b]))
-
-        x0 = self._sample(state, velocity)
+                v = self._guide(dit.head(h[:, c:c + b]))
+            x = self._advance(i, t, t_next, x, v, draws)
+        x0 = x  # (B, D) clean latents
+        # phase 2: decode the block (the step's only host copy)
         audio = self._decode(x0, context, recorder)
         plan = self._plan(False, False)
         return self._finish(state, self._next_state(state, x0), audio, plan, {})
