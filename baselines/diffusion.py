@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from baselines.attention import KVCache
 from baselines.codecs import make_codec
@@ -48,6 +49,9 @@ from bench.core.settings import Control, StreamSettings
 log = logging.getLogger(__name__)
 
 Backbone = Any  # DiT or baselines.sat_dit.SatDiT: the same methods (see DiT's docstring)
+# compiled graphs one backbone may need: one per pass shape (bootstrap, fused, steps, prefill, and
+# their cache layouts); more means shapes are not static, which fails the cell instead of going eager
+RECOMPILE_LIMIT = 16
 
 
 # ---------------------------------------------------------------------------------- backbone
@@ -186,6 +190,28 @@ class DiffusionGenerator(StreamingGenerator):
     def tokens_per_block(self, first_block: bool) -> int:
         """Query token-passes through the backbone per block (CFG batch counted twice)."""
         return sum(p.tokens for p in self._plan(first_block, first_block))
+
+    def compile(self, mode: str) -> dict[str, Any]:
+        """``torch.compile`` the backbone's layer stack (``run``: every pass of every regime goes
+        through it) with ``fullgraph=True``, so a graph break is an error, not a silent partial
+        fallback; static shapes (one graph per pass shape: bootstrap, fused, steps, prefill). The
+        compilation itself happens at the first call of each shape, i.e. in the warm-up, where a
+        failure fails the cell."""
+        options = {} if mode == "default" else {"mode": mode}
+        eager = self.dit.run
+        compiled = torch.compile(eager, fullgraph=True, dynamic=False, **options)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            if _get_current_dispatch_mode() is not None:
+                # a dispatch mode (the FLOPs pass's FlopCounterMode) counts the eager ops: FLOPs are
+                # the math's, not the kernel's, and a mode must not trigger a second compilation
+                return eager(*args, **kwargs)
+            # every pass shape must compile: past the recompile limit dynamo would run eager in silence
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
+                return compiled(*args, **kwargs)
+
+        self.dit.run = run
+        return {"compiled": ["dit.run"], "backend": "inductor", "fullgraph": True, "dynamic": False}
 
     def kv_cache_bytes(self, state: DiffusionState) -> int:
         return sum(c.nbytes for c in (state.cross, state.ring) if c is not None)

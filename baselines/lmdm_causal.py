@@ -94,7 +94,9 @@ class BlockCausalPasses:
             dit.time_token(t, cond[:, -1]),
         ], dim=1)  # (N, C+B+1, d)
         h, fresh = dit.run(h, *tables, self.boot_mask, cross, return_kv=True)
-        return dit.head(h[:, c:c + b]), fresh.tokens(b, c)  # the ring: context chunks 1 .. W-1
+        ring = fresh.tokens(b, c)  # the ring: context chunks 1 .. W-1
+        # contiguous, like every later ring (evict_append): one memory layout, one compiled graph
+        return dit.head(h[:, c:c + b]), KVCache(ring.keys.contiguous(), ring.values.contiguous())
 
     def fused(self, x: torch.Tensor, t: torch.Tensor, pending: torch.Tensor, cond: torch.Tensor, cross: KVCache,
               ring: KVCache, tables: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:

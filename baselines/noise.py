@@ -96,6 +96,10 @@ class NoiseGenerator(StreamingGenerator):
     def copy_state(self, state: NoiseState) -> NoiseState:
         return state  # immutable
 
+    def compile(self, mode: str) -> dict[str, Any]:
+        """Nothing to compile (no model): the null generator measures the harness in every mode."""
+        return {"compiled": [], "backend": "none"}
+
 
 class PhasedNoiseGenerator(NoiseGenerator):
     """The null generator with the LMM's phase entries per block (module docstring)."""

@@ -53,6 +53,7 @@ class CellJob:
     threads: int  # torch intra-op threads (0: leave the process's setting alone)
     step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # a step running longer fails the cell (bench.app.guards)
     cell_timeout_s: float | None = None  # the cell's steps running longer in all fail it (None: no limit)
+    compile: str = "off"  # torch.compile mode of the generator's step passes ("off": eager)
 
     @property
     def label(self) -> str:
@@ -117,7 +118,7 @@ def cell_jobs(plan: Plan, hashes: dict[tuple[str, str], str]) -> list[CellJob]:
     codes = {g: code_hash(g) for g in plan.generators}
     return [CellJob(g, targets[g], w, hashes[(g, w.name)], codes[g], plan.preset, plan.device, plan.dtype,
                     plan.config.flops, plan.config.threads, float(plan.config.step_timeout_s),
-                    plan.config.cell_timeout_s)
+                    plan.config.cell_timeout_s, plan.config.compile)
             for g, w in plan.cells()]
 
 
@@ -137,7 +138,7 @@ def run_cell(job: CellJob, store: RunStore, clock: Clock, progress: ProgressBar,
     started, t0 = utc_now(), time.perf_counter()
     bar = progress(total=0, desc=job.label, unit="block", leave=False)
     runner = Runner(clock, progress=bar.update, count_flops=job.count_flops, step_timeout_s=job.step_timeout_s,
-                    cell_timeout_s=job.cell_timeout_s)
+                    cell_timeout_s=job.cell_timeout_s, compile_mode=job.compile)
     bar.total = runner.total_steps(job.workload)
     status = cell_status(job, started_utc=started, step_timeout_s=job.step_timeout_s,
                          cell_timeout_s=job.cell_timeout_s)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.app.config import CONFIG_KEYS, EXECUTORS, PROGRESS_MODES, resolve_config
+from bench.app.config import COMPILE_MODES, CONFIG_KEYS, EXECUTORS, PROGRESS_MODES, resolve_config
 from bench.core.run_folder import resume_command
 from bench.core.errors import ConfigError, RunStopped
 from bench.core.presets import PRESETS, preset_fields
@@ -108,6 +108,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="a cell whose steps run longer than S seconds in all fails (default: no limit)")
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                         help="override a preset or workload field (repeatable)")
+    parser.add_argument("--compile", choices=COMPILE_MODES,
+                        help="torch.compile the generators' step passes in this mode (default: off = eager); "
+                             "a generator that cannot compile fails its cell, and every cell records what ran")
     parser.add_argument("--no-flops", dest="flops", action="store_false", default=None,
                         help="skip the FLOPs pass (FLOPs are then reported as not measured)")
     parser.add_argument("--no-peak", dest="peak", action="store_false", default=None,

@@ -22,7 +22,7 @@ DEFAULT_STEP_TIMEOUT_S = 600.0  # seconds; a generator step running longer fails
 
 CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
                "threads", "drift", "continuation", "report", "executor", "ray_address", "step_timeout_s", "cell_timeout_s", "allow_config_change",
-               "set")
+               "compile", "set")
 # The type each config-file key must have (TOML is typed: drift = "false" is a string, not a boolean).
 _BOOL, _STR, _NAMES = ("a boolean (true or false, without quotes)", "a string", "a string or a list of strings")
 KEY_TYPES = {
@@ -30,7 +30,7 @@ KEY_TYPES = {
     "resume": _BOOL, "flops": _BOOL, "peak": _BOOL, "progress": _STR, "threads": "an integer", "drift": _BOOL, "continuation": _BOOL,
     "report": _BOOL, "executor": _STR, "ray_address": _STR, "step_timeout_s": "a number of seconds",
     "cell_timeout_s": "a number of seconds",
-    "allow_config_change": _BOOL, "set": "a table of \"key\" = value pairs",
+    "allow_config_change": _BOOL, "compile": _STR, "set": "a table of \"key\" = value pairs",
 }
 # Command-line flag (argparse dest) -> RunConfig attribute, for flags that override the config file.
 FLAG_ATTRIBUTES = (
@@ -40,10 +40,12 @@ FLAG_ATTRIBUTES = (
     ("report", "report"),
     ("executor", "executor"), ("ray_address", "ray_address"), ("step_timeout_s", "step_timeout_s"),
     ("cell_timeout_s", "cell_timeout_s"),
-    ("allow_config_change", "allow_config_change"),
+    ("allow_config_change", "allow_config_change"), ("compile", "compile"),
 )
 PROGRESS_MODES = ("auto", "on", "off")
 EXECUTORS = ("local", "ray")  # who runs the cells: this process, or Ray tasks (bench/app/executors/)
+# torch.compile modes of --compile ("off" = eager); "reduce-overhead" adds CUDA graphs on a GPU
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -69,6 +71,7 @@ class RunConfig:
     step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # a generator step running longer fails its cell
     cell_timeout_s: float | None = None  # a cell (build, warm-up, streams, FLOPs pass) running longer fails
     allow_config_change: bool = False  # --resume may continue a run made with another configuration
+    compile: str = "off"  # torch.compile the generators' step passes: one of COMPILE_MODES (docs/harness.md)
     overrides: list[str] = field(default_factory=list)
 
 

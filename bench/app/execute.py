@@ -90,7 +90,8 @@ def _execute(plan: Plan, out: Path, clock: Clock | None, argv: list[str]) -> int
     store = RunStore(out)
     progress = functools.partial(tqdm, file=sys.stderr, disable=TQDM_DISABLE[plan.config.progress])
     with open_executor(plan, store, clock, progress) as executor:  # Ray missing or unreachable: exit 2, no work
-        hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype) for g, w in plan.cells()}
+        hashes = {(g, w.name): cell_hash(g, plan.preset, w, plan.device, plan.dtype, plan.config.compile)
+                  for g, w in plan.cells()}
         identity = run_identity(plan)
         changes = check_resume(plan, out, identity)
         manifest_path = _write_manifest(plan, out, hashes, identity, changes, argv)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from bench.app.config import EXECUTORS, PROGRESS_MODES, RunConfig, split_overrides
+from bench.app.config import COMPILE_MODES, EXECUTORS, PROGRESS_MODES, RunConfig, split_overrides
 from bench.app.drift.config import drift_workload_for
 from bench.core.errors import ConfigError, did_you_mean
 from bench.core.presets import Preset, apply_overrides, get_preset
@@ -130,6 +130,9 @@ def _check_run_options(cfg: RunConfig) -> None:
     if cfg.allow_config_change and not cfg.resume:
         raise ConfigError("--allow-config-change only means something with --resume (continuing a run folder)")
     _check_executor(cfg)
+    if cfg.compile not in COMPILE_MODES:
+        raise ConfigError(f"compile {cfg.compile!r}{did_you_mean(str(cfg.compile), COMPILE_MODES)} is not a mode; "
+                          f"use one of {', '.join(COMPILE_MODES)} (off = eager)")
 
 
 def _check_unique(kind: str, names: list[str]) -> None:

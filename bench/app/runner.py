@@ -23,17 +23,19 @@ block k), so a change at ``t_c`` takes effect at the first block starting at or 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import inspect
 import json
 import logging
+import os
 import resource
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -119,12 +121,14 @@ def model_inputs_identity(group: str | None, preset: Any) -> dict[str, Any]:
     return out
 
 
-def cell_hash(generator: str, preset: Any, workload: Workload, device: str, dtype: torch.dtype) -> str:
+def cell_hash(generator: str, preset: Any, workload: Workload, device: str, dtype: torch.dtype,
+              compile_mode: str = "off") -> str:
     """Identity of a cell's result: schema, generator and its code, preset, workload, device, dtype, the
-    torch thread count in effect and the sha256 of the weights file the generator loads."""
+    torch thread count in effect, the compile mode and the sha256 of the weights file the generator loads."""
     weights = weights_identity(generator, preset)
     key = {
         **({"weights": weights} if weights else {}),  # seeded weights: the hash of earlier runs stays valid
+        **({"compile": compile_mode} if compile_mode != "off" else {}),  # eager: earlier hashes stay valid
         "schema_version": SCHEMA_VERSION, "generator": generator, "code": code_hash(generator),
         "preset": dataclass_fingerprint(preset), "workload": workload.fingerprint(), "device": str(device),
         "dtype": dtype_name(dtype), "torch_threads": torch.get_num_threads(),
@@ -243,12 +247,39 @@ def _block_and_phase_rows(raw: _RawStream, workload: Workload, sample_rate: int,
     return block_rows, phase_rows
 
 
+SDPA_OP = "scaled_dot_product"  # aten::_scaled_dot_product_{flash,efficient,cudnn,...}_attention*
+
+
+NOT_PROBED = "not probed (no warm-up block)"
+
+
+@contextlib.contextmanager
+def attention_probe(device: torch.device, found: list[str]) -> Iterator[None]:
+    """Profile what runs inside (an untimed warm-up block) and append to ``found`` the attention
+    kernels it dispatched: the aten ``scaled_dot_product`` variants (flash / efficient / cudnn /
+    math, CPU or CUDA), or "none" when no such op ran (no attention, or a compiled graph that
+    lowered attention into its own kernels: then that is what ran). Never guessed from flags."""
+    from torch.profiler import ProfilerActivity, profile  # only here: the timed path never imports it
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # its CPU-only "gpuGetDeviceCount failed" is no error of ours
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        yield
+    names = sorted({e.key.removeprefix("aten::") for e in prof.key_averages() if SDPA_OP in e.key
+                    and e.key != "aten::scaled_dot_product_attention"})  # the dispatcher, not a kernel
+    found.append(",".join(names) or "none")
+
+
 class Runner:
     """Runs cells with one clock. ``progress(n)`` is called between steps, never inside one."""
 
     def __init__(self, clock: Clock, progress: Progress | None = None, count_flops: bool = True,
-                 step_timeout_s: float | None = None, cell_timeout_s: float | None = None) -> None:
+                 step_timeout_s: float | None = None, cell_timeout_s: float | None = None,
+                 compile_mode: str = "off") -> None:
         self.clock = clock
+        self.compile_mode = compile_mode  # "off" (eager) or a torch.compile mode (StreamingGenerator.compile)
+        self.execution: dict[str, Any] = {"execution": "eager"}  # what the last built generator runs
         self.progress = progress or (lambda n: None)
         self.count_flops = count_flops
         self.step_timeout_s = step_timeout_s  # a step running longer fails the cell (bench.app.guards)
@@ -261,18 +292,27 @@ class Runner:
 
     # -- pieces ------------------------------------------------------------------------------
 
-    @staticmethod
-    def build(generator: str, preset: Any, workload: Workload, device: str | torch.device, dtype: torch.dtype) -> StreamingGenerator:
-        return GENERATORS.create(generator, preset, workload.settings(), device=device, dtype=dtype)
+    def build(self, generator: str, preset: Any, workload: Workload, device: str | torch.device,
+              dtype: torch.dtype) -> StreamingGenerator:
+        """The generator, compiled when the run asks for it (its ``compile`` raises when it cannot:
+        a benchmark never falls back to eager without saying so)."""
+        gen = GENERATORS.create(generator, preset, workload.settings(), device=device, dtype=dtype)
+        self.execution = {"execution": "eager"}
+        if self.compile_mode != "off":
+            record = gen.compile(self.compile_mode)
+            self.execution = {"execution": f"compiled:{self.compile_mode}", **record}
+        return gen
 
     @staticmethod
     def controls(workload: Workload) -> list[Control]:
         return [Control(prompt) for _, prompt in workload.prompts]
 
-    def warm_up(self, gen: StreamingGenerator, workload: Workload) -> None:
-        """Untimed blocks of a separate stream (same seed), through the clock's timer path."""
+    def warm_up(self, gen: StreamingGenerator, workload: Workload) -> str:
+        """Untimed blocks of a separate stream (same seed), through the clock's timer path. The
+        first runs under the profiler; returns the attention kernels it dispatched."""
         if workload.warmup_blocks == 0:
-            return
+            return NOT_PROBED
+        found: list[str] = []
         controls = self.controls(workload)
         state = gen.start(controls[0], workload.seed)
         audio_s = 0.0
@@ -280,7 +320,8 @@ class Runner:
             for k in range(workload.warmup_blocks):
                 control = controls[workload.prompt_index_at(audio_s)]
                 timer = self.clock.timer(k)
-                with self._deadline(f"warm-up block {k}"):
+                probe = attention_probe(gen.device, found) if k == 0 else contextlib.nullcontext()
+                with self._deadline(f"warm-up block {k}"), probe:
                     result, state = gen.step(state, control, timer)
                 timer.resolve()
                 check_block(result.audio, gen.spec, k)
@@ -289,6 +330,7 @@ class Runner:
         finally:
             gen.stop(state)
         self.clock.barrier()
+        return found[0] if found else NOT_PROBED
 
     def run_stream(self, gen: StreamingGenerator, workload: Workload, repeat: int, writer: AudioWriter | None,
                    labels: dict[str, Any], context_audio: np.ndarray | None = None
@@ -436,7 +478,7 @@ class Runner:
             gen = self.build(generator, preset, workload, device, dtype)
             build_s = time.perf_counter() - t_build
             log.debug("%s: built in %.2f s (%d parameters)", generator, build_s, gen.num_parameters())
-            self.warm_up(gen, workload)
+            self.execution["attention_kernels"] = self.warm_up(gen, workload)
             blocks, phases, streams = [], [], []
             for repeat in range(workload.repeats):
                 writer = None
@@ -453,12 +495,14 @@ class Runner:
                     writer.close()
                     s["audio_path"] = f"audio/{writer.path.name}"  # relative to the cell folder
                 b["audio_path"] = s["audio_path"]
+                s["execution"] = self.execution["execution"]
+                s["attention_kernels"] = self.execution["attention_kernels"]
                 blocks.append(b)
                 phases.append(p)
                 streams.append(s)
             flops = self.flops_pass(gen, workload, labels) if self.count_flops else pd.DataFrame()
         spec = gen.spec
-        info = {"build_s": build_s, "params": gen.num_parameters(), "spec": {
+        info = {"build_s": build_s, "params": gen.num_parameters(), "execution": dict(self.execution), "spec": {
             "regime": spec.regime, "sample_rate": spec.sample_rate, "channels": spec.channels,
             "frame_rate_hz": spec.frame_rate_hz, "block_frames": spec.block_frames,
             "context_frames": spec.context_frames, "block_s": spec.block_s, "context_s": spec.context_s}}

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, ContextManager, Iterator, Protocol
 import numpy as np
 import torch
 
+from bench.core.errors import ConfigError
 from bench.core.hashing import stable_hash
 from bench.core.settings import Control, StreamSettings
 
@@ -138,6 +139,13 @@ class StreamingGenerator(ABC):
     def analytic_flops(self, first_block: bool) -> dict[str, float]:
         """Analytic FLOPs per phase of one block (the first block of a stream, or a steady one),
         counting matmuls and attention products the way ``torch.utils.flop_counter`` does."""
+
+    def compile(self, mode: str) -> dict[str, Any]:
+        """Compile the step's passes with ``torch.compile`` in ``mode`` ("default",
+        "reduce-overhead", "max-autotune"); returns what was compiled and how, recorded with the
+        cell. A generator without a compile mode raises: the harness never times eager code as if
+        it were compiled."""
+        raise ConfigError(f"generator {self.name!r} has no compile mode; run it eager (--compile off)")
 
     def copy_state(self, state: Any) -> Any:
         """An independent copy of ``state`` (tensors cloned)."""
