@@ -163,7 +163,22 @@ def summarize_cell(
     row["peak_flops_per_s"] = float(peak_flops_per_s) if peak_flops_per_s else float("nan")
     row["peak_fraction"] = achieved / peak_flops_per_s if peak_flops_per_s else float("nan")
     row.update(_flops_columns(flops))
+    row.update(_attainable_columns(flops, row["steady_median_ms"]))
     return row
+
+
+def _attainable_columns(flops: pd.DataFrame | None, steady_median_ms: float) -> dict:
+    """The steady block's attainable time on this machine (bench/app/attainable.py: its matmul-like
+    operations replayed at their shapes, the rest at the measured bandwidth) and the share of it
+    the measured median reaches: 1.0 means the code adds nothing to the hardware's own cost.
+    NaN when the FLOPs pass (which also models the attainable time) did not run."""
+    part = flops[flops.block_kind == "steady"] if flops is not None and len(flops) else None
+    if part is None or part.empty or "attainable_ms" not in part:
+        return {"steady_attainable_ms": float("nan"), "steady_bytes_moved": float("nan"),
+                "attainable_fraction": float("nan")}
+    attainable = float(part.attainable_ms.sum())
+    return {"steady_attainable_ms": attainable, "steady_bytes_moved": float(part.bytes_moved.sum()),
+            "attainable_fraction": attainable / steady_median_ms if steady_median_ms > 0 else float("nan")}
 
 
 def _flops_columns(flops: pd.DataFrame | None) -> dict:
@@ -202,14 +217,33 @@ def summarize(
     return pd.DataFrame(rows)
 
 
-def phase_summary(phases: pd.DataFrame) -> pd.DataFrame:
-    """Median latency and calls per block of each phase, first block vs steady blocks."""
+PHASE_ATTAINABLE_COLUMNS = ["attainable_ms", "bytes_moved", "measured_flops", "attainable_fraction",
+                            "intensity_flops_per_byte", "achieved_flops_per_s"]
+
+
+def phase_summary(phases: pd.DataFrame, flops: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Median latency and calls per block of each phase, first block vs steady blocks; with the FLOPs
+    pass's table, also each phase's attainable time, bytes, FLOPs, the share of the attainable time
+    its median reaches, its arithmetic intensity and achieved FLOP/s (the roofline's points)."""
+    keys = ["generator", "workload", "phase", "block_kind"]
     if phases.empty:
-        return pd.DataFrame(columns=["generator", "workload", "phase", "block_kind", "calls", "median_ms", "blocks"])
+        return pd.DataFrame(columns=keys + ["calls", "median_ms", "blocks"] + PHASE_ATTAINABLE_COLUMNS)
     df = phases.assign(block_kind=np.where(phases.block_index == 0, "first", "steady"))
-    grouped = df.groupby(["generator", "workload", "phase", "block_kind"], sort=False)
+    grouped = df.groupby(keys, sort=False)
     out = grouped.agg(calls=("calls", "median"), median_ms=("latency_ms", "median"), blocks=("block_index", "size"))
-    return out.reset_index()
+    out = out.reset_index()
+    if flops is None or flops.empty or "attainable_ms" not in flops:
+        return out.assign(**{c: float("nan") for c in PHASE_ATTAINABLE_COLUMNS})
+    model = flops.groupby(keys, sort=False)[["attainable_ms", "bytes_moved", "measured_flops"]].median().reset_index()
+    out = out.merge(model, on=keys, how="left")
+    out["attainable_fraction"] = out.attainable_ms / out.median_ms.where(out.median_ms > 0)
+    out["intensity_flops_per_byte"] = out.measured_flops / out.bytes_moved.where(out.bytes_moved > 0)
+    out["achieved_flops_per_s"] = out.measured_flops / (out.median_ms.where(out.median_ms > 0) / 1e3)
+    return out
+
+
+PAIR_COLUMNS = ["workload", "a", "b", "latency_ratio", "analytic_flop_ratio", "latency_over_flop_ratio",
+                "attainable_ratio", "latency_over_attainable_ratio"]
 
 
 def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
@@ -217,7 +251,9 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
 
     1.0 means wall time scales exactly with analytic FLOPs; > 1 means the first regime is slower
     than its FLOPs predict relative to the second. Regimes with no analytic FLOPs (the null
-    generator) are left out.
+    generator) are left out. ``latency_over_attainable_ratio`` compares the same latency ratio with
+    the ratio of the two regimes' attainable times on this machine instead (1.0: what separates
+    them is the hardware's cost of their operations, not their code; NaN without a FLOPs pass).
     """
     rows = []
     ok = summary[(summary.steady_analytic_flops > 0) & np.isfinite(summary.steady_median_ms)]
@@ -225,11 +261,14 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
         for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
             lat = a.steady_median_ms / b.steady_median_ms
             fl = a.steady_analytic_flops / b.steady_analytic_flops
+            att = (a.get("steady_attainable_ms", float("nan")) / b.get("steady_attainable_ms", float("nan"))
+                   if b.get("steady_attainable_ms", 0) else float("nan"))
             rows.append({
                 "workload": work, "a": a.generator, "b": b.generator, "latency_ratio": lat,
                 "analytic_flop_ratio": fl, "latency_over_flop_ratio": lat / fl,
+                "attainable_ratio": att, "latency_over_attainable_ratio": lat / att if att else float("nan"),
             })
-    return pd.DataFrame(rows, columns=["workload", "a", "b", "latency_ratio", "analytic_flop_ratio", "latency_over_flop_ratio"])
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
 OVERHEAD_COLUMNS = ["workload", "null_generator", "null_median_ms", "reference", "reference_median_ms",

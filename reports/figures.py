@@ -16,6 +16,8 @@ Figures (``FIGURES``, in report order):
 - ``flops_by_phase``: measured FLOPs per generated second of audio, stacked by phase, with the
   analytic total marked;
 - ``peak_fraction``: achieved fraction of the machine's measured matmul peak;
+- ``roofline``: each steady phase's measured and attainable FLOP/s at its arithmetic intensity,
+  under the machine's measured bandwidth and matmul-peak ceilings (bench/app/attainable.py);
 - ``drift_curves``: drift metrics over stream time with their CI bands (or the across-stream range
   when a metric has no CI), detected onsets marked;
 - ``descriptor_curves``: the music descriptors over stream time (pitch, key and key drift, onsets,
@@ -42,7 +44,7 @@ from reports.quality_figures import descriptor_curves, drift_curves, quality_vs_
 from reports.spectrograms import spectrogram_strips
 from reports.style import paper_style, save_figure
 from reports.systems_figures import (
-    context_scaling, flops_by_phase, latency_cdf, latency_timeline, peak_fraction, rtf_bars,
+    context_scaling, flops_by_phase, latency_cdf, latency_timeline, peak_fraction, roofline, rtf_bars,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ FIGURES: dict[str, tuple[str, Callable]] = {  # name: (title, figure function)
     "context_scaling": ("Latency and FLOPs versus context length", context_scaling),
     "flops_by_phase": ("FLOPs per generated second, by phase", flops_by_phase),
     "peak_fraction": ("Achieved fraction of peak FLOP/s", peak_fraction),
+    "roofline": ("Roofline: measured and attainable FLOP/s per phase", roofline),
     "drift_curves": ("Drift over stream time", drift_curves),
     "descriptor_curves": ("Music descriptors over stream time", descriptor_curves),
     "spectrogram_strips": ("Spectrograms: start, middle and end of each regime's longest stream", spectrogram_strips),

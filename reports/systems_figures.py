@@ -269,4 +269,63 @@ def peak_fraction(runs: RunSet) -> tuple[Any, str]:
                  "percentage of the machine's measured square-matmul peak at the run's dtype.")
 
 
-__all__ = ["latency_timeline", "latency_cdf", "rtf_bars", "context_scaling", "flops_by_phase", "peak_fraction"]
+def _roofline_points(runs: RunSet) -> pd.DataFrame:
+    """Steady phases with a modelled attainable time: intensity, achieved and attainable FLOP/s."""
+    rows = []
+    for run in runs:
+        flops, phases = run.flops, run.phases
+        if flops.empty or "attainable_ms" not in flops or phases.empty:
+            continue
+        steady = flops[(flops.block_kind == "steady") & ~flops.workload.map(is_sweep) & (flops.measured_flops > 0)
+                       & np.isfinite(flops.attainable_ms.astype(float)) & (flops.bytes_moved > 0)]
+        timed = phases[phases.block_index > 0].groupby(["generator", "workload", "phase"]).latency_ms.median()
+        for _, r in steady.iterrows():
+            measured_ms = timed.get((r.generator, r.workload, r.phase), float("nan"))
+            if not (np.isfinite(measured_ms) and measured_ms > 0 and r.attainable_ms > 0):
+                continue
+            rows.append({"label": series_label(run, runs, r.generator), "generator": r.generator,
+                         "workload": r.workload, "phase": r.phase,
+                         "intensity": r.measured_flops / r.bytes_moved,
+                         "achieved": r.measured_flops / (measured_ms / 1e3),
+                         "attainable": r.measured_flops / (r.attainable_ms / 1e3),
+                         "bandwidth": float(r.bandwidth_bytes_per_s), "peak": run.peak_flops_per_s or float("nan")})
+    return pd.DataFrame(rows)
+
+
+def roofline(runs: RunSet) -> tuple[Any, str]:
+    """Each steady phase at its arithmetic intensity: measured FLOP/s (filled) and attainable FLOP/s
+    on this machine (hollow), under the bandwidth and square-matmul-peak ceilings."""
+    df = _roofline_points(runs)
+    if df.empty:
+        raise Missing("not measured in this run: no FLOPs pass (--no-flops), a fake clock, or no phase with FLOPs")
+    work = sorted(df.workload.unique())[0]
+    df = df[df.workload == work]
+    fig = new_figure(columns=1, aspect=0.8)
+    ax = fig.subplots()
+    x = np.logspace(np.log10(df.intensity.min() / 3), np.log10(df.intensity.max() * 3), 100)
+    bandwidth, peak = float(df.bandwidth.median()), float(np.nanmedian(df.peak))
+    ceiling = bandwidth * x if not np.isfinite(peak) else np.minimum(bandwidth * x, peak)
+    ax.plot(x, ceiling / 1e9, color="black", linewidth=1.0,
+            label=f"ceiling: {bandwidth / 1e9:.1f} GB/s" + (f", {peak / 1e9:.0f} GFLOP/s peak" if np.isfinite(peak) else ""))
+    for label in sorted(df.label.unique(), key=lambda s: (regime_sort_key(s.split(" (")[0]), s)):
+        part = df[df.label == label]
+        colour = regime_colour(part.generator.iloc[0])
+        ax.scatter(part.intensity, part.achieved / 1e9, color=colour, s=18, label=label, zorder=3)
+        ax.scatter(part.intensity, part.attainable / 1e9, facecolors="none", edgecolors=colour, s=28, zorder=3)
+        for _, r in part.iterrows():
+            ax.plot([r.intensity, r.intensity], [r.achieved / 1e9, r.attainable / 1e9], color=colour, linewidth=0.6)
+            ax.annotate(r.phase, (r.intensity, r.achieved / 1e9), fontsize=5, xytext=(2, -6), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
+    ax.set_ylabel("GFLOP/s")
+    ax.set_title(f"steady block phases, workload {work}")
+    legend(ax, loc="best")
+    return fig, ("Roofline of each steady phase: filled, its measured FLOP/s (counted FLOPs over its median latency); "
+                 "hollow, its attainable FLOP/s on this machine (its matmuls and attention replayed alone at their "
+                 "shapes, other operations at the measured copy bandwidth). The gap is what the code adds; the "
+                 "distance from the ceiling is what small shapes cost on this hardware.")
+
+
+__all__ = ["latency_timeline", "latency_cdf", "rtf_bars", "context_scaling", "flops_by_phase", "peak_fraction",
+           "roofline"]

@@ -44,7 +44,7 @@ def write_run_tables(store: RunStore, statuses: list[dict[str, Any]], peak_flops
     try:
         summary = systems.summarize(tables["blocks"], tables["streams"], tables["flops"], peak_flops_per_s)
         store.write_run_table("summary", summary)
-        phases = systems.phase_summary(tables["phases"])
+        phases = systems.phase_summary(tables["phases"], tables["flops"])
         store.write_run_table("phase_summary", phases)
         store.write_run_table("pairs", systems.pairwise_ratios(summary))
         store.write_run_table("overhead", systems.null_overhead(summary, phases))

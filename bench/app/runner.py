@@ -43,6 +43,7 @@ import torch
 
 from baselines.sat_dit import resolve_config_path
 from baselines.weights import file_identity, resolve_weights
+from bench.app.attainable import ATTAINABLE_COLUMNS, AttainableRecorder, ComposedRecorder, attainable_columns
 from bench.app.clocks import Clock
 from bench.app.guards import check_block, limited_step
 from bench.core.contract import StreamingGenerator
@@ -424,8 +425,16 @@ class Runner:
         pb = simulate_playback(latency_s, audio_s, prebuffer_s, "realtime", start_ns / 1e9)
         return int(round(pb.gen_start_s[-1] * 1e9))
 
+    def _attainable(self, ops: AttainableRecorder, phase: str, gen: StreamingGenerator) -> dict[str, float]:
+        """The phase's attainable-time columns; NaN under a fake clock, whose latencies are programmed
+        (a real replay time next to them would be a ratio of unrelated numbers)."""
+        if self.clock.name == "fake":
+            return {column: float("nan") for column in ATTAINABLE_COLUMNS}
+        return attainable_columns(ops, phase, str(gen.device))
+
     def flops_pass(self, gen: StreamingGenerator, workload: Workload, labels: dict[str, Any]) -> pd.DataFrame:
-        """Measured and analytic FLOPs per phase of the first block and one steady block (block 1)."""
+        """Measured and analytic FLOPs per phase of the first block and one steady block (block 1),
+        with each phase's bytes moved and attainable time on this machine (bench/app/attainable.py)."""
         controls = self.controls(workload)
         holder = [gen.start(controls[0], workload.seed)]
         try:
@@ -438,9 +447,10 @@ class Runner:
         rows: list[dict[str, Any]] = []
         audio_s, state = 0.0, holder[0]
         for k in range(min(2, workload.n_blocks)):
-            recorder = FlopRecorder()
+            recorder, ops = FlopRecorder(), AttainableRecorder()
             with self._deadline(f"FLOPs-pass block {k}"):
-                result, state = gen.step(state, controls[workload.prompt_index_at(audio_s)], recorder)
+                result, state = gen.step(state, controls[workload.prompt_index_at(audio_s)],
+                                         ComposedRecorder(recorder, ops))
             holder[0] = state
             check_block(result.audio, gen.spec, k)
             block_audio_s = result.audio.shape[1] / gen.spec.sample_rate
@@ -453,7 +463,7 @@ class Runner:
                     **labels, "block_kind": "first" if k == 0 else "steady", "block_index": k, "phase": phase,
                     "calls": int(recorder.calls.get(phase, 0)), "measured_flops": measured,
                     "analytic_flops": analytic, "ratio": measured / analytic if analytic > 0 else float("nan"),
-                    "audio_s": block_audio_s,
+                    "audio_s": block_audio_s, **self._attainable(ops, phase, gen),
                 })
             self.progress(1)
         return pd.DataFrame(rows)

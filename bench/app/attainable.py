@@ -1,0 +1,231 @@
+"""The attainable time of each phase on THIS machine, from the exact operations the phase runs.
+
+A regime can be slow because the hardware is slow at what it asks (small-row matmuls run far
+below the square-matmul peak) or because its code wastes time (copies, masks, Python). To tell
+the two apart, the FLOPs pass also runs each phase under :class:`AttainableRecorder`, which
+records every aten operation the phase dispatches. Then:
+
+- every matmul-like operation (``mm``, ``addmm``, ``bmm``, ``baddbmm``, convolutions, the
+  scaled-dot-product attention kernels) is REPLAYED alone on fresh tensors of the same shapes,
+  strides and dtype, and timed (median over repeats): the machine's measured throughput at that
+  phase's shapes, not a peak figure;
+- every other operation that moves data (elementwise, norms, softmax, copies, concatenation) is
+  charged its bytes (inputs + outputs) at the machine's measured memory bandwidth (a large
+  copy); views move nothing and cost nothing.
+
+The phase's attainable time is the sum. It is a lower bound of what this machine needs for the
+phase's own operations, one after another, with no Python, no allocator and no synchronisation
+in between: "% of attainable" = attainable / measured, 100% meaning the code adds nothing to the
+hardware's own cost. Bytes and FLOPs per phase also give its arithmetic intensity, for the
+roofline figure (reports). A compiled run is modelled from the same eager operations (what the
+math needs); its fused kernels can beat the elementwise part of the bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+from bench.app.flops import _extra_formulas
+
+# operations timed by replay: the ones whose speed depends on their shapes
+REPLAYED = {
+    "mm", "addmm", "bmm", "baddbmm", "convolution", "_convolution",
+    "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+    "_scaled_dot_product_attention_math", "mkldnn_rnn_layer", "_cudnn_rnn",
+}
+BANDWIDTH_BYTES = 1 << 28  # 256 MiB copied: larger than any cache here
+REPLAY_MIN_S = 0.02  # each replayed shape is timed for at least this long (and >= 5 calls)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor argument of a recorded call, without its values."""
+
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    dtype: torch.dtype
+    device: str
+
+    def make(self) -> torch.Tensor:
+        """A fresh tensor of this layout (bool: all True, so masks hide nothing; ints: zeros)."""
+        out = torch.empty_strided(self.shape, self.stride, dtype=self.dtype, device=self.device)
+        if self.dtype == torch.bool:
+            return out.fill_(True)
+        if self.dtype.is_floating_point:
+            return out.normal_()
+        return out.zero_()
+
+
+def _spec(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return TensorSpec(tuple(x.shape), tuple(x.stride()), x.dtype, str(x.device))
+    return x
+
+
+def _nbytes(tensors: list[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
+class PhaseOps:
+    """What one phase dispatched: replayed calls (by signature, with counts), other bytes, FLOPs."""
+
+    replayed: Counter = field(default_factory=Counter)  # (op, args spec, kwargs spec) -> calls
+    other_bytes: int = 0  # bytes moved by non-view, non-replayed operations
+    replayed_bytes: int = 0
+    flops: float = 0.0  # by torch's formulas (+ ours), as the FLOPs pass counts
+
+    @property
+    def bytes(self) -> int:
+        return self.other_bytes + self.replayed_bytes
+
+
+class _Capture(TorchDispatchMode):
+    def __init__(self, ops: PhaseOps) -> None:
+        super().__init__()
+        self.ops = ops
+        self.formulas = {**flop_registry, **{k: shape_wrapper(v) for k, v in _extra_formulas().items()}}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        if name not in REPLAYED and func.overloadpacket not in self.formulas:
+            # composite ops (linear, scaled_dot_product_attention under inference_mode) reach a
+            # mode whole; decompose them, as FlopCounterMode does, so their kernels are recorded
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = func(*args, **kwargs)
+        formula = self.formulas.get(func.overloadpacket)
+        if formula is not None:
+            self.ops.flops += float(formula(*args, out_val=out, **kwargs))
+        if getattr(func, "is_view", False):
+            return out
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        moved = _nbytes(tensors) + _nbytes(outputs)
+        if name in REPLAYED:
+            self.ops.replayed[(func, tree_map(_spec, tuple(args)), tuple(sorted(tree_map(_spec, kwargs).items())))] += 1
+            self.ops.replayed_bytes += moved
+        else:
+            self.ops.other_bytes += moved
+        return out
+
+
+class AttainableRecorder:
+    """A phase recorder (the contract's ``recorder.phase``) collecting :class:`PhaseOps` per phase."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, PhaseOps] = defaultdict(PhaseOps)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        with _Capture(self.phases[name]):
+            yield
+
+
+class ComposedRecorder:
+    """Several recorders entered together around every phase (the FLOPs pass counts and captures)."""
+
+    def __init__(self, *recorders: Any) -> None:
+        self.recorders = recorders
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for recorder in self.recorders:
+                stack.enter_context(recorder.phase(name))
+            yield
+
+
+# ------------------------------------------------------------------------------ the machine
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _median_call_s(fn: Callable[[], Any], device: str, min_s: float = REPLAY_MIN_S, min_calls: int = 5) -> float:
+    """Median seconds of one call of ``fn`` over batches filling ``min_s`` (after one warm-up call)."""
+    fn()
+    _sync(device)
+    samples: list[float] = []
+    started = time.perf_counter()
+    while len(samples) < min_calls or time.perf_counter() - started < min_s:
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append(time.perf_counter() - t0)
+        if len(samples) >= 200:
+            break
+    return statistics.median(samples)
+
+
+class MachineModel:
+    """This machine's measured memory bandwidth and per-shape replay times (cached per process)."""
+
+    def __init__(self) -> None:
+        self._bandwidth: dict[str, float] = {}
+        self._replay: dict[Any, float] = {}
+
+    def bandwidth_bytes_per_s(self, device: str) -> float:
+        """Bytes per second of a large device-to-device copy (read + write counted)."""
+        if device not in self._bandwidth:
+            src = torch.empty(BANDWIDTH_BYTES // 4, dtype=torch.float32, device=device).normal_()
+            dst = torch.empty_like(src)
+            seconds = _median_call_s(lambda: dst.copy_(src), device, min_s=0.2)
+            self._bandwidth[device] = 2.0 * BANDWIDTH_BYTES / seconds
+        return self._bandwidth[device]
+
+    def replay_s(self, key: Any) -> float:
+        """Median seconds of one call of a recorded operation on fresh tensors of its layout."""
+        if key not in self._replay:
+            func, args, kwargs = key
+            real_args = tree_map(lambda x: x.make() if isinstance(x, TensorSpec) else x, args)
+            real_kwargs = {k: (v.make() if isinstance(v, TensorSpec) else v) for k, v in kwargs}
+            devices = [x.device for x in tree_flatten((args, kwargs))[0] if isinstance(x, TensorSpec)]
+            with torch.inference_mode():
+                self._replay[key] = _median_call_s(lambda: func(*real_args, **real_kwargs), devices[0] if devices else "cpu")
+        return self._replay[key]
+
+    def attainable_s(self, ops: PhaseOps, device: str) -> dict[str, float]:
+        """The phase's attainable seconds: replayed calls at their measured times, the rest at the
+        measured bandwidth. Also returns the two parts."""
+        replayed = sum(self.replay_s(key) * calls for key, calls in ops.replayed.items())
+        memory = ops.other_bytes / self.bandwidth_bytes_per_s(device)
+        return {"attainable_s": replayed + memory, "replayed_s": replayed, "memory_bound_s": memory}
+
+
+MACHINE = MachineModel()  # one per process: shapes repeat across cells
+ATTAINABLE_COLUMNS = ("bytes_moved", "replayed_calls", "attainable_ms", "attainable_replayed_ms", "attainable_memory_ms",
+                      "bandwidth_bytes_per_s")
+
+
+def attainable_columns(recorder: AttainableRecorder, phase: str, device: str,
+                       machine: MachineModel = MACHINE) -> dict[str, float]:
+    """The FLOPs-table columns of one phase of one block: bytes moved, matmul-like calls replayed,
+    attainable milliseconds (total, replayed part, bandwidth part)."""
+    bandwidth = machine.bandwidth_bytes_per_s(device)
+    ops = recorder.phases.get(phase)
+    if ops is None:
+        return {"bytes_moved": 0.0, "replayed_calls": 0, "attainable_ms": 0.0, "attainable_replayed_ms": 0.0,
+                "attainable_memory_ms": 0.0, "bandwidth_bytes_per_s": bandwidth}
+    parts = machine.attainable_s(ops, device)
+    return {"bytes_moved": float(ops.bytes), "replayed_calls": int(sum(ops.replayed.values())),
+            "attainable_ms": parts["attainable_s"] * 1e3, "attainable_replayed_ms": parts["replayed_s"] * 1e3,
+            "attainable_memory_ms": parts["memory_bound_s"] * 1e3, "bandwidth_bytes_per_s": bandwidth}
+
+
+__all__ = ["ATTAINABLE_COLUMNS", "AttainableRecorder", "ComposedRecorder", "MachineModel", "MACHINE", "attainable_columns", "PhaseOps",
+           "REPLAYED"]

@@ -1,0 +1,88 @@
+"""The attainable-time model: what it records per phase, its closed form, and its place in a run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from bench.app.attainable import AttainableRecorder, MachineModel, PhaseOps, attainable_columns
+from bench.app.clocks import WallClock
+from bench.app.flops import count_flops
+from bench.app.runner import Runner
+from bench.core.presets import get_preset
+from bench.core.workloads import get_workloads
+
+
+def _work(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+    y = layer(x)  # addmm: replayed
+    y = torch.relu(y)  # elementwise: bytes at bandwidth
+    return y.view(-1).t() if y.dim() == 1 else y.transpose(0, 1)  # views: free
+
+
+def test_capture_separates_replayed_matmuls_from_memory_bound_ops_and_counts_flops():
+    layer = torch.nn.Linear(16, 32)
+    x = torch.randn(8, 16)
+    recorder = AttainableRecorder()
+    with torch.no_grad(), recorder.phase("p"):
+        _work(x, layer)
+    ops = recorder.phases["p"]
+    assert sum(ops.replayed.values()) == 1
+    (func, args, _), = ops.replayed
+    assert func.overloadpacket.__name__ == "addmm"
+    assert [a.shape for a in args] == [(32,), (8, 16), (16, 32)]
+    # relu reads and writes 8 x 32 float32; the transpose and the weight's .t() move nothing
+    assert ops.other_bytes == 2 * 8 * 32 * 4
+    assert ops.replayed_bytes == (32 + 8 * 16 + 16 * 32 + 8 * 32) * 4
+    with torch.no_grad():
+        assert ops.flops == count_flops(_work, x, layer) == 2 * 8 * 16 * 32
+
+
+def test_attainable_time_is_replay_times_calls_plus_bytes_over_bandwidth():
+    machine = MachineModel()
+    machine._bandwidth["cpu"] = 1e9  # bytes/s, set: the closed form below
+    ops = PhaseOps(other_bytes=3_000_000)
+    ops.replayed["a"] += 4
+    ops.replayed["b"] += 1
+    machine._replay.update({"a": 0.002, "b": 0.010})
+    parts = machine.attainable_s(ops, "cpu")
+    assert parts["replayed_s"] == pytest.approx(4 * 0.002 + 0.010)
+    assert parts["memory_bound_s"] == pytest.approx(3e-3)
+    assert parts["attainable_s"] == pytest.approx(0.021)
+
+
+def test_measured_machine_numbers_are_physical():
+    machine = MachineModel()
+    bandwidth = machine.bandwidth_bytes_per_s("cpu")
+    assert 1e8 < bandwidth < 1e13  # between 0.1 GB/s and 10 TB/s
+    recorder = AttainableRecorder()
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    with recorder.phase("mm"):
+        a @ b
+    replay = machine.replay_s(next(iter(recorder.phases["mm"].replayed)))
+    assert 2 * 256**3 / replay < 1e13  # no CPU here does 10 TFLOP/s in float32
+    assert replay > 0
+
+
+def test_a_run_reports_each_phase_attainable_time_and_the_fraction_reached(tmp_path):
+    workload = dataclasses.replace(get_workloads("smoke")[0], warmup_blocks=1)
+    result = Runner(WallClock()).run_cell("lmdm-causal", get_preset("tiny"), workload, "cpu", torch.float32, tmp_path)
+    flops = result.flops
+    steady = flops[flops.block_kind == "steady"].set_index("phase")
+    assert set(steady.index) >= {"first_step", "step", "decode"}
+    assert (steady.loc[["first_step", "step"], "attainable_ms"] > 0).all()
+    assert (steady.loc[["first_step", "step"], "replayed_calls"] > 0).all()
+    # the replayed part is the matmuls and attention; their FLOPs are what the phase counts
+    assert np.allclose(steady.attainable_ms, steady.attainable_replayed_ms + steady.attainable_memory_ms)
+    assert (steady.bytes_moved > 0).all()
+
+
+def test_no_attainable_model_under_a_fake_clock_or_without_a_recorded_phase(tmp_path):
+    from bench.app.clocks import FakeClock
+
+    workload = get_workloads("smoke")[0]
+    result = Runner(FakeClock()).run_cell("lmdm-causal", get_preset("tiny"), workload, "cpu", torch.float32, tmp_path)
+    assert result.flops.attainable_ms.isna().all()
+    assert attainable_columns(AttainableRecorder(), "absent", "cpu")["attainable_ms"] == 0.0
