@@ -21,10 +21,15 @@ def _png_size(path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+# figures of real timings only: the saved run's clock is fake, so they show their note there (and
+# render from a real run in their own test below)
+REAL_CLOCK_FIGURES = {"roofline"}
+
+
 def test_every_figure_renders_from_the_saved_run(built_report) -> None:
     _, index = built_report
     folder = index.parent / "figures"
-    for name in FIGURES:
+    for name in set(FIGURES) - REAL_CLOCK_FIGURES:
         pdf, png = folder / f"{name}.pdf", folder / f"{name}.png"
         assert pdf.exists() and png.exists(), f"{name} not rendered"
         width, _ = _png_size(png)
@@ -111,3 +116,15 @@ def test_plotted_data_equals_the_saved_records(saved_run) -> None:
         heights = [patch.get_height() for patch in ax.patches]
         np.testing.assert_allclose(heights, smoke.rtf.to_numpy(dtype=float))
         assert len(heights) == len(smoke) >= 2
+
+
+def test_roofline_renders_from_a_wall_clock_run_and_says_why_not_from_a_fake_one(saved_run, tmp_path) -> None:
+    from bench.app.cli import main
+
+    real = tmp_path / "real"
+    assert main(["--workload", "smoke", "--preset", "tiny", "--generators", "lmdm-causal,lmm", "--no-drift",
+                 "--no-continuation", "--no-report", "--progress", "off", "--out", str(real)]) == 0
+    [result] = render_figures(load_runs([real]), tmp_path / "figures", ["roofline"])
+    assert result.rendered, result.note
+    [fake] = render_figures(load_runs([saved_run]), tmp_path / "fake", ["roofline"])
+    assert not fake.rendered and "fake clock" in fake.note
