@@ -66,3 +66,38 @@ def test_wall_sleep_until_reaches_the_target():
 
 def test_make_clock_on_cpu_is_wall():
     assert isinstance(make_clock("cpu"), WallClock)
+
+
+def test_cuda_timer_reuses_its_events_across_steps(monkeypatch):
+    """CUDA phase events come from the clock's pool: a step with many phase entries constructs
+    events only the first time (checked with a stand-in event class: no GPU needed)."""
+    import bench.app.clocks as clocks
+
+    made = []
+
+    class FakeEvent:
+        def __init__(self, enable_timing: bool = False) -> None:
+            assert enable_timing
+            made.append(self)
+            self.t = 0.0
+
+        def record(self) -> None:
+            self.t = float(len(made))
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, end: "FakeEvent") -> float:
+            return 1.0  # ms
+
+    monkeypatch.setattr(clocks.torch.cuda, "Event", FakeEvent)
+    pool = clocks._EventPool()
+    for step in range(3):
+        timer = clocks.CudaTimer(pool)
+        for _ in range(5):
+            with timer.phase("depth"):
+                pass
+        timings = timer.resolve()
+        assert timings["depth"].calls == 5 and timings["depth"].total_ns == 5_000_000
+    assert len(made) == 10  # 5 phases x (start, end), made in the first step only
+    assert len(pool.free) == 10

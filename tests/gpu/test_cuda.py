@@ -1,0 +1,109 @@
+"""GPU readiness (marker ``gpu``; skipped without CUDA): no host sync inside a step except the
+block's audio copy, CUDA-event phase times agree with the wall clock on long phases, bfloat16
+streams of every regime. ``scripts/gpu_check.py`` runs these plus a paper-scale run."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from bench.app.clocks import CudaClock
+from bench.core.phases import PHASE_DECODE
+from bench.core.presets import get_preset
+from bench.core.registry import GENERATORS
+from bench.core.settings import Control
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
+REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal", "lmm"]
+
+
+class SyncGuard:
+    """A phase recorder for a step run under ``set_sync_debug_mode("error")``: the decode phase,
+    which ends with the block's one host copy, is the only place a synchronisation is allowed."""
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        if name != PHASE_DECODE:
+            yield
+            return
+        torch.cuda.set_sync_debug_mode("default")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+
+class SyncedWall:
+    """Phase times on the host clock with a synchronisation at each phase boundary (the reference
+    the CUDA events are compared with; never used in a timed run)."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        yield
+        torch.cuda.synchronize()
+        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+
+
+def _stream(name: str, preset_name: str = "tiny", dtype: torch.dtype = torch.float32):  # noqa: ANN202
+    preset = get_preset(preset_name)
+    gen = GENERATORS.create(name, preset, preset.settings, device="cuda", dtype=dtype)
+    return gen, gen.start(Control("warm organ chords"), seed=0)
+
+
+@pytest.mark.parametrize("name", REGIMES)
+def test_a_step_never_syncs_the_host_before_its_audio_copy(name):
+    gen, state = _stream(name)
+    control = Control("warm organ chords")
+    with torch.inference_mode():
+        _, state = gen.step(state, control)  # first block: allocations, cuBLAS handles
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for _ in range(2):  # steady blocks (the fused first step, the ring)
+                result, state = gen.step(state, control, SyncGuard())
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert np.isfinite(result.audio).all()
+
+
+@pytest.mark.parametrize("name", ["outpaint", "lmdm-causal"])
+def test_cuda_event_phase_times_agree_with_the_synchronised_wall_clock(name):
+    gen, state = _stream(name, "cpu")  # the cpu preset's shapes: phases of milliseconds
+    control = Control("warm organ chords")
+    clock = CudaClock()
+    events, walls = [], []
+    with torch.inference_mode():
+        for k in range(6):
+            timer = clock.timer(k)
+            _, state = gen.step(state, control, timer)
+            events.append({p: t.total_ns / 1e6 for p, t in timer.resolve().items()})
+            wall = SyncedWall()
+            _, state = gen.step(state, control, wall)
+            walls.append(wall.ms)
+    for phase in events[-1]:
+        event_ms = np.median([e[phase] for e in events[2:] if phase in e])
+        wall_ms = np.median([w[phase] for w in walls[2:] if phase in w])
+        if wall_ms >= 2.0:  # long phases: launch and sync overheads are small beside them
+            assert abs(event_ms - wall_ms) <= 0.15 * wall_ms + 0.2, (phase, event_ms, wall_ms)
+
+
+@pytest.mark.parametrize("name", REGIMES)
+def test_bfloat16_streams_of_every_regime_are_finite(name):
+    gen, state = _stream(name, "cpu", torch.bfloat16)
+    control = Control("warm organ chords")
+    with torch.inference_mode():
+        for _ in range(3):
+            result, state = gen.step(state, control)
+            assert result.audio.dtype == np.float32 and np.isfinite(result.audio).all()
+            assert np.abs(result.audio).max() > 0
