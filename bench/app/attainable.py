@@ -73,6 +73,14 @@ def _spec(x: Any) -> Any:
     return x
 
 
+def _signature(tree: Any) -> Any:
+    """``tree`` with tensors as :class:`TensorSpec` and lists as tuples (convolutions take their stride
+    and padding as lists), so a call's arguments can be a dict key."""
+    if isinstance(tree, (list, tuple)):
+        return tuple(_signature(x) for x in tree)
+    return _spec(tree)
+
+
 def _nbytes(tensors: list[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -117,7 +125,7 @@ class _Capture(TorchDispatchMode):
         outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         moved = _nbytes(tensors) + _nbytes(outputs)
         if name in REPLAYED:
-            self.ops.replayed[(func, tree_map(_spec, tuple(args)), tuple(sorted(tree_map(_spec, kwargs).items())))] += 1
+            self.ops.replayed[(func, _signature(args), tuple(sorted((k, _signature(v)) for k, v in kwargs.items())))] += 1
             self.ops.replayed_bytes += moved
         else:
             self.ops.other_bytes += moved

@@ -82,10 +82,13 @@ def _csv(text: str) -> list[str]:
 
 def _names_epilog() -> str:
     """The epilog's first lines: what exists to choose from."""
+    by_name = GENERATORS.by_name_only()
     return (f"presets:    {', '.join(PRESETS)}\n"
             f"workloads:  {', '.join(WORKLOADS)}\n"
             f"generators: {', '.join(GENERATORS.names())} (the null generator '{NULL_GENERATOR}' always runs: "
-            "it measures\n            the harness's own overhead per block)\n\n")
+            "it measures\n            the harness's own overhead per block)\n"
+            + (f"            run by name only, not in 'all': {', '.join(by_name)}\n" if by_name else "")
+            + "\n")
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +159,7 @@ def list_everything() -> str:
     lines += [f"  {w.name:<22} {w.description}" for name in WORKLOADS for w in get_workloads(name)]
     lines.append("generators:")
     lines += [f"  {name}" for name in GENERATORS.names()]
+    lines += [f"  {name} (by name only: --generators {name})" for name in GENERATORS.by_name_only()]
     lines.append("preset fields (--set FIELD=VALUE):")
     lines += [f"  {f}" for f in preset_fields() if not f.startswith("settings.")]
     lines.append("workload fields (--set workload.FIELD=VALUE):")

@@ -10,6 +10,11 @@ reports 0 for attention. Counters made by :func:`flop_counter_mode` map torch's 
 kernel through ``FlopCounterMode``'s ``custom_mapping`` (no change to torch's global state), so
 the counted pass runs the same kernels as the timed pass. Attention is counted dense (masked
 positions included): no kernel used here skips masked tiles.
+
+The same holds for recurrent layers: ``nn.LSTM`` runs as ``aten.mkldnn_rnn_layer`` on the CPU (one
+call per layer) and ``aten._cudnn_rnn`` on CUDA (every layer in one call), neither of which has a
+formula. They are counted like the matmuls they are: ``2 * steps * batch`` per entry of every
+weight matrix (input-to-hidden and hidden-to-hidden; gates' elementwise work and biases not counted).
 """
 
 from __future__ import annotations
@@ -26,16 +31,41 @@ def _cpu_flash_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=
     return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+def _rnn_tokens(input_shape) -> int:  # noqa: ANN001
+    """Steps x batch of an RNN input ((T, B, I), (B, T, I) or packed (sum T, I))."""
+    tokens = 1
+    for size in input_shape[:-1]:
+        tokens *= int(size)
+    return tokens
+
+
+def _mkldnn_rnn_layer_flops(input_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    """One CPU RNN layer (one direction): both weight matrices applied at every step."""
+    matrix = int(w_ih_shape[0]) * int(w_ih_shape[1]) + int(w_hh_shape[0]) * int(w_hh_shape[1])
+    return 2 * _rnn_tokens(input_shape) * matrix
+
+
+def _cudnn_rnn_flops(input_shape, weight_shapes, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001
+    """All layers and directions of a cuDNN RNN: every 2-D weight (not the biases) at every step."""
+    matrices = sum(int(s[0]) * int(s[1]) for s in weight_shapes if len(s) == 2)
+    return 2 * _rnn_tokens(input_shape) * matrices
+
+
 def _extra_formulas() -> dict:
     ops = {}
-    for name in ("_scaled_dot_product_flash_attention_for_cpu",):
+    formulas = {
+        "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_sdpa_flops,
+        "mkldnn_rnn_layer": _mkldnn_rnn_layer_flops,
+        "_cudnn_rnn": _cudnn_rnn_flops,
+    }
+    for name, formula in formulas.items():
         if hasattr(torch.ops.aten, name):
-            ops[getattr(torch.ops.aten, name)] = _cpu_flash_sdpa_flops  # keyed by overload packet
+            ops[getattr(torch.ops.aten, name)] = formula  # keyed by overload packet
     return ops
 
 
 def flop_counter_mode() -> flop_counter.FlopCounterMode:
-    """A ``FlopCounterMode`` that also counts the CPU flash-attention kernel (dense)."""
+    """A ``FlopCounterMode`` that also counts the CPU flash-attention kernel (dense) and LSTM layers."""
     return flop_counter.FlopCounterMode(display=False, custom_mapping=_extra_formulas())
 
 

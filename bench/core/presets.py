@@ -188,9 +188,16 @@ class MusicGenConfig:
     temperature: float = 1.0
     cfg_scale: float = 3.0  # guidance scale when the workload turns CFG on
     init_seed: int = 0
+    # prompts become this many T5 tokens (right-padded and masked; longer ones truncated), so every
+    # block costs the same whatever the prompt
+    text_tokens: int = 32
+    # codec frames before the block decoded with it (EnCodec 32k's convolutions are not causal), then dropped
+    decode_context_frames: int = 5
 
     def __post_init__(self) -> None:
-        _positive(self, "top_k")
+        _positive(self, "top_k", "text_tokens")
+        if int(self.decode_context_frames) != self.decode_context_frames or self.decode_context_frames < 0:
+            raise ConfigError(f"musicgen.decode_context_frames must be an integer >= 0, got {self.decode_context_frames!r}")
         if self.size not in ("small", "tiny"):
             raise ConfigError(f"musicgen.size must be 'small' or 'tiny', got {self.size!r}")
         if not self.temperature > 0:

@@ -24,6 +24,7 @@ class Registry:
         builtins: dict[str, str],
         entry_point_group: str | None = None,
         extras: dict[str, str] | None = None,
+        by_name_only: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
         self._targets: dict[str, str] = dict(builtins)
@@ -31,6 +32,12 @@ class Registry:
         # as the drift-validation generators, which are not systems under test.
         self._extras: set[str] = set(extras or {})
         self._targets.update(extras or {})
+        # Built-ins that are systems under test but run only when named, never in "all" (too slow
+        # for the default run); names() leaves them out too, by_name_only() lists them.
+        unknown = [n for n in by_name_only if n not in builtins]
+        if unknown:
+            raise ValueError(f"by_name_only names {unknown} are not built-in {kind}s")
+        self._by_name_only: tuple[str, ...] = tuple(by_name_only)
         self._loaded: dict[str, Any] = {}
         self._group = entry_point_group
         self._entry_points_read = False
@@ -58,9 +65,15 @@ class Registry:
                 self._targets[ep.name] = ep.value
 
     def names(self, include_extras: bool = False) -> list[str]:
-        """Registered names; extras only when ``include_extras``."""
+        """Registered names: what "all" runs; with ``include_extras``, every name (extras and the
+        by-name-only entries too)."""
         self._read_entry_points()
-        return [n for n in self._targets if include_extras or n not in self._extras]
+        hidden = self._extras | set(self._by_name_only)
+        return [n for n in self._targets if include_extras or n not in hidden]
+
+    def by_name_only(self) -> list[str]:
+        """Systems under test that "all" leaves out: they run when named (``--generators NAME``)."""
+        return [n for n in self._by_name_only if n in self._targets]
 
     def __contains__(self, name: object) -> bool:
         return name in self.names(include_extras=True)
@@ -98,6 +111,9 @@ NULL_GENERATOR = "noise"
 PHASED_NULL_GENERATOR = "noise-phased"
 # The generator the overhead table compares the null generator with (the streaming regime).
 REFERENCE_GENERATOR = "lmdm-causal"
+# MusicGen (transformers): a system under test run by name only (--generators musicgen); musicgen-small
+# is far too slow for the default run on CPUs.
+MUSICGEN_GENERATOR = "musicgen"
 
 GENERATORS = Registry(
     "generator",
@@ -108,8 +124,10 @@ GENERATORS = Registry(
         "lmdm-causal-arc": "baselines.lmdm_causal:ArcBlockCausalGenerator",
         "lmm": "baselines.lmm:LiveMusicModelGenerator",
         NULL_GENERATOR: "baselines.noise:NoiseGenerator",
+        MUSICGEN_GENERATOR: "baselines.musicgen:MusicGenGenerator",
     },
     entry_point_group="live_music_bench.generators",
+    by_name_only=(MUSICGEN_GENERATOR,),
     # Generators that degrade on a schedule you set: for validating a drift pipeline, not models.
     extras={
         "drift-control": "baselines.degrading:SyntheticMusicGenerator",

@@ -30,3 +30,15 @@ def test_recorder_accumulates_per_phase():
     assert rec.flops["depth"] == 3 * 2 * 8 * 16 * 8
     assert rec.calls["depth"] == 3 and rec.calls["decode"] == 1
     assert rec.total() == rec.flops["depth"] + 2 * 8 * 16 * 2
+
+
+def test_lstm_layers_are_counted_as_their_weight_matmuls():
+    # (steps, batch, input) through 2 layers of hidden 12: layer 0 maps 8 -> 4*12 and 12 -> 4*12, layer 1 12 -> 4*12 twice
+    lstm = torch.nn.LSTM(8, 12, num_layers=2)
+    x = torch.randn(5, 3, 8)
+    per_step = (4 * 12 * 8 + 4 * 12 * 12) + (4 * 12 * 12 + 4 * 12 * 12)
+    with torch.no_grad():
+        assert count_flops(lstm, x) == 2 * 5 * 3 * per_step
+    batch_first = torch.nn.LSTM(8, 12, num_layers=1, batch_first=True)
+    with torch.no_grad():
+        assert count_flops(batch_first, torch.randn(3, 5, 8)) == 2 * 5 * 3 * (4 * 12 * 8 + 4 * 12 * 12)
