@@ -41,12 +41,14 @@ DIFFUSION_REGIMES = ("outpaint", "lmdm-encdec", "lmdm-causal", "lmdm-causal-arc"
 DIFFUSION_PUBLISHED = "SAO-small: 341M"
 PUBLISHED = {
     ("mrt-large", "lmm"): "Magenta RT: ~800M quoted",
+    **{(p, "musicgen"): "musicgen-small: ~300M decoder (+ T5-base, EnCodec)" for p in ("sao-small", "mrt-base", "mrt-large")},
 }
 TWIN_OVERRIDES = {  # toy widths/depths; lengths, steps, codebooks and levels unchanged.
     # Applied in order and validated one by one: heads first, so every width stays divisible.
     "dit.heads": 2, "dit.width": 16, "dit.depth": 1, "dit.mlp_mult": 1, "dit.cond_dim": 8,
     "lmm.heads": 2, "lmm.width": 16, "lmm.mlp_hidden": 16,
     "lmm.encoder_layers": 1, "lmm.temporal_layers": 1, "lmm.depth_layers": 1,
+    "musicgen.size": "tiny",  # same 50 Hz frames and 4 codebooks: the same token-passes
 }
 
 log = logging.getLogger("paper_table")
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     torch.set_grad_enabled(False)  # a script, not a library: no caller state to preserve
-    regimes = args.regimes or GENERATORS.names()
+    regimes = args.regimes or GENERATORS.names() + GENERATORS.by_name_only()  # musicgen too
     started = time.perf_counter()
     rows = [build_row(p, r, not args.no_token_passes) for p in args.presets for r in regimes
             if p not in VARIANTS or r in DIFFUSION_REGIMES]
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         for p, s in settings.items()
     ))
     print(f"(built in {time.perf_counter() - started:.1f} s; FLOPs analytic, matmuls + dense attention; "
-          "parameter counts exclude text encoders and the weight-free codec)")
+          "parameter counts exclude text encoders and the weight-free codec, except musicgen's, which include "
+          "its T5-base encoder and EnCodec)")
     return 0 if all(not r.note.startswith("not built") for r in rows) else 1
 
 

@@ -96,6 +96,8 @@ def weights_identity(generator: str, preset: Any) -> dict[str, Any] | None:
     """The checkpoint ``generator`` loads at ``preset`` with its sha256 (None for seeded weights or a
     generator without a weights field). A file replaced at the same path changes the hash, so a
     resumed run never reuses a cell timed with other weights. ConfigError for a bad ``builtin:``."""
+    if generator in CHECKPOINT_DIRS:
+        return _directory_identity(*CHECKPOINT_DIRS[generator], preset)
     group = WEIGHTS_FIELDS.get(generator)
     value = getattr(getattr(preset, group, None), "weights", "") if group else ""
     inputs = model_inputs_identity(group, preset)
@@ -103,6 +105,21 @@ def weights_identity(generator: str, preset: Any) -> dict[str, Any] | None:
         return inputs or None
     path = resolve_weights(f"{group}.weights", value, generator)
     return {"field": f"{group}.weights", "value": value, **file_identity(path), **inputs}
+
+
+# Generators that load a checkpoint DIRECTORY (transformers' save_pretrained): (group, field).
+CHECKPOINT_DIRS = {"musicgen": ("musicgen", "checkpoint")}
+
+
+def _directory_identity(group: str, field: str, preset: Any) -> dict[str, Any] | None:
+    """A checkpoint directory's weight and config files with their sha256 (None when unset: random
+    weights). Files replaced at the same path change the cell hash."""
+    value = getattr(getattr(preset, group, None), field, "")
+    if not value:
+        return None
+    folder = Path(value).expanduser()
+    files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin", ".json")) if folder.is_dir() else []
+    return {"field": f"{group}.{field}", "value": value, "files": [file_identity(f) for f in files]}
 
 
 def model_inputs_identity(group: str | None, preset: Any) -> dict[str, Any]:
