@@ -8,13 +8,14 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install run test bench clean
 
+# stable-audio-tools' own code is installed for the sat DiT parity test only
+# (tests/baselines/test_sat_dit.py): its package pins an old torch and Python < 3.11, so only its
+# code goes in, without its dependencies; the test imports just its DiT (alias-free-torch is the
+# one import it needs).
 $(BIN)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c requirements/lock.txt -e '.[all]'
 	$(BIN)/python -m pip install --quiet --no-deps -c requirements/lock.txt tinysoundfont
-	# stable-audio-tools' own code, for the sat DiT parity test only (tests/baselines/test_sat_dit.py):
-	# its package pins an old torch and Python < 3.11, so only its code is installed, without its
-	# dependencies; the test imports just its DiT (alias-free-torch is the one import it needs).
 	$(BIN)/python -m pip install --quiet --no-deps --ignore-requires-python -c requirements/lock.txt \
 		stable-audio-tools alias-free-torch
 	touch $@
