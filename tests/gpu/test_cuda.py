@@ -20,7 +20,7 @@ from bench.core.settings import Control
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
-REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal", "lmm"]
+REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal", "lmm", "musicgen"]
 
 
 class SyncGuard:
