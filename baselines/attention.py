@@ -35,9 +35,15 @@ def rope_cos_sin(
         raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
     half = head_dim // 2
     exponents = torch.arange(half, device=positions.device, dtype=torch.float64) / half
-    inv_freq = torch.exp(-math.log(base) * exponents)  # (Dh/2,)
-    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]  # (S, Dh/2)
-    angles = torch.cat([angles, angles], dim=-1)  # (S, Dh)
+    return rope_tables(positions, torch.exp(-math.log(base) * exponents), dtype)  # inv_freq (Dh/2,)
+
+
+def rope_tables(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype = torch.float32
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables ``(S, 2 len(inv_freq))`` for ``positions`` (S,) and given frequencies (a
+    checkpoint's own, or :func:`rope_cos_sin`'s); angles in float64, tables cast to ``dtype``."""
+    angles = positions.to(torch.float64)[:, None] * inv_freq.to(positions.device, torch.float64)[None, :]
+    angles = torch.cat([angles, angles], dim=-1)  # rotate-half layout
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
@@ -146,6 +152,6 @@ class KVCache:
 
 
 __all__ = [
-    "rope_cos_sin", "apply_rope", "rerotate", "encdec_mask", "block_causal_mask", "window_chunk_ids",
+    "rope_cos_sin", "rope_tables", "apply_rope", "rerotate", "encdec_mask", "block_causal_mask", "window_chunk_ids",
     "KVCache",
 ]

@@ -149,8 +149,6 @@ class LiveMusicModelGenerator(StreamingGenerator):
     def __init__(self, preset: Preset, settings: StreamSettings, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__(preset, settings, device, dtype)
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise ConfigError(f"dtype must be a floating torch dtype (float32, float16, bfloat16), got {dtype!r}")
         cfg: LMMConfig = preset.lmm
         self.cfg = cfg
         self.codec = make_codec(cfg.codec, device=self.device, dtype=torch.float32)

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.attention import KVCache, apply_rope
+from baselines.attention import KVCache, apply_rope, rope_tables
 from baselines.weights import check_checkpoint, read_checkpoint
 from bench.core.errors import ConfigError
 from bench.core.hashing import stable_hash
@@ -427,10 +427,7 @@ class SatDiT(nn.Module):
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) tables (S, R) of ``positions`` with the model's own ``inv_freq``."""
-        inv = self.transformer.rotary_pos_emb.inv_freq.to(device=positions.device, dtype=torch.float64)
-        angles = positions.to(torch.float64)[:, None] * inv[None, :]  # (S, R/2)
-        angles = torch.cat([angles, angles], dim=-1)
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        return rope_tables(positions, self.transformer.rotary_pos_emb.inv_freq, dtype)
 
     # -------------------------------------------------------------------------------- inputs
     def _conditioning_rows(self, ids: tuple[str, ...], mask: torch.Tensor, masked: torch.Tensor) -> list[torch.Tensor]:

@@ -35,7 +35,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import flop_registry, shape_wrapper
 
-from bench.app.flops import _extra_formulas
+from bench.app.flops import extra_formulas
 
 # operations timed by replay: the ones whose speed depends on their shapes
 REPLAYED = {
@@ -103,7 +103,7 @@ class _Capture(TorchDispatchMode):
     def __init__(self, ops: PhaseOps) -> None:
         super().__init__()
         self.ops = ops
-        self.formulas = {**flop_registry, **{k: shape_wrapper(v) for k, v in _extra_formulas().items()}}
+        self.formulas = {**flop_registry, **{k: shape_wrapper(v) for k, v in extra_formulas().items()}}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         kwargs = kwargs or {}

@@ -51,7 +51,8 @@ def _cudnn_rnn_flops(input_shape, weight_shapes, *args, out_shape=None, **kwargs
     return 2 * _rnn_tokens(input_shape) * matrices
 
 
-def _extra_formulas() -> dict:
+def extra_formulas() -> dict:
+    """FLOP formulas torch lacks (CPU flash attention, RNN layers), keyed by aten overload packet."""
     ops = {}
     formulas = {
         "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_sdpa_flops,
@@ -66,7 +67,7 @@ def _extra_formulas() -> dict:
 
 def flop_counter_mode() -> flop_counter.FlopCounterMode:
     """A ``FlopCounterMode`` that also counts the CPU flash-attention kernel (dense) and LSTM layers."""
-    return flop_counter.FlopCounterMode(display=False, custom_mapping=_extra_formulas())
+    return flop_counter.FlopCounterMode(display=False, custom_mapping=extra_formulas())
 
 
 class FlopRecorder:

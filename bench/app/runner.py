@@ -117,9 +117,15 @@ def _directory_identity(group: str, field: str, preset: Any) -> dict[str, Any] |
     value = getattr(getattr(preset, group, None), field, "")
     if not value:
         return None
-    folder = Path(value).expanduser()
-    files = sorted(p for p in folder.glob("*") if p.suffix in (".safetensors", ".bin", ".json")) if folder.is_dir() else []
-    return {"field": f"{group}.{field}", "value": value, "files": [file_identity(f) for f in files]}
+    return {"field": f"{group}.{field}", "value": value, "files": _folder_files(value)}
+
+
+def _folder_files(folder: str) -> list[dict[str, Any]]:
+    """Identity (path, sha256, bytes) of a saved model directory's weight and config files."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        return []
+    return [file_identity(f) for f in sorted(path.glob("*")) if f.suffix in (".safetensors", ".bin", ".json")]
 
 
 def model_inputs_identity(group: str | None, preset: Any) -> dict[str, Any]:
@@ -133,9 +139,7 @@ def model_inputs_identity(group: str | None, preset: Any) -> dict[str, Any]:
     if getattr(dit, "arch", "native") == "sat" and dit.config:
         out["backbone"] = {"arch": "sat", "config": dit.config, **file_identity(resolve_config_path(dit.config))}
     if getattr(dit, "text_encoder", ""):
-        folder = Path(dit.text_encoder).expanduser()
-        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
-        out["text_encoder"] = {"dir": dit.text_encoder, "files": [file_identity(f) for f in files]}
+        out["text_encoder"] = {"dir": dit.text_encoder, "files": _folder_files(dit.text_encoder)}
     return out
 
 

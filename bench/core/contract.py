@@ -111,6 +111,8 @@ class StreamingGenerator(ABC):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ConfigError(f"dtype must be a floating torch dtype (float32, float16, bfloat16), got {dtype!r}")
         self.preset = preset
         self.settings = settings
         self.device = torch.device(device)

@@ -80,5 +80,7 @@ def test_run_identity_records_the_text_encoder_and_sat_config(t5_dir):
     identity = weights_identity("lmdm-causal", preset)
     assert identity["backbone"]["arch"] == "sat" and len(identity["backbone"]["sha256"]) == 64
     assert identity["text_encoder"]["dir"] == str(t5_dir)
-    assert [f["path"].endswith("model.safetensors") for f in identity["text_encoder"]["files"]] == [True]
+    files = {f["path"].rsplit("/", 1)[-1]: f["sha256"] for f in identity["text_encoder"]["files"]}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= set(files)  # weights, config, vocabulary
+    assert all(isinstance(h, str) and len(h) == 64 for h in files.values())
     assert weights_identity("lmdm-causal", get_preset("tiny")) is None  # featuriser, seeded: nothing added
