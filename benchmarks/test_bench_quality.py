@@ -9,6 +9,7 @@ takes about a minute on 2 CPU cores. ``extra_info`` records the FAD and KAD part
 import time
 
 import numpy as np
+import pytest
 
 from metrics.quality.fad import fad
 from metrics.quality.kad import kad
@@ -16,6 +17,11 @@ from metrics.quality.kad import kad
 N_FRAMES, DIM, CLIPS, N_BOOT = 10_000, 512, 100, 1000
 SHIFT, SCALE = 0.02, 1.05
 TRUE_FD = DIM * SHIFT**2 + DIM * (SCALE - 1.0) ** 2  # Frechet distance of the generating Gaussians
+PREVIOUS = {  # commit c8768be on this input (see the module docstring)
+    "fad": 15.277089511738723, "fad_low": -1.0524521160935478, "fad_high": 4.35978192171137,
+    "fad_std": 1.3421440400991203, "kad": 0.048602256572749525, "kad_low": 0.046116195711336516,
+    "kad_high": 0.05112377387850087, "kad_std": 0.0012274546799787818,
+}
 
 
 def _sets():
@@ -49,3 +55,7 @@ def test_fad_and_kad_with_1000_bootstrap_on_10k_x_512(benchmark):
     assert f.value > TRUE_FD  # FAD at n = 10,000 in 512 dimensions is biased upward ...
     assert f.ci.contains(TRUE_FD)  # ... the bias-corrected interval covers the generating distance
     assert k.ci.low > 0  # the distributions differ, and KAD's interval excludes 0
+    now = {"fad": f.value, "fad_low": f.ci.low, "fad_high": f.ci.high, "fad_std": f.ci.std, "kad": k.value,
+           "kad_low": k.ci.low, "kad_high": k.ci.high, "kad_std": k.ci.std}
+    for key, value in PREVIOUS.items():
+        assert now[key] == pytest.approx(value, rel=1e-9), key

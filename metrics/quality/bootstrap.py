@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from metrics.quality.frechet import frechet_distance, psd_factor, trace_sqrt_product
+from metrics.quality.parallel import map_on_cores
 
 STREAM_REFERENCE = 0
 STREAM_EVALUATED = 1
@@ -180,8 +181,8 @@ class _MomentTable:
                 outer[u] = block.T @ block
             self.t_u = outer.reshape(units.n_units, d * d)  # (U, D*D)
 
-    def moments(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(b, U) counts -> frames (b,), means (b, D), covariances (b, D, D) (ddof=1)."""
+    def sums(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(b, U) counts -> frames (b,), sums (b, D), sums of outer products (b, D, D)."""
         d = self.x.shape[1]
         w = counts.astype(np.float64)
         n = w @ self.n_u  # (b,)
@@ -191,10 +192,31 @@ class _MomentTable:
         else:
             frame_w = w[:, self.units.index]  # (b, N)
             q = np.stack([(self.x * fw[:, None]).T @ self.x for fw in frame_w])
-        mu = s / n[:, None]
-        cov = (q - n[:, None, None] * mu[:, :, None] * mu[:, None, :]) / (n - 1.0)[:, None, None]
-        cov = (cov + np.transpose(cov, (0, 2, 1))) / 2.0
-        return n, mu, cov
+        return n, s, q
+
+
+def _mean_cov(n: float, s: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) from a resample's frame count, sum and sum of
+    outer products. Only the lower triangle is read downstream (Cholesky, eigvalsh)."""
+    mu = s / n
+    cov = q - np.outer(mu, n * mu)
+    cov /= n - 1.0
+    return mu, cov
+
+
+def _frechet_replicate(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """The Frechet distance of one replicate: :func:`frechet_distance` with a Cholesky factor,
+    without its input checks (the moments are finite by construction); its eigh route when
+    ``cov1`` is not positive definite."""
+    try:
+        factor = np.linalg.cholesky(cov1)  # reads the lower triangle
+    except np.linalg.LinAlgError:
+        sym1, sym2 = (cov1 + cov1.T) / 2.0, (cov2 + cov2.T) / 2.0
+        return frechet_distance(mu1, sym1, mu2, sym2, factor="eigh").value
+    m = factor.T @ cov2 @ factor  # (D, D), symmetric up to round-off; eigvalsh reads its lower triangle
+    tr_sqrt = float(np.sqrt(np.maximum(np.linalg.eigvalsh(m), 0.0)).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff) + float(np.trace(cov1) + np.trace(cov2)) - 2.0 * tr_sqrt
 
 
 def bootstrap_frechet(
@@ -212,12 +234,14 @@ def bootstrap_frechet(
     batch_bytes: int = 64 * 2**20,
     estimate: float | None = None,
     method: str = "percentile",
+    workers: int | None = None,
 ) -> tuple[ConfidenceInterval, np.ndarray]:
     """Bootstrap CI of the Frechet distance between two embedding sets (N, D) and (M, D).
 
     Returns (interval, replicates). See the module docstring for units and seeding. With
     ``reference_stats=(mu, cov)`` instead of reference embeddings (published statistics), only
-    the evaluated set is resampled.
+    the evaluated set is resampled. Replicates run on ``workers`` threads (default: every core),
+    one BLAS thread each; the values do not depend on the count.
     """
     ev = np.asarray(evaluated, dtype=np.float64)
     if reference is None:
@@ -243,10 +267,13 @@ def bootstrap_frechet(
         t_ref = _MomentTable(ref_c, u_ref, table_bytes)
         c_ref = bootstrap_counts(u_ref.n_units, n_boot, seed, STREAM_REFERENCE)
         for a in range(0, n_boot, batch):
-            _, mu_r, cov_r = t_ref.moments(c_ref[a:a + batch])
-            _, mu_e, cov_e = t_ev.moments(c_ev[a:a + batch])
-            for i in range(mu_r.shape[0]):
-                reps[a + i] = frechet_distance(mu_r[i], cov_r[i], mu_e[i], cov_e[i], factor="cholesky").value
+            n_r, s_r, q_r = t_ref.sums(c_ref[a:a + batch])
+            n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch])
+
+            def replicate(i: int) -> float:
+                return _frechet_replicate(*_mean_cov(n_r[i], s_r[i], q_r[i]), *_mean_cov(n_e[i], s_e[i], q_e[i]))
+
+            reps[a:a + n_r.shape[0]] = map_on_cores(replicate, range(n_r.shape[0]), workers)
     else:
         if ref_c is not None:
             mu_r, cov_r = ref_c.mean(axis=0), np.cov(ref_c, rowvar=False)
@@ -255,11 +282,15 @@ def bootstrap_frechet(
         f_r, _, _, _ = psd_factor((cov_r + cov_r.T) / 2.0, "eigh")
         tr_r = float(np.trace(cov_r))
         for a in range(0, n_boot, batch):
-            _, mu_e, cov_e = t_ev.moments(c_ev[a:a + batch])
-            for i in range(mu_e.shape[0]):
-                tr_sqrt, _, _ = trace_sqrt_product(f_r, cov_e[i])
-                diff = mu_r - mu_e[i]
-                reps[a + i] = float(diff @ diff) + tr_r + float(np.trace(cov_e[i])) - 2.0 * tr_sqrt
+            n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch])
+
+            def replicate_fixed(i: int) -> float:
+                mu_e, cov_e = _mean_cov(n_e[i], s_e[i], q_e[i])
+                tr_sqrt, _, _ = trace_sqrt_product(f_r, (cov_e + cov_e.T) / 2.0)
+                diff = mu_r - mu_e
+                return float(diff @ diff) + tr_r + float(np.trace(cov_e)) - 2.0 * tr_sqrt
+
+            reps[a:a + n_e.shape[0]] = map_on_cores(replicate_fixed, range(n_e.shape[0]), workers)
     unit = u_ev.kind if (u_ref is None or not resample_reference or u_ev.kind == u_ref.kind) else (
         f"{u_ref.kind}(reference)/{u_ev.kind}(evaluated)"
     )

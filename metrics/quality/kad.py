@@ -97,6 +97,15 @@ def median_pairwise_distance(x: np.ndarray, *, max_frames: int = MAX_FRAMES, see
     return median, how
 
 
+def _unit_sums(k: np.ndarray, row_units: np.ndarray, col_units: np.ndarray, agg: np.ndarray) -> None:
+    """Add the block ``k`` (r, c), summed per (row unit, column unit), into ``agg``; both unit
+    index arrays are sorted (frames grouped by unit)."""
+    row_seg = np.flatnonzero(np.r_[True, row_units[1:] != row_units[:-1]])
+    col_seg = np.flatnonzero(np.r_[True, col_units[1:] != col_units[:-1]])
+    sums = np.add.reduceat(np.add.reduceat(k, col_seg, axis=1), row_seg, axis=0)
+    agg[np.ix_(row_units[row_seg], col_units[col_seg])] += sums  # units are distinct within a block
+
+
 def _kernel_pass(
     a: np.ndarray,
     b: np.ndarray,
@@ -107,36 +116,53 @@ def _kernel_pass(
     ca: np.ndarray | None = None,
     cb: np.ndarray | None = None,
     row_units: np.ndarray | None = None,
-    col_starts: np.ndarray | None = None,
+    col_units: np.ndarray | None = None,
     n_row_units: int = 0,
+    n_col_units: int = 0,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
     """One blockwise pass over K = k(a_i, b_j).
 
     Returns (sum of K, per-replicate ``ca[:, r]^T K cb[:, r]`` when frame counts are given,
     unit-aggregated sums ``K_units[u, v] = sum over frames of unit u x unit v`` when
-    ``row_units``/``col_starts`` are given; ``b``'s frames must then be sorted by unit).
+    ``row_units``/``col_units`` are given; the frames must then be sorted by unit).
+    With ``same`` (``b is a``, ``cb`` equal to ``ca``) K is symmetric: only the blocks on and
+    right of the diagonal are computed, the off-diagonal ones counted twice.
     """
     sq_a = np.einsum("ij,ij->i", a, a)
     sq_b = sq_a if same else np.einsum("ij,ij->i", b, b)
     total = 0.0
     quad = None if ca is None else np.zeros(ca.shape[1])
-    agg = None if row_units is None else np.zeros((n_row_units, len(col_starts)))
+    agg = None if row_units is None else np.zeros((n_row_units, n_col_units))
+    agg_off = None if (agg is None or not same) else np.zeros_like(agg)  # strictly right of the diagonal
     for r0 in range(0, a.shape[0], block_rows):
         r1 = min(r0 + block_rows, a.shape[0])
-        k = a[r0:r1] @ b.T  # (r, Nb)
+        c0 = r0 if same else 0  # same: columns left of the block are the transpose of earlier blocks
+        k = a[r0:r1] @ b[c0:].T  # (r, Nb - c0)
         k *= -2.0
         k += sq_a[r0:r1, None]
-        k += sq_b[None, :]
+        k += sq_b[None, c0:]
         np.maximum(k, 0.0, out=k)
         if same:
-            k[np.arange(r1 - r0), np.arange(r0, r1)] = 0.0  # exact zero self-distance
+            k[np.arange(r1 - r0), np.arange(r1 - r0)] = 0.0  # exact zero self-distance
         k *= -gamma
         np.exp(k, out=k)
-        total += float(k.sum())
+        if not same:
+            total += float(k.sum())
+            if quad is not None:
+                quad += np.einsum("rb,rb->b", ca[r0:r1], k @ cb)
+            if agg is not None:
+                _unit_sums(k, row_units[r0:r1], col_units, agg)
+            continue
+        diag, off = k[:, :r1 - r0], k[:, r1 - r0:]  # (r, r) and (r, Nb - r1)
+        total += float(diag.sum()) + 2.0 * float(off.sum())
         if quad is not None:
-            quad += np.einsum("rb,rb->b", ca[r0:r1], k @ cb)
-        if agg is not None:
-            np.add.at(agg, row_units[r0:r1], np.add.reduceat(k, col_starts, axis=1))
+            quad += np.einsum("rb,rb->b", ca[r0:r1], diag @ ca[r0:r1] + 2.0 * (off @ ca[r1:]))
+        if agg is not None and agg_off is not None:
+            _unit_sums(diag, row_units[r0:r1], row_units[r0:r1], agg)
+            if off.shape[1]:
+                _unit_sums(off, row_units[r0:r1], row_units[r1:], agg_off)
+    if agg_off is not None and agg is not None:
+        agg += agg_off + agg_off.T
     return total, quad, agg
 
 
@@ -157,12 +183,13 @@ def _bootstrap_pass(
     With few units the kernel is summed per unit pair once and every replicate is a small
     quadratic form in unit counts; otherwise frame counts multiply each kernel block.
     """
-    a_s, a_units, a_starts, a_sizes = _sorted_by_unit(a, ua)
-    b_s, _, b_starts, _ = (a_s, a_units, a_starts, a_sizes) if same else _sorted_by_unit(b, ub)
+    a_s, a_units, _, a_sizes = _sorted_by_unit(a, ua)
+    b_s, b_units, _, _ = (a_s, a_units, None, a_sizes) if same else _sorted_by_unit(b, ub)
     wa, wb = counts_a.astype(np.float64), counts_b.astype(np.float64)  # (B, Ua), (B, Ub)
     if ua.n_units * ub.n_units * 8 <= aggregate_bytes:
         total, _, agg = _kernel_pass(
-            a_s, b_s, gamma, same, block_rows, row_units=a_units, col_starts=b_starts, n_row_units=ua.n_units
+            a_s, b_s, gamma, same, block_rows, row_units=a_units, col_units=b_units, n_row_units=ua.n_units,
+            n_col_units=ub.n_units,
         )
         quad = np.einsum("bu,bu->b", wa @ agg, wb)
     else:

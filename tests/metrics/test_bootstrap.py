@@ -72,3 +72,41 @@ def test_units_from_groups():
     assert units_of(4, None).kind == "frame"
     with pytest.raises(ValueError, match="one label per frame"):
         units_of(4, [0, 1])
+
+
+def test_replicates_do_not_depend_on_the_worker_count(sets):
+    x, y, gx, gy = sets
+    _, serial = bootstrap_frechet(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=30, seed=1, workers=1)
+    _, pooled = bootstrap_frechet(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=30, seed=1, workers=3,
+                                  batch_bytes=8 * 6 * 6 * 7)  # batches of 7: a short last batch too
+    np.testing.assert_allclose(pooled, serial, rtol=1e-12)
+
+
+def test_fixed_reference_replicates_equal_generic_resampling(sets):
+    x, y, _, gy = sets
+    stats = gaussian_stats(x)
+
+    def statistic(_, ev_rows):
+        b = gaussian_stats(y[ev_rows])
+        return frechet_distance(stats.mu, stats.cov, b.mu, b.cov).value
+
+    _, expected = bootstrap_generic(statistic, len(x), len(y), groups_evaluated=gy, n_boot=20, seed=4,
+                                    resample_reference=False)
+    _, reps = bootstrap_frechet(None, y, reference_stats=(stats.mu, stats.cov), groups_evaluated=gy, n_boot=20,
+                                seed=4, workers=2)
+    np.testing.assert_allclose(reps, expected, rtol=1e-9)
+
+
+def test_a_singular_reference_replicate_takes_the_eigh_route():
+    rng = np.random.default_rng(2)
+    x = np.zeros((40, 5))
+    x[:, :3] = rng.standard_normal((40, 3))  # rank 3 of 5: no Cholesky factor
+    y = rng.standard_normal((40, 5))
+
+    def statistic(ref_rows, ev_rows):
+        a, b = gaussian_stats(x[ref_rows], full_rank=False), gaussian_stats(y[ev_rows])
+        return frechet_distance(a.mu, a.cov, b.mu, b.cov).value
+
+    _, expected = bootstrap_generic(statistic, 40, 40, n_boot=10, seed=0)
+    _, reps = bootstrap_frechet(x, y, n_boot=10, seed=0)
+    np.testing.assert_allclose(reps, expected, rtol=1e-8)
