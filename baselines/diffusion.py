@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from baselines.attention import KVCache
+from baselines.attention import KVCache, KVRing
 from baselines.codecs import make_codec
 from baselines.conditioning import prompt_tokens
 from baselines.dit import DiT, build_dit
@@ -86,14 +86,16 @@ class PhasePlan:
 # ---------------------------------------------------------------------------------- state
 @dataclass
 class DiffusionState:
-    """A diffusion stream between blocks. Tensors are replaced, never modified in place."""
+    """A diffusion stream between blocks. Tensors are replaced, never modified in place, except
+    lmdm-causal's ring, which the next block writes in place: to step one state twice ("save,
+    step, restore, step"), step a ``copy_state`` of it."""
 
     seed: int
     block_index: int  # index of the NEXT block to generate
     context: torch.Tensor  # (C, D) float32: the last C clean latents
     prompt: str | None = None  # prompt the cached conditioning below belongs to
     cross: KVCache | None = None  # cross-attention K/V of that prompt (cached regimes)
-    ring: KVCache | None = None  # lmdm-causal: K/V of the W chunks before the newest one
+    ring: KVRing | None = None  # lmdm-causal: K/V of the W - 1 chunks before the newest one
     ring_start_chunk: int = 0  # lmdm-causal: stream chunk index of the ring's oldest chunk
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.attention import KVCache, apply_rope, rope_cos_sin
+from baselines.attention import KVBuffer, KVCache, PastLayer, apply_rope, rope_cos_sin
 from baselines.weights import load_checkpoint, resolve_weights
 from bench.core.errors import ConfigError
 from bench.core.hashing import stable_hash
@@ -80,18 +80,14 @@ class DiTBlock(nn.Module):
         attn_mask: torch.Tensor | None,  # (S, P + S) bool, None = attend to everything
         cross_k: torch.Tensor,  # (N, H, Nc, Dh)
         cross_v: torch.Tensor,
-        past_k: torch.Tensor | None = None,  # (N, H, P, Dh), already normed and rotated
-        past_v: torch.Tensor | None = None,
+        past: PastLayer | None = None,  # P cached tokens (normed and rotated): KVCache/KVBuffer.past_layer
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns (h, k, v): the new hidden rows and this pass's rotated K/V (N, H, S, Dh)."""
         q, k, v = self.qkv(self.norm_attn(h)).chunk(3, dim=-1)
         q = apply_rope(self.q_norm(self._heads(q)), cos, sin)
         k = apply_rope(self.k_norm(self._heads(k)), cos, sin)
         v = self._heads(v)
-        keys, values = k, v
-        if past_k is not None:
-            keys = torch.cat([past_k, k], dim=2)  # (N, H, P + S, Dh)
-            values = torch.cat([past_v, v], dim=2)
+        keys, values = past.extend(k, v) if past is not None else (k, v)  # (N, H, P + S, Dh)
         a = F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask)
         h = h + self.attn_out(self._merge(a))
 
@@ -174,16 +170,16 @@ class DiT(nn.Module):
         sin: torch.Tensor,
         attn_mask: torch.Tensor | None,  # (S, P + S)
         cross: KVCache,
-        past: KVCache | None = None,  # P cached tokens per layer
+        past: KVCache | KVBuffer | None = None,  # P cached tokens per layer
         return_kv: bool = False,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """All layers over the rows ``h``. Returns the final hidden rows and, if asked, the rows'
         own K/V of every layer (L, N, H, S, Dh), ready to be cached."""
         fresh: list[tuple[torch.Tensor, torch.Tensor]] = []
         for index, block in enumerate(self.blocks):
-            past_k, past_v = past.layer(index) if past is not None else (None, None)
+            past_layer = past.past_layer(index) if past is not None else None
             cross_k, cross_v = cross.layer(index)
-            h, k, v = block(h, cos, sin, attn_mask, cross_k, cross_v, past_k, past_v)
+            h, k, v = block(h, cos, sin, attn_mask, cross_k, cross_v, past_layer)
             if return_kv:
                 fresh.append((k, v))
         return h, (KVCache.stack(fresh) if return_kv else None)

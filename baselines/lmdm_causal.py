@@ -12,7 +12,12 @@ Streaming cache: a ring of the ``W - 1`` chunks a target chunk attends besides i
 (``C - B`` tokens) per layer, constant size. The release code keeps ``W`` chunks, the oldest of
 which no cached pass ever attends (the target chunk ``k`` sees ``k-W+1 .. k``); we do not store it,
 so the steps 2..T attend every key they are given and run without a mask (the fastest attention
-kernel), and no pass computes products with a key it then hides.
+kernel), and no pass computes products with a key it then hides. The ring is preallocated and
+written in place (:class:`baselines.attention.KVRing`): each chunk keeps its slot until a newer
+chunk replaces it, and every pass writes its own K/V behind the ring, so no layer copies the
+cache. Training (ARC-Forcing, gradients through the ring) uses the same passes on an immutable
+:class:`baselines.attention.KVCache` instead (``in_place=False``); both are tested against the
+full recomputation.
 - BOOTSTRAP (first block, or when the prompt changes): the full ``[context | target | token]``
   window with the release mask (``min(i // B, W)`` chunk ids); the ring keeps the K/V of the
   context's last ``W - 1`` chunks (no history before the window's first chunk).
@@ -20,8 +25,8 @@ kernel), and no pass computes products with a key it then hides.
 - When a block ends its clean latents are "pending" (the newest context chunk, not yet cached).
 - FIRST_STEP of the next block, fused: queries ``[pending | target | token]``, keys
   ``[ring | pending | target | token]`` with the sliding mask (pending sees the ring and itself;
-  the target and token see all but the ring's oldest chunk); this one pass computes the pending
-  chunk's K/V once, then the ring evicts its oldest chunk and appends them.
+  the target and token see all but the ring's oldest chunk, wherever its slot is); this one pass
+  computes the pending chunk's K/V once, and they replace the ring's oldest chunk.
 
 RoPE (``dit.rope_mode``): "fixed" keeps window positions (ring at ``B .. C-1`` during the steps,
 target at ``C``, token at ``C+B``); at the fused step the ring's keys are re-rotated by ``-B``
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import torch
 
-from baselines.attention import KVCache, block_causal_mask, window_chunk_ids
+from baselines.attention import KVCache, KVRing, block_causal_mask, window_chunk_ids
 from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan
 from baselines.dit import DiT
 from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
@@ -54,18 +59,23 @@ class BlockCausalPasses:
     (:meth:`BlockCausalGenerator._spans`)."""
 
     def __init__(self, dit: DiT, context_frames: int, block_frames: int, fixed_rope: bool,
-                 device: torch.device, dtype: torch.dtype) -> None:
+                 device: torch.device, dtype: torch.dtype, in_place: bool = True) -> None:
         c, b = context_frames, block_frames
         w = c // b
         self.dit, self.context_frames, self.block_frames, self.windows = dit, c, b, w
-        self.fixed_rope = fixed_rope
-        # the ring holds chunks 1 .. W-1 relative to a target chunk W (chunk 0 is never attended)
-        ring_ids = [1 + i // b for i in range(c - b)]
+        self.fixed_rope, self.in_place = fixed_rope, in_place
         boot_ids = window_chunk_ids(c, b)  # [context | target | token]
         self.boot_mask = block_causal_mask(boot_ids, boot_ids, w, device)  # (C+B+1, C+B+1)
-        fused_q = [w] * b + [w + 1] * (b + 1)  # [pending | target | token] against [ring 1..W-1 | ...]
-        self.fused_mask = block_causal_mask(fused_q, ring_ids + fused_q, w, device)  # (2B+1, C+B+1)
+        # fused queries [pending | target | token] (chunks W, W+1) against [ring | themselves]: the
+        # ring holds chunks 1 .. W-1 relative to the target, chunk 1 (the oldest, hidden from the
+        # target and token) in slot ``oldest``; one mask per slot (an immutable KVCache: slot 0)
+        fused_q = [w] * b + [w + 1] * (b + 1)
+        self.fused_masks = [
+            block_causal_mask(fused_q, [1 if i // b == oldest else 2 for i in range(c - b)] + fused_q, w, device)
+            for oldest in range(max(1, w - 1))
+        ]  # each (2B+1, C+B+1)
         step_q = [w] * (b + 1)  # [target | token]
+        ring_ids = [1 + i // b for i in range(c - b)]
         if not bool(block_causal_mask(step_q, ring_ids + step_q, w).all()):  # (on the CPU: also for meta)
             raise AssertionError("the step pass must see every key it is given")  # guards the ring's layout
         self.step_mask = None  # steps 2..T: no key is hidden
@@ -94,14 +104,17 @@ class BlockCausalPasses:
             dit.time_token(t, cond[:, -1]),
         ], dim=1)  # (N, C+B+1, d)
         h, fresh = dit.run(h, *tables, self.boot_mask, cross, return_kv=True)
-        ring = fresh.tokens(b, c)  # the ring: context chunks 1 .. W-1
+        ring = fresh.tokens(b, c)  # the ring: context chunks 1 .. W-1, oldest first
+        if self.in_place:  # with room behind it for a fused pass's 2B+1 rows
+            return dit.head(h[:, c:c + b]), KVRing.from_tokens(ring, chunk=b, room=2 * b + 1)
         # contiguous, like every later ring (evict_append): one memory layout, one compiled graph
         return dit.head(h[:, c:c + b]), KVCache(ring.keys.contiguous(), ring.values.contiguous())
 
     def fused(self, x: torch.Tensor, t: torch.Tensor, pending: torch.Tensor, cond: torch.Tensor, cross: KVCache,
-              ring: KVCache, tables: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache]:
+              ring: KVCache | KVRing, tables: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, KVCache | KVRing]:
         """The first step of a steady block: pending (N, B, D) is the previous block's clean output.
-        Its K/V are computed once here; the ring evicts its oldest chunk and appends them."""
+        Its K/V are computed once here and replace the ring's oldest chunk (a :class:`KVRing` in
+        place; a :class:`KVCache` by eviction and concatenation into a new cache)."""
         b, dit = self.block_frames, self.dit
         n, dim = x.shape[0], x.shape[-1]
         if self.fixed_rope:
@@ -112,7 +125,10 @@ class BlockCausalPasses:
                       torch.cat([pending, self._rows(n, b, 0.0, dim)], dim=1)),
             dit.time_token(t, cond[:, -1]),
         ], dim=1)  # (N, 2B+1, d)
-        h, fresh = dit.run(h, *tables, self.fused_mask, cross, past=ring, return_kv=True)
+        if isinstance(ring, KVRing):
+            h, _ = dit.run(h, *tables, self.fused_masks[ring.oldest], cross, past=ring)
+            return dit.head(h[:, b:2 * b]), ring.advance()  # the pending rows, written behind the ring
+        h, fresh = dit.run(h, *tables, self.fused_masks[0], cross, past=ring, return_kv=True)
         ring = ring.evict_append(fresh.tokens(0, b)) if ring.length else ring  # W = 1: the ring stays empty
         return dit.head(h[:, b:2 * b]), ring
 
@@ -131,12 +147,16 @@ class BlockCausalPasses:
 
 class BlockCausalGenerator(DiffusionGenerator):
     name = "lmdm-causal"
+    consumes_state = True  # the ring is written in place: copy_state a state to step it twice
 
     def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the contract's signature
         super().__init__(*args, **kwargs)
         self._fixed = self.config.rope_mode == "fixed"
         self.passes = BlockCausalPasses(self.dit, self.context_frames, self.block_frames, self._fixed, self.device,
                                         self.dtype)
+        # the same passes on immutable caches, for training through the ring (baselines.training.arc)
+        self.functional_passes = BlockCausalPasses(self.dit, self.context_frames, self.block_frames, self._fixed,
+                                                   self.device, self.dtype, in_place=False)
         self._tables = {kind: self._rope(*span, origin=0) for kind, span in self._spans(0).items()}
 
     def _validate(self) -> None:

@@ -11,7 +11,10 @@ to everything (:func:`baselines.attention.encdec_mask`). So the context rows do 
 - STEP (x T): only the ``B + 1`` target and token rows run, attending to
   ``[cached context K/V | their own fresh K/V]`` (no mask needed: they may see everything).
 
-The cache is rebuilt every block (the bidirectional context changes when the window slides). The
+The cache is rebuilt every block (the bidirectional context changes when the window slides), in
+one preallocated buffer (:class:`baselines.attention.KVBuffer`, ``C + B + 1`` tokens per layer):
+the prefill writes the context K/V at its front, each step writes its own rows behind them, so no
+layer copies the cache. The
 prompt's cross-attention K/V are cached in the stream state until the prompt changes (they are
 computed inside the prefill phase of the block that needs them). With CFG the prefill runs for
 both branches (context rows cross-attend to the prompt). Every length comes from the config.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from baselines.attention import KVBuffer
 from baselines.diffusion import DiffusionGenerator, DiffusionState, PhasePlan
 from bench.core.contract import NULL_RECORDER, PhaseRecorder, StepResult
 from bench.core.phases import PHASE_PREFILL, PHASE_STEP
@@ -36,6 +40,16 @@ class EncDecGenerator(DiffusionGenerator):
         c, b = self.context_frames, self.block_frames
         self._ctx_cos, self._ctx_sin = self._rope(0, c)  # (C, Dh)
         self._tgt_cos, self._tgt_sin = self._rope(c, c + b + 1, origin=0)  # (B+1, Dh)
+        self._cache: KVBuffer | None = None  # [context K/V | one step's rows], rewritten every block
+
+    def _context_buffer(self) -> KVBuffer:
+        """The block's self-attention buffer, allocated at the first block (then reused)."""
+        if self._cache is None:
+            dit = self.dit
+            self._cache = KVBuffer.allocate(len(dit.blocks), self.batch, dit.heads,
+                                            self.context_frames + self.block_frames + 1, dit.head_dim, self.device,
+                                            self.dtype)
+        return self._cache
 
     def _cache_len(self) -> int:
         return self.context_frames  # the per-block context cache the steps attend to
@@ -63,7 +77,10 @@ class EncDecGenerator(DiffusionGenerator):
         with recorder.phase(PHASE_PREFILL):
             cross = dit.cross_cache(cond) if new_prompt else state.cross
             h = dit.embed(self._zeros_ctx, self._ones_ctx, self._batched(context))  # (N, C, d)
-            _, context_kv = dit.run(h, self._ctx_cos, self._ctx_sin, None, cross, return_kv=True)
+            context_kv = self._context_buffer()
+            context_kv.keep(0)  # the prefill writes its rows' K/V at the front ...
+            dit.run(h, self._ctx_cos, self._ctx_sin, None, cross, past=context_kv)
+            context_kv.keep(self.context_frames)  # ... and they are the steps' cache
 
         x, draws = self._start_noise(state)  # (B, D) at t = ts[0]
         for i, t, t_next in self.schedule:

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.attention import KVCache, apply_rope, rope_tables
+from baselines.attention import KVBuffer, KVCache, PastLayer, apply_rope, rope_tables
 from baselines.weights import check_checkpoint, read_checkpoint
 from bench.core.errors import ConfigError
 from bench.core.hashing import stable_hash
@@ -328,17 +328,14 @@ class SatBlock(nn.Module):
         attn_mask: torch.Tensor | None,  # (S, P + S) bool
         cross_k: torch.Tensor,  # (N, H, Nc, Dh)
         cross_v: torch.Tensor,
-        past_k: torch.Tensor | None = None,  # (N, H, P, Dh) normed and rotated
-        past_v: torch.Tensor | None = None,
+        past: PastLayer | None = None,  # P cached tokens (normed and rotated)
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attn = self.self_attn
         q, k, v = attn.to_qkv(self.pre_norm(h)).chunk(3, dim=-1)
         q = apply_rope(attn.norm_q(attn.split(q, attn.heads)), cos, sin)
         k = apply_rope(attn.norm_k(attn.split(k, attn.heads)), cos, sin)
         v = attn.split(v, attn.heads)
-        keys, values = k, v
-        if past_k is not None:
-            keys, values = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (N, H, P + S, Dh)
+        keys, values = past.extend(k, v) if past is not None else (k, v)  # (N, H, P + S, Dh)
         h = h + attn.merge(F.scaled_dot_product_attention(q, keys, values, attn_mask=attn_mask))
         cross = self.cross_attn
         cq = cross.norm_q(cross.split(cross.to_q(self.cross_attend_norm(h)), cross.heads))
@@ -463,14 +460,14 @@ class SatDiT(nn.Module):
         sin: torch.Tensor,
         attn_mask: torch.Tensor | None,
         cross: KVCache,
-        past: KVCache | None = None,
+        past: KVCache | KVBuffer | None = None,
         return_kv: bool = False,
     ) -> tuple[torch.Tensor, KVCache | None]:
         """All layers over the rows ``h`` (as :meth:`baselines.dit.DiT.run`)."""
         fresh: list[tuple[torch.Tensor, torch.Tensor]] = []
         for index, block in enumerate(self.blocks):
-            past_k, past_v = past.layer(index) if past is not None else (None, None)
-            h, k, v = block(h, cos, sin, attn_mask, *cross.layer(index), past_k, past_v)
+            past_layer = past.past_layer(index) if past is not None else None
+            h, k, v = block(h, cos, sin, attn_mask, *cross.layer(index), past_layer)
             if return_kv:
                 fresh.append((k, v))
         return h, (KVCache.stack(fresh) if return_kv else None)

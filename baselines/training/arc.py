@@ -98,7 +98,7 @@ def rollout(gen: BlockCausalGenerator, context: torch.Tensor, cond: torch.Tensor
     returns its ``x0`` estimate at the last of them, (N, B, D); that step carries gradient when
     ``k >= graded_from`` (every other pass runs without). Noise comes from ``rng`` only.
     """
-    passes, ts, b = gen.passes, gen.ts, gen.block_frames
+    passes, ts, b = gen.functional_passes, gen.ts, gen.block_frames  # gradients flow through the ring
     n, dim = context.shape[0], context.shape[-1]
     if any(not 1 <= s <= gen.steps for s in exit_steps):
         raise ValueError(f"exit steps must be in 1..{gen.steps}, got {list(exit_steps)}")

@@ -103,6 +103,8 @@ class StreamingGenerator(ABC):
     """
 
     name: ClassVar[str] = ""
+    # True when ``step`` writes its input state's caches in place (see ``step``)
+    consumes_state: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -132,7 +134,10 @@ class StreamingGenerator(ABC):
         self, state: Any, control: Control, recorder: PhaseRecorder = NULL_RECORDER
     ) -> tuple[StepResult, Any]:
         """Generate the next block under ``control``. Returns (result, new state). The input
-        state must not be modified in a way that changes what a later step from it produces."""
+        state must not be modified in a way that changes what a later step from it produces,
+        unless the generator sets ``consumes_state``: its step writes the state's caches in place
+        (a preallocated KV cache), so the input state is used up, and a caller who needs it again
+        steps a :meth:`copy_state` of it instead."""
 
     def stop(self, state: Any) -> None:
         """Release what the stream holds (default: nothing)."""

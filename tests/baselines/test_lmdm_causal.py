@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from baselines.lmdm_causal import BlockCausalGenerator
 from bench.core.errors import ConfigError
@@ -89,18 +90,24 @@ def test_prompt_change_rebootstraps_from_the_current_window(rope_mode):
     assert state.prompt == "distorted guitar"
 
 
-def test_ring_has_constant_size_and_the_state_is_not_mutated():
+def test_ring_is_written_in_place_at_constant_size_and_a_copied_state_replays():
     gen = _generator()
     state = gen.start(Control("x"), seed=0)
     _, s1 = gen.step(state, Control("x"))
     saved = gen.copy_state(s1)
-    _, s2 = gen.step(s1, Control("x"))
+    slots = s1.ring.slots
+    assert s1.ring.oldest == 0 and slots == gen.windows - 1 >= 2
+    r2, s2 = gen.step(s1, Control("x"))
+    assert s2.ring is s1.ring and s2.ring.oldest == 1  # the pending chunk took the oldest one's slot
+    assert not torch.equal(s1.ring.keys, saved.ring.keys)  # written in place ...
+    replay, _ = gen.step(saved, Control("x"))  # ... so a saved state is a copy, and replays exactly
+    assert np.array_equal(replay.audio, r2.audio)
     _, s3 = gen.step(s2, Control("x"))
-    assert s1.ring.keys.shape == s3.ring.keys.shape
+    assert s3.ring.keys.shape == saved.ring.keys.shape and s3.ring.oldest == 2 % slots
     # W - 1 chunks: the oldest of the release's W chunks is never attended by a cached pass
-    assert s1.ring.length == gen.context_frames - gen.block_frames
+    assert s3.ring.length == gen.context_frames - gen.block_frames
+    assert s3.ring.capacity == s3.ring.length + 2 * gen.block_frames + 1  # room for a fused pass's rows
     assert gen.passes.step_mask is None  # steps 2..T see every key they are given
-    assert (s1.ring.keys == saved.ring.keys).all() and (s1.context == saved.context).all()
     assert gen.kv_cache_bytes(s3) == s3.ring.nbytes + s3.cross.nbytes > 0
     assert s3.ring_start_chunk == 2
 

@@ -98,4 +98,5 @@ def test_lengths_come_from_the_config():
         info = results[0].info
         assert info.tokens_processed == c + steps * (b + 1)
         assert info.phase_calls == {PHASE_PREFILL: 1, PHASE_STEP: steps, "decode": 1}
-        assert info.transient_kv_bytes == 2 * gen.config.depth * c * gen.config.width * 4
+        # the block's buffer: the context's K/V and room for one step's B + 1 rows
+        assert info.transient_kv_bytes == 2 * gen.config.depth * (c + b + 1) * gen.config.width * 4
