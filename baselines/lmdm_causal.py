@@ -159,6 +159,9 @@ class BlockCausalGenerator(DiffusionGenerator):
                                                    self.device, self.dtype, in_place=False)
         self._tables = {kind: self._rope(*span, origin=0) for kind, span in self._spans(0).items()}
 
+    def _use_immutable_caches(self) -> None:
+        self.passes = self.functional_passes  # the ring as an immutable KVCache (see compile)
+
     def _validate(self) -> None:
         w = self.windows
         if self.config.causal_window and self.config.causal_window != w:

@@ -41,6 +41,10 @@ class EncDecGenerator(DiffusionGenerator):
         self._ctx_cos, self._ctx_sin = self._rope(0, c)  # (C, Dh)
         self._tgt_cos, self._tgt_sin = self._rope(c, c + b + 1, origin=0)  # (B+1, Dh)
         self._cache: KVBuffer | None = None  # [context K/V | one step's rows], rewritten every block
+        self._in_place = True  # False once compiled (see DiffusionGenerator.compile)
+
+    def _use_immutable_caches(self) -> None:
+        self._in_place = False
 
     def _context_buffer(self) -> KVBuffer:
         """The block's self-attention buffer, allocated at the first block (then reused)."""
@@ -77,10 +81,13 @@ class EncDecGenerator(DiffusionGenerator):
         with recorder.phase(PHASE_PREFILL):
             cross = dit.cross_cache(cond) if new_prompt else state.cross
             h = dit.embed(self._zeros_ctx, self._ones_ctx, self._batched(context))  # (N, C, d)
-            context_kv = self._context_buffer()
-            context_kv.keep(0)  # the prefill writes its rows' K/V at the front ...
-            dit.run(h, self._ctx_cos, self._ctx_sin, None, cross, past=context_kv)
-            context_kv.keep(self.context_frames)  # ... and they are the steps' cache
+            if self._in_place:
+                context_kv = self._context_buffer()
+                context_kv.keep(0)  # the prefill writes its rows' K/V at the front ...
+                dit.run(h, self._ctx_cos, self._ctx_sin, None, cross, past=context_kv)
+                context_kv.keep(self.context_frames)  # ... and they are the steps' cache
+            else:  # compiled: an immutable cache, concatenated by each step
+                _, context_kv = dit.run(h, self._ctx_cos, self._ctx_sin, None, cross, return_kv=True)
 
         x, draws = self._start_noise(state)  # (B, D) at t = ts[0]
         for i, t, t_next in self.schedule:

@@ -100,3 +100,16 @@ def test_lengths_come_from_the_config():
         assert info.phase_calls == {PHASE_PREFILL: 1, PHASE_STEP: steps, "decode": 1}
         # the block's buffer: the context's K/V and room for one step's B + 1 rows
         assert info.transient_kv_bytes == 2 * gen.config.depth * (c + b + 1) * gen.config.width * 4
+
+
+def test_immutable_cache_path_of_compiled_runs_equals_the_in_place_buffer():
+    in_place, immutable = _generator(cfg=True), _generator(cfg=True)
+    immutable._use_immutable_caches()  # what compile() switches to
+    prompts = ["a", "a", "b"]
+    v_a, r_a, _ = _stream(in_place, prompts)
+    v_b, r_b, _ = _stream(immutable, prompts)
+    assert max_abs_diff(v_a, v_b) <= 1e-6
+    assert max(float(np.abs(x.audio - y.audio).max()) for x, y in zip(r_a, r_b)) <= 1e-6
+    assert in_place._cache is not None and immutable._cache is None  # only the eager path holds a buffer
+    assert r_b[0].info.transient_kv_bytes == 2 * 2 * in_place.config.depth * in_place.context_frames * \
+        in_place.config.width * 4  # the immutable cache: the context alone (CFG doubles the batch)

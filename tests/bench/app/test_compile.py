@@ -36,9 +36,12 @@ def test_compiled_block_causal_stream_equals_eager():
     eager = GENERATORS.create("lmdm-causal", preset, preset.settings)
     compiled = GENERATORS.create("lmdm-causal", preset, preset.settings)
     record = compiled.compile("default")
-    assert record == {"compiled": ["dit.run"], "backend": "inductor", "fullgraph": True, "dynamic": False}
+    assert record == {"compiled": ["dit.run"], "backend": "inductor", "fullgraph": True, "dynamic": False,
+                      "kv_caches": "immutable"}
+    assert compiled.passes is compiled.functional_passes and eager.passes is not eager.functional_passes
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     a, b = _blocks(eager), _blocks(compiled)  # bootstrap, fused first steps, cached steps, eviction
+    # (eager writes its ring in place, compiled concatenates an immutable one: the same stream)
     # what ran is dynamo's: new graphs were captured (none when the inductor cache already holds
     # them would still count here: unique_graphs counts captures, not C++ builds)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs
