@@ -174,10 +174,13 @@ def _attainable_columns(flops: pd.DataFrame | None, steady_median_ms: float) -> 
     NaN when the FLOPs pass (which also models the attainable time) did not run."""
     part = flops[flops.block_kind == "steady"] if flops is not None and len(flops) else None
     if part is None or part.empty or "attainable_ms" not in part:
-        return {"steady_attainable_ms": float("nan"), "steady_bytes_moved": float("nan"),
-                "attainable_fraction": float("nan")}
+        return {"steady_attainable_ms": float("nan"), "steady_attainable_cold_ms": float("nan"),
+                "steady_bytes_moved": float("nan"), "attainable_fraction": float("nan")}
     attainable = float(part.attainable_ms.sum())
-    return {"steady_attainable_ms": attainable, "steady_bytes_moved": float(part.bytes_moved.sum()),
+    # runs recorded before the cold replays have no cold column
+    cold = float(part.attainable_cold_ms.sum()) if "attainable_cold_ms" in part else float("nan")
+    return {"steady_attainable_ms": attainable, "steady_attainable_cold_ms": cold,
+            "steady_bytes_moved": float(part.bytes_moved.sum()),
             "attainable_fraction": attainable / steady_median_ms if steady_median_ms > 0 else float("nan")}
 
 
@@ -217,8 +220,9 @@ def summarize(
     return pd.DataFrame(rows)
 
 
-PHASE_ATTAINABLE_COLUMNS = ["attainable_ms", "bytes_moved", "measured_flops", "attainable_fraction",
-                            "intensity_flops_per_byte", "achieved_flops_per_s"]
+PHASE_ATTAINABLE_COLUMNS = ["attainable_ms", "attainable_cold_ms", "bytes_moved", "measured_flops",
+                            "attainable_fraction", "attainable_cold_fraction", "intensity_flops_per_byte",
+                            "achieved_flops_per_s"]
 
 
 def phase_summary(phases: pd.DataFrame, flops: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -234,16 +238,26 @@ def phase_summary(phases: pd.DataFrame, flops: pd.DataFrame | None = None) -> pd
     out = out.reset_index()
     if flops is None or flops.empty or "attainable_ms" not in flops:
         return out.assign(**{c: float("nan") for c in PHASE_ATTAINABLE_COLUMNS})
-    model = flops.groupby(keys, sort=False)[["attainable_ms", "bytes_moved", "measured_flops"]].median().reset_index()
+    if "attainable_cold_ms" not in flops:  # recorded before the cold replays
+        flops = flops.assign(attainable_cold_ms=float("nan"))
+    model = flops.groupby(keys, sort=False)[["attainable_ms", "attainable_cold_ms", "bytes_moved",
+                                             "measured_flops"]].median().reset_index()
     out = out.merge(model, on=keys, how="left")
     out["attainable_fraction"] = out.attainable_ms / out.median_ms.where(out.median_ms > 0)
+    out["attainable_cold_fraction"] = out.attainable_cold_ms / out.median_ms.where(out.median_ms > 0)
     out["intensity_flops_per_byte"] = out.measured_flops / out.bytes_moved.where(out.bytes_moved > 0)
     out["achieved_flops_per_s"] = out.measured_flops / (out.median_ms.where(out.median_ms > 0) / 1e3)
     return out
 
 
 PAIR_COLUMNS = ["workload", "a", "b", "latency_ratio", "analytic_flop_ratio", "latency_over_flop_ratio",
-                "attainable_ratio", "latency_over_attainable_ratio"]
+                "attainable_ratio", "latency_over_attainable_ratio", "attainable_cold_ratio",
+                "latency_over_attainable_cold_ratio"]
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN when either is missing or b is 0."""
+    return float(a) / float(b) if b and np.isfinite(b) and np.isfinite(a) else float("nan")
 
 
 def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
@@ -253,7 +267,9 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
     than its FLOPs predict relative to the second. Regimes with no analytic FLOPs (the null
     generator) are left out. ``latency_over_attainable_ratio`` compares the same latency ratio with
     the ratio of the two regimes' attainable times on this machine instead (1.0: what separates
-    them is the hardware's cost of their operations, not their code; NaN without a FLOPs pass).
+    them is the hardware's cost of their operations, not their code; NaN without a FLOPs pass);
+    ``latency_over_attainable_cold_ratio`` does the same with operands replayed cold (from memory,
+    bench/app/attainable.py). A real pass lies between warm and cold.
     """
     rows = []
     ok = summary[(summary.steady_analytic_flops > 0) & np.isfinite(summary.steady_median_ms)]
@@ -261,12 +277,13 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
         for (_, a), (_, b) in itertools.combinations(group.iterrows(), 2):
             lat = a.steady_median_ms / b.steady_median_ms
             fl = a.steady_analytic_flops / b.steady_analytic_flops
-            att = (a.get("steady_attainable_ms", float("nan")) / b.get("steady_attainable_ms", float("nan"))
-                   if b.get("steady_attainable_ms", 0) else float("nan"))
+            att, cold = (_ratio(a.get(column, float("nan")), b.get(column, float("nan")))
+                         for column in ("steady_attainable_ms", "steady_attainable_cold_ms"))
             rows.append({
                 "workload": work, "a": a.generator, "b": b.generator, "latency_ratio": lat,
                 "analytic_flop_ratio": fl, "latency_over_flop_ratio": lat / fl,
-                "attainable_ratio": att, "latency_over_attainable_ratio": lat / att if att else float("nan"),
+                "attainable_ratio": att, "latency_over_attainable_ratio": _ratio(lat, att),
+                "attainable_cold_ratio": cold, "latency_over_attainable_cold_ratio": _ratio(lat, cold),
             })
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 

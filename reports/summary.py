@@ -242,11 +242,13 @@ def _pair_lines(pairs: pd.DataFrame | None, workload: str) -> list[str]:
         return []
     rows = [[markdown_text(r.a), markdown_text(r.b), format_fixed(r.latency_ratio, 3), format_fixed(r.analytic_flop_ratio, 3),
              format_fixed(r.latency_over_flop_ratio, 3), format_fixed(getattr(r, "attainable_ratio", float("nan")), 3),
-             format_fixed(getattr(r, "latency_over_attainable_ratio", float("nan")), 3)] for _, r in part.iterrows()]
+             format_fixed(getattr(r, "latency_over_attainable_ratio", float("nan")), 3),
+             format_fixed(getattr(r, "latency_over_attainable_cold_ratio", float("nan")), 3)] for _, r in part.iterrows()]
     return (["Measured steady block-latency ratio against the analytic FLOP ratio (1.0 = time scales with FLOPs) "
-             "and against the ratio of attainable times on this machine (1.0 = the gap is the hardware's):", ""]
+             "and against the ratio of attainable times on this machine (1.0 = the gap is the hardware's), with "
+             "operands warm in the caches and cold from memory (a real pass lies between):", ""]
             + markdown_table(["a", "b", "latency a/b", "FLOPs a/b", "latency / FLOP ratio", "attainable a/b",
-                              "latency / attainable ratio"], rows) + [""])
+                              "latency / attainable ratio", "latency / attainable ratio, cold"], rows) + [""])
 
 
 def render_summary(run_dir: Path) -> str:

@@ -109,27 +109,29 @@ def latency_table(runs: RunSet) -> Table:
     return Table("latency", "Latency and real time", data, columns, ["workload"], notes)
 
 
-def _attainable_ms(run: RunData) -> dict[tuple[str, str, str, str], float]:
-    """Attainable ms per (generator, workload, phase, block kind) from the FLOPs pass (empty when
-    it did not run or modelled nothing, e.g. under a fake clock)."""
+def _attainable_ms(run: RunData, column: str = "attainable_ms") -> dict[tuple[str, str, str, str], float]:
+    """Attainable ms (``column``: warm, or ``attainable_cold_ms``) per (generator, workload, phase,
+    block kind) from the FLOPs pass (empty when it did not run or modelled nothing, e.g. under a
+    fake clock, or for a run recorded before the column existed)."""
     flops = run.flops
-    if flops.empty or "attainable_ms" not in flops:
+    if flops.empty or column not in flops:
         return {}
     keys = ["generator", "workload", "phase", "block_kind"]
-    return {k: float(v) for k, v in flops.groupby(keys).attainable_ms.median().items() if np.isfinite(v)}
+    return {k: float(v) for k, v in flops.groupby(keys)[column].median().items() if np.isfinite(v)}
 
 
 def _phase_rows(run: RunData) -> pd.DataFrame:
     """One row per (generator, workload, phase, block kind): median latency per block with its CI,
     the attainable time on the machine that ran it and the share of it the median reaches."""
     df = run.phases.assign(block_kind=np.where(run.phases.block_index == 0, "first", "steady"))
-    attainable = _attainable_ms(run)
+    attainable, cold = _attainable_ms(run), _attainable_ms(run, "attainable_cold_ms")
     rows = []
     for (gen, work, phase, kind), part in df.groupby(["generator", "workload", "phase", "block_kind"], sort=False):
         med, lo, hi = median_ci(part.latency_ms.to_numpy())
         att = attainable.get((gen, work, phase, kind), math.nan)
         rows.append({
             "attainable_ms": att, "attainable_pct": 100.0 * att / med if med > 0 and is_finite(att) else math.nan,
+            "attainable_cold_ms": cold.get((gen, work, phase, kind), math.nan),
             "generator": gen, "workload": work, "phase": phase, "block_kind": kind,
             "phase_rank": PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER),
             "calls_per_block": float(np.median(part.calls)), "blocks": int(part.shape[0]),
@@ -152,11 +154,14 @@ def phase_table(runs: RunSet) -> Table:
         Column("median_ms", "median per block (ms)", ci=True),
         Column("analytic_gflop", "analytic GFLOP per block"),
         Column("attainable_ms", "attainable (ms)"), Column("attainable_pct", "% of attainable"),
+        Column("attainable_cold_ms", "attainable, cold operands (ms)"),
     ]
     notes = ["Per phase: time summed over the phase's calls within one block, median over blocks.",
              "Attainable: the phase's matmuls and attention replayed alone at their shapes plus its other "
              "operations' bytes at the measured bandwidth, on the machine that ran it (docs/harness.md); "
-             "% of attainable = attainable / median (100% = the code adds nothing to the hardware's cost)."]
+             "% of attainable = attainable / median (100% = the code adds nothing to the hardware's cost).",
+             "Cold operands: the same replays with every call's operands taken from memory, as a layer's weights "
+             "are inside a pass; a real pass lies between the two (few-row matmuls slow down most)."]
     return Table("phases", "Latency per phase", data, columns, [], notes if not data.empty else
                  ["not in this run: no completed cell"])
 

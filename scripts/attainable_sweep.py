@@ -61,11 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             pairs.append(p)
             phases.append(s[(s.block_kind == "steady") & (s.generator != "noise")])
     p, s = pd.concat(pairs), pd.concat(phases)
-    cols = ["width", "mode", "a", "b", "latency_ratio", "attainable_ratio", "latency_over_attainable_ratio"]
+    cols = ["width", "mode", "a", "b", "latency_ratio", "attainable_ratio", "latency_over_attainable_ratio",
+            "attainable_cold_ratio", "latency_over_attainable_cold_ratio"]
     print(_markdown(p[cols], 3))
     print()
-    s = s.assign(pct_of_attainable=100 * s.attainable_fraction)
-    print(_markdown(s[["width", "mode", "generator", "phase", "median_ms", "attainable_ms", "pct_of_attainable"]], 1))
+    s = s.assign(pct_of_attainable=100 * s.attainable_fraction, pct_of_attainable_cold=100 * s.attainable_cold_fraction)
+    print(_markdown(s[["width", "mode", "generator", "phase", "median_ms", "attainable_ms", "pct_of_attainable",
+                       "attainable_cold_ms", "pct_of_attainable_cold"]], 1))
     return 0
 
 

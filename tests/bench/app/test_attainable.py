@@ -46,11 +46,12 @@ def test_attainable_time_is_replay_times_calls_plus_bytes_over_bandwidth():
     ops = PhaseOps(other_bytes=3_000_000)
     ops.replayed["a"] += 4
     ops.replayed["b"] += 1
-    machine._replay.update({"a": 0.002, "b": 0.010})
+    machine._replay.update({("a", False): 0.002, ("b", False): 0.010, ("a", True): 0.003, ("b", True): 0.011})
     parts = machine.attainable_s(ops, "cpu")
     assert parts["replayed_s"] == pytest.approx(4 * 0.002 + 0.010)
     assert parts["memory_bound_s"] == pytest.approx(3e-3)
     assert parts["attainable_s"] == pytest.approx(0.021)
+    assert parts["attainable_cold_s"] == pytest.approx(4 * 0.003 + 0.011 + 3e-3)
 
 
 def test_measured_machine_numbers_are_physical():
@@ -66,6 +67,34 @@ def test_measured_machine_numbers_are_physical():
     assert replay > 0
 
 
+def test_a_cold_replay_cycles_operand_copies_beyond_the_caches(monkeypatch):
+    import bench.app.attainable as attainable
+
+    recorder = AttainableRecorder()
+    x, w = torch.randn(8, 512), torch.randn(512, 1024)  # 2 MiB of weight for a few rows
+    with recorder.phase("mm"):
+        x @ w
+    key = next(iter(recorder.phases["mm"].replayed))
+    seen: list[int] = []
+    real = key[0]
+
+    def spy(*args, **kwargs):
+        seen.append(args[1].data_ptr())  # the weight operand of this call
+        return real(*args, **kwargs)
+
+    spied = (spy, key[1], key[2])
+    machine = MachineModel()
+    assert machine.replay_s(spied) > 0
+    warm_weights, warm_calls = set(seen), len(seen)
+    seen.clear()
+    assert machine.replay_s(spied, cold=True) > 0
+    # warm: one weight tensor for every call; cold: enough copies to exceed COLD_BYTES (or the
+    # copy cap), every one called while timed
+    copies = min(attainable.COLD_MAX_COPIES, -(-attainable.COLD_BYTES // (8 * 512 * 4 + 512 * 1024 * 4)))
+    assert len(warm_weights) == 1 and warm_calls >= 6
+    assert len(set(seen)) == copies and len(seen) >= 2 * copies
+
+
 def test_a_run_reports_each_phase_attainable_time_and_the_fraction_reached(tmp_path):
     workload = dataclasses.replace(get_workloads("smoke")[0], warmup_blocks=1)
     result = Runner(WallClock()).run_cell("lmdm-causal", get_preset("tiny"), workload, "cpu", torch.float32, tmp_path)
@@ -76,6 +105,8 @@ def test_a_run_reports_each_phase_attainable_time_and_the_fraction_reached(tmp_p
     assert (steady.loc[["first_step", "step"], "replayed_calls"] > 0).all()
     # the replayed part is the matmuls and attention; their FLOPs are what the phase counts
     assert np.allclose(steady.attainable_ms, steady.attainable_replayed_ms + steady.attainable_memory_ms)
+    # cold operands cost at least as much as warm ones, up to timing noise
+    assert (steady.attainable_cold_ms >= 0.8 * steady.attainable_ms).all()
     assert (steady.bytes_moved > 0).all()
 
 
