@@ -20,8 +20,11 @@ in between. Each replay is timed twice:
 - warm (``attainable_ms``): the same operands every call, so they sit in the caches. This is the
   lowest time, and the one "% of attainable" uses;
 - cold (``attainable_cold_ms``): every call takes its operands from the next of several copies,
-  together at least :data:`COLD_BYTES` (more than any last-level cache here), so they come from
-  memory as a layer's weights do inside a pass (each layer's weights evict the previous ones'). A
+  together at least :data:`COLD_BYTES`, far beyond a core's private caches, so they arrive from
+  the shared last-level cache or memory, as a layer's weights do inside a pass (each layer's
+  weights evict the previous ones' from the private caches). Which of the two depends on the
+  machine: a 256 MiB pool exceeds most last-level caches, but not every one (one machine here had
+  a 480 MiB L3), and a model smaller than the last-level cache also streams its weights from it. A
   matmul with few rows (a cached pass's target rows) reads a whole weight matrix for little
   arithmetic, so it slows down cold far more than a wide one does (on this machine 1.3-1.5x at 33
   rows, 1.05x at 338). The truth for a real pass lies between the two, and a pair of regimes
@@ -57,9 +60,9 @@ REPLAYED = {
     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
     "_scaled_dot_product_attention_math", "mkldnn_rnn_layer", "_cudnn_rnn",
 }
-BANDWIDTH_BYTES = 1 << 28  # 256 MiB copied: larger than any cache here
+BANDWIDTH_BYTES = 1 << 28  # 256 MiB copied: beyond the private caches and most last-level ones
 REPLAY_MIN_S = 0.02  # each replayed shape is timed for at least this long (and >= 5 calls)
-COLD_BYTES = 1 << 28  # operand copies cycled by a cold replay: larger than any cache here
+COLD_BYTES = 1 << 28  # operand copies cycled by a cold replay (see the module docstring)
 COLD_MAX_COPIES = 64  # ... unless that many copies already fill it (small calls stay partly warm)
 
 
