@@ -114,6 +114,10 @@ def window_chunk_ids(context: int, block: int, token: bool = True) -> list[int]:
 
 
 # -------------------------------------------------------------------------------------- caches
+def _nbytes(*tensors: torch.Tensor) -> int:
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
 class PastLayer(Protocol):
     """One layer's cached tokens as a pass sees them (``past_layer(index)`` of a cache)."""
 
@@ -165,7 +169,7 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size())
+        return _nbytes(self.keys, self.values)
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.keys[index], self.values[index]
@@ -223,7 +227,7 @@ class KVBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes held, the free room included (it is allocated)."""
-        return int(self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size())
+        return _nbytes(self.keys, self.values)
 
     def past_layer(self, index: int) -> _BufferLayer:
         return _BufferLayer(self.keys[index], self.values[index], self.length)
