@@ -17,7 +17,9 @@ Units: dimensionless (kernel values), x100.
 Bootstrap: one blockwise pass over each kernel matrix computes the statistic and every
 replicate's quadratic forms ``c^T K c``: with few resampling units (clips) the kernel is summed
 per pair of units once and each replicate is a small quadratic form in unit counts; with many
-(frames) each block is multiplied by the (N, B) frame-count matrix.
+(frames) each block is multiplied by the (N, B) frame-count matrix. A within-set kernel matrix
+is symmetric: only its blocks on and right of the diagonal are computed, the others counted by
+transposition.
 Within-set means of a replicate exclude pairs of the SAME original frame (a frame drawn twice
 is not a pair of independent draws), so each replicate is itself an unbiased U-statistic of the
 resampled distribution: ``(c^T K c - sum c_i^2) / ((sum c)^2 - sum c_i^2)``.
@@ -166,12 +168,11 @@ def _kernel_pass(
     return total, quad, agg
 
 
-def _sorted_by_unit(data: np.ndarray, units: Units) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(rows sorted by unit, their unit index, start of each unit, frames per unit)."""
+def _sorted_by_unit(data: np.ndarray, units: Units) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows sorted by unit, their unit index, frames per unit)."""
     order = np.argsort(units.index, kind="stable")
     sizes = np.bincount(units.index, minlength=units.n_units)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    return data[order], units.index[order], starts, sizes.astype(np.float64)
+    return data[order], units.index[order], sizes.astype(np.float64)
 
 
 def _bootstrap_pass(
@@ -183,8 +184,8 @@ def _bootstrap_pass(
     With few units the kernel is summed per unit pair once and every replicate is a small
     quadratic form in unit counts; otherwise frame counts multiply each kernel block.
     """
-    a_s, a_units, _, a_sizes = _sorted_by_unit(a, ua)
-    b_s, b_units, _, _ = (a_s, a_units, None, a_sizes) if same else _sorted_by_unit(b, ub)
+    a_s, a_units, a_sizes = _sorted_by_unit(a, ua)
+    b_s, b_units, _ = (a_s, a_units, a_sizes) if same else _sorted_by_unit(b, ub)
     wa, wb = counts_a.astype(np.float64), counts_b.astype(np.float64)  # (B, Ua), (B, Ub)
     if ua.n_units * ub.n_units * 8 <= aggregate_bytes:
         total, _, agg = _kernel_pass(
