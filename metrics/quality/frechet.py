@@ -136,8 +136,7 @@ def psd_factor(cov: np.ndarray, method: str = "eigh") -> tuple[np.ndarray, str, 
 
 def trace_sqrt_product(factor1: np.ndarray, cov2: np.ndarray) -> tuple[float, int, float]:
     """tr((S_1^{1/2} S_2 S_1^{1/2})^{1/2}) from ``S_1 = F F^T`` -> (value, clipped, magnitude)."""
-    m = factor1.T @ cov2 @ factor1
-    m = (m + m.T) / 2.0
+    m = factor1.T @ cov2 @ factor1  # symmetric up to round-off: eigvalsh reads its lower triangle only
     w = np.linalg.eigvalsh(m)
     neg = w < 0
     return float(np.sqrt(np.maximum(w, 0.0)).sum()), int(neg.sum()), float(-w[neg].sum())
