@@ -12,7 +12,7 @@ stream plus the first window's embeddings of each stream):
   definition: mean over the CLAP embedder's 10 s windows of the cosine to the prompt embedding);
 - per window (streams pooled): ``kad_<embedder>`` and ``fad_<embedder>`` of the pooled frames
   against the reference set, each with a seeded bootstrap CI (H3's :func:`metrics.quality.kad.kad`
-  and :func:`metrics.quality.bootstrap.bootstrap_frechet`); the resampling unit is one BLOCK of one
+  and :func:`metrics.quality.frechet_bootstrap.bootstrap_frechet`); the resampling unit is one BLOCK of one
   stream (frames are assigned to blocks by position), the reference resampled by clip. With more
   pooled frames than ``max_frames_per_window``, a seeded subsample (without replacement) is scored;
   the CLAP score over the window's streams (H3's :func:`metrics.quality.clap_score.clap_score`,
@@ -45,7 +45,7 @@ from metrics.drift.descriptor_columns import WINDOW_MEAN_COLUMNS
 from metrics.drift.descriptor_windows import WindowDescriber
 from metrics.drift.signal_stats import DEFAULT_SIGNAL_STATS, SIGNAL_STAT_COLUMNS, SignalStatsConfig, signal_stats
 from metrics.drift.windows import Window, WindowSpec, iter_aligned_windows
-from metrics.quality.bootstrap import bootstrap_frechet
+from metrics.quality.frechet_bootstrap import bootstrap_frechet
 from metrics.quality.clap_score import clap_score
 from metrics.quality.frechet import InsufficientDataError, frechet_distance_stats, gaussian_stats
 from metrics.quality.kad import kad, median_pairwise_distance

@@ -4,6 +4,9 @@
 - :mod:`~metrics.quality.kad`: Kernel Audio Distance (unbiased MMD^2, RBF, x100).
 - :mod:`~metrics.quality.fad_inf`: FAD-infinity (seeded subsampling, slope and R^2).
 - :mod:`~metrics.quality.bootstrap`: seeded bootstrap confidence intervals.
+- :mod:`~metrics.quality.frechet_bootstrap`: FAD's exact bootstrap from resampled sufficient statistics.
+- :mod:`~metrics.quality.lapack` and :mod:`~metrics.quality.parallel`: LAPACK calls that release
+  the GIL, and one job per core, for the bootstrap replicates.
 - :mod:`~metrics.quality.clap_score`: CLAP score paired by clip id.
 
 :func:`score_embeddings` runs FAD and KAD on two embedding sets and names the results after the

@@ -2,8 +2,7 @@
 reference statistics), with an optional seeded bootstrap interval.
 
 The mathematics lives in :mod:`metrics.quality.frechet` and the resampling in
-:mod:`metrics.quality.bootstrap`; this module only combines them (so neither imports the other
-back).
+:mod:`metrics.quality.frechet_bootstrap`; this module only combines them.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from metrics.quality.bootstrap import ConfidenceInterval, bootstrap_frechet
+from metrics.quality.bootstrap import ConfidenceInterval
+from metrics.quality.frechet_bootstrap import bootstrap_frechet
 from metrics.quality.frechet import (
     FrechetResult,
     GaussianStats,

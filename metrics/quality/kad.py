@@ -14,12 +14,13 @@ Properties: no Gaussian assumption; unbiased (its expectation is 0 when both set
 one distribution, whatever their sizes), so it can be slightly negative. Lower is better.
 Units: dimensionless (kernel values), x100.
 
-Bootstrap: one blockwise pass over each kernel matrix computes the statistic and every
+Bootstrap: one tiled pass over each kernel matrix computes the statistic and every
 replicate's quadratic forms ``c^T K c``: with few resampling units (clips) the kernel is summed
 per pair of units once and each replicate is a small quadratic form in unit counts; with many
-(frames) each block is multiplied by the (N, B) frame-count matrix. A within-set kernel matrix
-is symmetric: only its blocks on and right of the diagonal are computed, the others counted by
-transposition.
+(frames) each tile is multiplied by the (N, B) frame-count matrix. A within-set kernel matrix
+is symmetric: only its tiles on and right of the diagonal are computed, the others counted by
+transposition. Tiles (``block_rows`` square, small enough to stay in a core's cache) run one
+per core and are reduced in a fixed order.
 Within-set means of a replicate exclude pairs of the SAME original frame (a frame drawn twice
 is not a pair of independent draws), so each replicate is itself an unbiased U-statistic of the
 resampled distribution: ``(c^T K c - sum c_i^2) / ((sum c)^2 - sum c_i^2)``.
@@ -27,6 +28,7 @@ resampled distribution: ``(c^T K c - sum c_i^2) / ((sum c)^2 - sum c_i^2)``.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -42,6 +44,7 @@ from metrics.quality.bootstrap import (
     units_of,
 )
 from metrics.quality.frechet import InsufficientDataError, check_embeddings
+from metrics.quality.parallel import map_on_cores
 
 SCALE = 100.0
 MAX_FRAMES = 4096
@@ -87,25 +90,43 @@ def median_pairwise_distance(x: np.ndarray, *, max_frames: int = MAX_FRAMES, see
     else:
         how = "reference median (exact)"
     m = arr.shape[0]
-    sq = np.einsum("ij,ij->i", arr, arr)
-    parts = []
-    for a in range(0, m - 1, 1024):
-        d2 = sq[a:a + 1024, None] + sq[None, :] - 2.0 * arr[a:a + 1024] @ arr.T  # (r, m)
-        upper = np.arange(m)[None, :] > np.arange(a, a + d2.shape[0])[:, None]  # each distinct pair once
-        parts.append(d2[upper])
-    median = float(np.median(np.sqrt(np.maximum(np.concatenate(parts), 0.0))))
+    sq = np.einsum("ij,ij->i", arr, arr)  # (m,)
+    d2 = np.empty(m * (m - 1) // 2)  # squared distance of each distinct pair, filled block by block
+    filled = 0
+    for a in range(0, m - 1, 512):
+        b = min(a + 512, m)
+        block = sq[a:b, None] + sq[None, a:] - 2.0 * (arr[a:b] @ arr[a:].T)  # (r, m - a): columns from a
+        upper = np.arange(a, m)[None, :] > np.arange(a, b)[:, None]  # each distinct pair once
+        count = int(upper.sum())
+        d2[filled:filled + count] = block[upper]
+        filled += count
+    # sqrt(max(., 0)) is monotone, so the median distance comes from the middle squared distances
+    middle = [(d2.shape[0] - 1) // 2, d2.shape[0] // 2]
+    d2.partition(middle)  # in place
+    median = float(np.mean(np.sqrt(np.maximum(d2[middle], 0.0))))
     if not median > 0:
         raise ValueError("the reference frames are all identical (median pairwise distance 0); KAD is undefined")
     return median, how
 
 
-def _unit_sums(k: np.ndarray, row_units: np.ndarray, col_units: np.ndarray, agg: np.ndarray) -> None:
-    """Add the block ``k`` (r, c), summed per (row unit, column unit), into ``agg``; both unit
-    index arrays are sorted (frames grouped by unit)."""
+def _unit_sums(k: np.ndarray, row_units: np.ndarray, col_units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tile ``k`` (r, c) summed per (row unit, column unit) -> (row unit ids, column unit ids,
+    sums); both unit index arrays are sorted (frames grouped by unit)."""
     row_seg = np.flatnonzero(np.r_[True, row_units[1:] != row_units[:-1]])
     col_seg = np.flatnonzero(np.r_[True, col_units[1:] != col_units[:-1]])
     sums = np.add.reduceat(np.add.reduceat(k, col_seg, axis=1), row_seg, axis=0)
-    agg[np.ix_(row_units[row_seg], col_units[col_seg])] += sums  # units are distinct within a block
+    return row_units[row_seg], col_units[col_seg], sums
+
+
+_TILE = threading.local()
+
+
+def _tile_buffer(edge: int) -> np.ndarray:
+    """This thread's (edge, edge) kernel tile, reused (a fresh one per tile would page-fault)."""
+    buffer = getattr(_TILE, "buffer", None)
+    if buffer is None or buffer.shape[0] < edge:
+        buffer = _TILE.buffer = np.empty((edge, edge))
+    return buffer
 
 
 def _kernel_pass(
@@ -113,7 +134,7 @@ def _kernel_pass(
     b: np.ndarray,
     gamma: float,
     same: bool,
-    block_rows: int,
+    tile: int,
     *,
     ca: np.ndarray | None = None,
     cb: np.ndarray | None = None,
@@ -121,51 +142,60 @@ def _kernel_pass(
     col_units: np.ndarray | None = None,
     n_row_units: int = 0,
     n_col_units: int = 0,
+    workers: int | None = None,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
-    """One blockwise pass over K = k(a_i, b_j).
+    """One pass over K = k(a_i, b_j) in (tile x tile) tiles, run one tile per core.
 
     Returns (sum of K, per-replicate ``ca[:, r]^T K cb[:, r]`` when frame counts are given,
     unit-aggregated sums ``K_units[u, v] = sum over frames of unit u x unit v`` when
     ``row_units``/``col_units`` are given; the frames must then be sorted by unit).
-    With ``same`` (``b is a``, ``cb`` equal to ``ca``) K is symmetric: only the blocks on and
-    right of the diagonal are computed, the off-diagonal ones counted twice.
+    With ``same`` (``b is a``, ``cb`` equal to ``ca``) K is symmetric: only the tiles on and
+    right of the diagonal are computed, the off-diagonal ones counted twice. A tile's kernel is
+    ``exp(min(2 gamma a.b - gamma |a|^2 - gamma |b|^2, 0))`` (the squared distance clamped at 0,
+    exactly 0 between a frame and itself). Tiles are reduced in a fixed order, so the result does
+    not depend on the worker count.
     """
-    sq_a = np.einsum("ij,ij->i", a, a)
-    sq_b = sq_a if same else np.einsum("ij,ij->i", b, b)
+    scaled_a = a * (2.0 * gamma)  # (Na, D): scaled_a @ b.T = 2 gamma a.b
+    half_a = -gamma * np.einsum("ij,ij->i", a, a)  # (Na,)
+    half_b = half_a if same else -gamma * np.einsum("ij,ij->i", b, b)  # (Nb,)
+    tiles = [(r0, c0) for r0 in range(0, a.shape[0], tile)
+             for c0 in (range(r0, b.shape[0], tile) if same else range(0, b.shape[0], tile))]
+
+    def run(corner: tuple[int, int]) -> tuple[float, Any, Any]:
+        r0, c0 = corner
+        r1, c1 = min(r0 + tile, a.shape[0]), min(c0 + tile, b.shape[0])
+        k = _tile_buffer(tile)[:r1 - r0, :c1 - c0]  # (r, c)
+        np.matmul(scaled_a[r0:r1], b[c0:c1].T, out=k)
+        k += half_a[r0:r1, None]
+        k += half_b[None, c0:c1]
+        np.minimum(k, 0.0, out=k)
+        on_diagonal = same and r0 == c0
+        if on_diagonal:
+            k[np.arange(r1 - r0), np.arange(r1 - r0)] = 0.0  # exact zero self-distance
+        np.exp(k, out=k)
+        quad = units = None
+        if ca is not None and cb is not None:
+            quad = np.einsum("rb,rb->b", ca[r0:r1], k @ cb[c0:c1])  # (B,)
+        if row_units is not None and col_units is not None:
+            units = _unit_sums(k, row_units[r0:r1], col_units[c0:c1])
+        return float(k.sum()), quad, units
+
     total = 0.0
-    quad = None if ca is None else np.zeros(ca.shape[1])
+    quad_all = None if ca is None else np.zeros(ca.shape[1])
     agg = None if row_units is None else np.zeros((n_row_units, n_col_units))
     agg_off = None if (agg is None or not same) else np.zeros_like(agg)  # strictly right of the diagonal
-    for r0 in range(0, a.shape[0], block_rows):
-        r1 = min(r0 + block_rows, a.shape[0])
-        c0 = r0 if same else 0  # same: columns left of the block are the transpose of earlier blocks
-        k = a[r0:r1] @ b[c0:].T  # (r, Nb - c0)
-        k *= -2.0
-        k += sq_a[r0:r1, None]
-        k += sq_b[None, c0:]
-        np.maximum(k, 0.0, out=k)
-        if same:
-            k[np.arange(r1 - r0), np.arange(r1 - r0)] = 0.0  # exact zero self-distance
-        k *= -gamma
-        np.exp(k, out=k)
-        if not same:
-            total += float(k.sum())
-            if quad is not None:
-                quad += np.einsum("rb,rb->b", ca[r0:r1], k @ cb)
-            if agg is not None:
-                _unit_sums(k, row_units[r0:r1], col_units, agg)
-            continue
-        diag, off = k[:, :r1 - r0], k[:, r1 - r0:]  # (r, r) and (r, Nb - r1)
-        total += float(diag.sum()) + 2.0 * float(off.sum())
-        if quad is not None:
-            quad += np.einsum("rb,rb->b", ca[r0:r1], diag @ ca[r0:r1] + 2.0 * (off @ ca[r1:]))
-        if agg is not None and agg_off is not None:
-            _unit_sums(diag, row_units[r0:r1], row_units[r0:r1], agg)
-            if off.shape[1]:
-                _unit_sums(off, row_units[r0:r1], row_units[r1:], agg_off)
+    for (r0, c0), (tile_sum, quad, units) in zip(tiles, map_on_cores(run, tiles, workers)):
+        weight = 1.0 if (not same or r0 == c0) else 2.0
+        total += weight * tile_sum
+        if quad_all is not None:
+            quad_all += weight * quad
+        if agg is not None:
+            rows, cols, sums = units
+            target = agg_off if (same and r0 != c0) else agg
+            target[np.ix_(rows, cols)] += sums  # units are distinct within a tile
     if agg_off is not None and agg is not None:
         agg += agg_off + agg_off.T
-    return total, quad, agg
+    return total, quad_all, agg
 
 
 def _sorted_by_unit(data: np.ndarray, units: Units) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,13 +244,14 @@ def kad(
     level: float = 0.95,
     ci_method: str = "percentile",
     max_frames: int = MAX_FRAMES,
-    block_rows: int = 1024,
+    block_rows: int = 512,
     aggregate_bytes: int = 256 * 2**20,
 ) -> KadResult:
     """KAD of evaluated (M, D) frames against reference (N, D) frames (see module docstring).
 
     ``bandwidth=None`` uses the reference median pairwise distance. ``n_boot > 0`` adds a seeded
-    percentile CI (clips resampled when ``groups_*`` are given, else frames).
+    percentile CI (clips resampled when ``groups_*`` are given, else frames). ``block_rows`` is
+    the edge of a kernel tile.
     """
     x = check_embeddings(reference, "reference embeddings")
     y = check_embeddings(evaluated, "evaluated embeddings")

@@ -4,7 +4,7 @@ import pytest
 from metrics.quality.bootstrap import STREAM_EVALUATED, STREAM_REFERENCE, bootstrap_counts
 from metrics.quality.fad import fad
 from metrics.quality.frechet import InsufficientDataError
-from metrics.quality.kad import SCALE, kad, median_pairwise_distance
+from metrics.quality.kad import SCALE, _kernel_pass, kad, median_pairwise_distance
 
 
 def _naive_kernel(a, b, sigma):
@@ -113,3 +113,23 @@ def test_unit_aggregated_and_frame_count_bootstrap_paths_agree():
     b = kad(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=25, seed=3, block_rows=32, aggregate_bytes=0)
     np.testing.assert_allclose(a.replicates, b.replicates, rtol=1e-10)
     assert a.value == pytest.approx(b.value, rel=1e-12) == kad(x, y).value
+
+
+def test_tiles_reduce_in_a_fixed_order_whatever_the_worker_count():
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((70, 6)), rng.standard_normal((50, 6))
+    units = np.repeat(np.arange(14), 5)
+    counts = rng.integers(0, 3, size=(70, 4)).astype(float)
+    for same, other in ((True, a), (False, b)):
+        kwargs = dict(ca=counts, cb=counts if same else rng.integers(0, 3, size=(50, 4)).astype(float))
+        if same:
+            kwargs.update(row_units=units, col_units=units, n_row_units=14, n_col_units=14)
+        one = _kernel_pass(a, other, 0.1, same, 16, workers=1, **kwargs)
+        three = _kernel_pass(a, other, 0.1, same, 16, workers=3, **kwargs)
+        assert one[0] == three[0] and np.array_equal(one[1], three[1])
+        if same:
+            assert np.array_equal(one[2], three[2])
+            full = np.exp(-0.1 * ((a[:, None] - a[None]) ** 2).sum(-1))
+            assert one[0] == pytest.approx(full.sum(), rel=1e-12)
+            expected = np.add.reduceat(np.add.reduceat(full, np.arange(0, 70, 5), 1), np.arange(0, 70, 5), 0)
+            np.testing.assert_allclose(one[2], expected, rtol=1e-12)

@@ -1,0 +1,286 @@
+"""Exact, fast bootstrap of the Frechet distance (FAD's confidence interval).
+
+Sufficient statistics. A resample of units (clips or frames, see
+:mod:`metrics.quality.bootstrap`) is a vector of unit counts ``w``, and its moments are
+weighted sums of per-unit statistics tabulated once: frame count ``n = w . n_u``, sum
+``s = w . s_u`` and sum of outer products ``Q = sum_u w_u X_u^T X_u``, so a batch of replicates
+costs one matrix product instead of a pass over all frames. ``Q`` is symmetric, so the table
+and the batch hold only its upper triangle, packed (half the memory and memory traffic).
+With too many units for the table (``units x D(D+1)/2`` values above ``table_bytes``),
+``Q`` is computed from frame weights instead; both routes give the same numbers (tested).
+
+Trace term. With the scatter matrices ``C = Q - s s^T / n = (n - 1) S`` (unpacked into a
+thread's scratch matrix and centred by a rank-1 update),
+``tr sqrt(S_1 S_2) = tr sqrt(C_1 C_2) / sqrt((n_1 - 1)(n_2 - 1))``, computed by LAPACK's
+minimal-work route (Cholesky of ``C_1``, the congruence ``L^T C_2 L``, its eigenvalues; see
+:mod:`metrics.quality.lapack`), which reads exactly the packed upper triangle. When ``C_1`` is
+not positive definite the replicate takes :func:`frechet_distance`'s eigh route instead.
+
+Replicates run one per core (:func:`metrics.quality.parallel.map_on_cores`), each thread with
+its own LAPACK workspace and scratch matrices; the values do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from metrics.quality.bootstrap import (
+    STREAM_EVALUATED,
+    STREAM_REFERENCE,
+    ConfidenceInterval,
+    Units,
+    bootstrap_counts,
+    bootstrap_interval,
+    units_of,
+)
+from metrics.quality.frechet import frechet_distance, psd_factor
+from metrics.quality.lapack import thread_solver
+from metrics.quality.parallel import map_on_cores
+
+
+@dataclass(frozen=True)
+class _Packing:
+    """Index arrays of the packed upper triangle (row-major, diagonal included) of D x D."""
+
+    d: int
+    rows: np.ndarray  # (P,) row of each packed entry, P = D(D+1)/2
+    cols: np.ndarray  # (P,) column
+    flat_upper: np.ndarray  # (P,) rows * D + cols
+    flat_lower: np.ndarray  # (P,) cols * D + rows (the mirrored position)
+    diagonal: np.ndarray  # (D,) packed positions of the diagonal
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.shape[0])
+
+    def pack(self, full: np.ndarray) -> np.ndarray:
+        """(D, D) -> (P,) its upper triangle."""
+        return full.reshape(-1)[self.flat_upper]
+
+    def unpack_upper(self, packed: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Write (P,) into the upper triangle of ``out`` (D, D); the strict lower triangle is left
+        as it was (LAPACK told ``uplo='L'`` reads only the C upper triangle)."""
+        out.reshape(-1)[self.flat_upper] = packed
+        return out
+
+    def full(self, packed: np.ndarray) -> np.ndarray:
+        """(P,) -> a new symmetric (D, D)."""
+        out = np.empty((self.d, self.d))
+        flat = out.reshape(-1)
+        flat[self.flat_lower] = packed
+        flat[self.flat_upper] = packed
+        return out
+
+
+@lru_cache(maxsize=8)
+def _packing(d: int) -> _Packing:
+    rows, cols = np.triu_indices(d)
+    diagonal = np.flatnonzero(rows == cols)
+    return _Packing(d=d, rows=rows, cols=cols, flat_upper=rows * d + cols, flat_lower=cols * d + rows,
+                    diagonal=diagonal)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two (D, D) matrices owned by this thread, reused by every replicate it runs."""
+    pair = getattr(_SCRATCH, "pair", None)
+    if pair is None or pair[0].shape[0] != d:
+        pair = _SCRATCH.pair = (np.zeros((d, d)), np.zeros((d, d)))
+    return pair
+
+
+class _MomentTable:
+    """Per-unit sufficient statistics of one (centred) embedding set, for weighted resamples."""
+
+    def __init__(self, x: np.ndarray, units: Units, table_bytes: int) -> None:
+        self.x = x  # (N, D) float64, centred by a shared shift
+        self.units = units
+        n, d = x.shape
+        self.packing = _packing(d)
+        sizes = np.bincount(units.index, minlength=units.n_units)  # (U,) every unit has a frame
+        self.n_u = sizes.astype(np.float64)  # (U,)
+        order = np.argsort(units.index, kind="stable")
+        xs = x if np.array_equal(order, np.arange(n)) else x[order]  # frames grouped by unit
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.s_u = np.add.reduceat(xs, starts, axis=0)  # (U, D)
+        self.use_table = units.n_units * self.packing.size * 8 <= table_bytes
+        self._q: np.ndarray | None = None  # (b, P) output buffer, reused by every batch
+        if self.use_table:
+            self.t_u = np.empty((units.n_units, self.packing.size))  # (U, P)
+            outer = np.empty((d, d))
+            for u, (a, c) in enumerate(zip(starts, sizes)):
+                block = xs[a:a + c]
+                np.matmul(block.T, block, out=outer)
+                self.t_u[u] = self.packing.pack(outer)
+
+    def sums(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(b, U) counts -> frames (b,), sums (b, D), packed sums of outer products (b, P).
+
+        The outer products go into a buffer that the next call overwrites (a fresh block per
+        batch would cost page faults on every batch)."""
+        d = self.x.shape[1]
+        w = counts.astype(np.float64)
+        n = w @ self.n_u  # (b,)
+        s = w @ self.s_u  # (b, D)
+        b = w.shape[0]
+        if self._q is None or self._q.shape[0] < b:
+            self._q = np.empty((b, self.packing.size))
+        q = self._q[:b]
+        if self.use_table:
+            np.matmul(w, self.t_u, out=q)
+        else:
+            outer = np.empty((d, d))
+            for i, frame_w in enumerate(w[:, self.units.index]):  # (N,) weight of each frame
+                np.matmul((self.x * frame_w[:, None]).T, self.x, out=outer)
+                q[i] = self.packing.pack(outer)
+        return n, s, q
+
+
+def _scatter(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The scatter matrix ``(n - 1) S = Q - s s^T / n`` of a resample, from its packed ``Q``, in the
+    C upper triangle of ``out`` (D, D) (all LAPACK reads); GIL released for the rank-1 update."""
+    packing.unpack_upper(q, out)
+    thread_solver(packing.d).rank1_update(out, s, -1.0 / n)
+    return out
+
+
+def _full_covariance(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The symmetric unbiased covariance (D, D) of a resample (for the eigh route)."""
+    return (packing.full(q) - np.outer(s, s / n)) / (n - 1.0)
+
+
+def _frechet_from_sums(packing: _Packing, n1: float, s1: np.ndarray, q1: np.ndarray, n2: float,
+                       s2: np.ndarray, q2: np.ndarray) -> float:
+    """The Frechet distance of one replicate from each set's frame count, sum and packed sum of
+    outer products: see the module docstring."""
+    diff = s1 / n1 - s2 / n2
+    c1, c2 = _scratch(packing.d)
+    _scatter(packing, n1, s1, q1, c1)
+    _scatter(packing, n2, s2, q2, c2)
+    traces = float(np.trace(c1)) / (n1 - 1.0) + float(np.trace(c2)) / (n2 - 1.0)
+    solver = thread_solver(packing.d)
+    try:
+        solver.cholesky(c1)
+    except np.linalg.LinAlgError:  # C_1 is singular: the eigh route, from the intact packed sums
+        cov1, cov2 = _full_covariance(packing, n1, s1, q1), _full_covariance(packing, n2, s2, q2)
+        return frechet_distance(s1 / n1, cov1, s2 / n2, cov2, factor="eigh").value
+    solver.congruence(c2, c1)
+    tr_sqrt = float(np.sqrt(np.maximum(solver.eigvalsh(c2), 0.0)).sum()) / np.sqrt((n1 - 1.0) * (n2 - 1.0))
+    return float(diff @ diff) + traces - 2.0 * tr_sqrt
+
+
+class _FixedReference:
+    """The reference Gaussian of a bootstrap that resamples only the evaluated set: its mean,
+    trace and, once, a factor (Cholesky when positive definite, else eigh's PSD factor)."""
+
+    def __init__(self, mu: np.ndarray, cov: np.ndarray) -> None:
+        cov = (cov + cov.T) / 2.0
+        self.mu, self.trace, d = mu, float(np.trace(cov)), mu.shape[0]
+        self.cholesky: np.ndarray | None = np.array(cov, order="C")
+        self.eigh_factor: np.ndarray | None = None
+        try:
+            thread_solver(d).cholesky(self.cholesky)  # read concurrently by the replicates' congruences
+        except np.linalg.LinAlgError:  # singular (e.g. published) statistics
+            self.cholesky = None
+            self.eigh_factor = psd_factor(cov, "eigh")[0]
+
+    def distance(self, packing: _Packing, n: float, s: np.ndarray, q: np.ndarray) -> float:
+        """Frechet distance to one resample of the evaluated set, from its packed sums."""
+        diff = self.mu - s / n
+        solver = thread_solver(packing.d)
+        if self.cholesky is not None:
+            m = _scatter(packing, n, s, q, _scratch(packing.d)[0])
+            trace_e = float(np.trace(m)) / (n - 1.0)
+            solver.congruence(m, self.cholesky)  # L_r^T C_e L_r
+        else:
+            assert self.eigh_factor is not None
+            f, scatter = self.eigh_factor, _full_covariance(packing, n, s, q) * (n - 1.0)
+            trace_e = float(np.trace(scatter)) / (n - 1.0)
+            m = np.ascontiguousarray(f.T @ scatter @ f)
+        tr_sqrt = float(np.sqrt(np.maximum(solver.eigvalsh(m), 0.0)).sum()) / np.sqrt(n - 1.0)
+        return float(diff @ diff) + self.trace + trace_e - 2.0 * tr_sqrt
+
+
+def bootstrap_frechet(
+    reference: np.ndarray | None,
+    evaluated: np.ndarray,
+    *,
+    reference_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    groups_reference: Sequence | np.ndarray | None = None,
+    groups_evaluated: Sequence | np.ndarray | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    resample_reference: bool = True,
+    table_bytes: int = 512 * 2**20,
+    batch_bytes: int = 128 * 2**20,
+    estimate: float | None = None,
+    method: str = "percentile",
+    workers: int | None = None,
+) -> tuple[ConfidenceInterval, np.ndarray]:
+    """Bootstrap CI of the Frechet distance between two embedding sets (N, D) and (M, D).
+
+    Returns (interval, replicates). Units and seeding are those of
+    :mod:`metrics.quality.bootstrap`. With ``reference_stats=(mu, cov)`` instead of reference
+    embeddings (published statistics), only the evaluated set is resampled. Replicates run on
+    ``workers`` threads (default: every core), one BLAS thread each; the values do not depend on
+    the count. ``batch_bytes`` bounds each set's buffer of packed outer-product sums.
+    """
+    ev = np.asarray(evaluated, dtype=np.float64)
+    if reference is None:
+        if reference_stats is None:
+            raise ValueError("give reference embeddings or reference_stats=(mu, cov)")
+        resample_reference = False
+        shift = np.asarray(reference_stats[0], dtype=np.float64)
+        ref_c = None
+    else:
+        ref = np.asarray(reference, dtype=np.float64)
+        shift = ref.mean(axis=0)  # FD is translation invariant; centring keeps the moments accurate
+        ref_c = ref - shift
+    ev_c = ev - shift
+    u_ref = units_of(ref_c.shape[0], groups_reference, "reference") if ref_c is not None else None
+    u_ev = units_of(ev.shape[0], groups_evaluated, "evaluated")
+    t_ev = _MomentTable(ev_c, u_ev, table_bytes)
+    packing = t_ev.packing
+    c_ev = bootstrap_counts(u_ev.n_units, n_boot, seed, STREAM_EVALUATED)
+    batch = max(1, batch_bytes // (8 * packing.size))
+    reps = np.empty(n_boot)
+    if resample_reference:
+        assert ref_c is not None and u_ref is not None
+        t_ref = _MomentTable(ref_c, u_ref, table_bytes)
+        c_ref = bootstrap_counts(u_ref.n_units, n_boot, seed, STREAM_REFERENCE)
+        for a in range(0, n_boot, batch):
+            n_r, s_r, q_r = t_ref.sums(c_ref[a:a + batch])
+            n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch])
+
+            def replicate(i: int) -> float:
+                return _frechet_from_sums(packing, n_r[i], s_r[i], q_r[i], n_e[i], s_e[i], q_e[i])
+
+            reps[a:a + n_r.shape[0]] = map_on_cores(replicate, range(n_r.shape[0]), workers)
+    else:
+        if ref_c is not None:
+            fixed = _FixedReference(ref_c.mean(axis=0), np.cov(ref_c, rowvar=False))
+        else:
+            assert reference_stats is not None
+            fixed = _FixedReference(np.zeros(ev.shape[1]), np.asarray(reference_stats[1], dtype=np.float64))
+        for a in range(0, n_boot, batch):
+            n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch])
+
+            def replicate_fixed(i: int) -> float:
+                return fixed.distance(packing, n_e[i], s_e[i], q_e[i])
+
+            reps[a:a + n_e.shape[0]] = map_on_cores(replicate_fixed, range(n_e.shape[0]), workers)
+    unit = u_ev.kind if (u_ref is None or not resample_reference or u_ev.kind == u_ref.kind) else (
+        f"{u_ref.kind}(reference)/{u_ev.kind}(evaluated)"
+    )
+    return bootstrap_interval(reps, level=level, seed=seed, unit=unit, estimate=estimate, method=method), reps
+
+
+__all__ = ["bootstrap_frechet"]

@@ -1,0 +1,79 @@
+import ctypes
+import threading
+
+import numpy as np
+import pytest
+
+from metrics.quality.lapack import SymmetricSolver, _routines, thread_solver
+
+
+def _spd(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((3 * n, n))
+    return x.T @ x / (3 * n)
+
+
+def test_cholesky_writes_the_factor_into_the_c_upper_triangle_only():
+    a = _spd(9, 0)
+    out = a.copy()
+    SymmetricSolver(9).cholesky(out)
+    np.testing.assert_allclose(np.triu(out), np.linalg.cholesky(a).T, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(np.tril(out, -1), np.tril(a, -1))  # the other triangle is untouched
+
+
+def test_cholesky_of_a_singular_matrix_raises_and_leaves_the_strict_lower_triangle():
+    a = _spd(6, 1)
+    a[:, 5] = a[5, :] = 0.0
+    out = a.copy()
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        SymmetricSolver(6).cholesky(out)
+    assert np.array_equal(np.tril(out, -1), np.tril(a, -1))
+
+
+def test_congruence_and_eigenvalues_equal_numpy():
+    a, b = _spd(12, 2), _spd(12, 3) * 2.0
+    solver = SymmetricSolver(12)
+    factor, m = a.copy(), b.copy()
+    solver.cholesky(factor)
+    solver.congruence(m, factor)
+    lower = np.linalg.cholesky(a)
+    expected = np.linalg.eigvalsh(lower.T @ b @ lower)
+    np.testing.assert_allclose(solver.eigvalsh(m), expected, rtol=1e-12)
+    # ... which are the eigenvalues of the product a b (the Frechet trace term's route)
+    np.testing.assert_allclose(np.sort(np.linalg.eigvals(a @ b).real), expected, rtol=1e-10)
+
+
+def test_rank1_update_on_the_upper_triangle():
+    a = _spd(8, 4)
+    x = np.random.default_rng(5).standard_normal(8)
+    out = a.copy()
+    SymmetricSolver(8).rank1_update(out, x, -0.25)
+    np.testing.assert_allclose(np.triu(out), np.triu(a - 0.25 * np.outer(x, x)), rtol=1e-14, atol=1e-15)
+    assert np.array_equal(np.tril(out, -1), np.tril(a, -1))
+
+
+def test_bad_arrays_are_refused_before_lapack_sees_them():
+    solver = SymmetricSolver(4)
+    with pytest.raises(ValueError, match="C-contiguous float64 \\(4, 4\\)"):
+        solver.cholesky(np.eye(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        solver.eigvalsh(np.asfortranarray(np.eye(4)[:, ::-1]))
+    with pytest.raises(ValueError, match="\\(4, 4\\)"):
+        solver.congruence(np.eye(3), np.eye(4))
+    with pytest.raises(ValueError, match="\\(4,\\) vector"):
+        solver.rank1_update(np.eye(4), np.ones(3), 1.0)
+
+
+def test_routines_are_foreign_calls_that_release_the_gil():
+    for name, routine in _routines().items():
+        assert isinstance(routine, ctypes._CFuncPtr), name
+        assert not routine._flags_ & ctypes._FUNCFLAG_PYTHONAPI, name  # PYFUNCTYPE would hold the GIL
+
+
+def test_each_thread_has_its_own_workspace():
+    mine = thread_solver(5)
+    assert thread_solver(5) is mine and thread_solver(6) is not mine
+    other = []
+    worker = threading.Thread(target=lambda: other.append(thread_solver(5)))
+    worker.start()
+    worker.join()
+    assert other[0] is not mine and other[0].n == 5
