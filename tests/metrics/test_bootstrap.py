@@ -9,14 +9,6 @@ from metrics.quality.bootstrap import (
 from metrics.quality.fad import fad
 
 
-@pytest.fixture(scope="module")
-def sets():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((120, 6))
-    y = rng.standard_normal((90, 6)) * 1.2 + 0.3
-    return x, y, np.repeat(np.arange(12), 10), np.repeat(np.arange(30), 3)
-
-
 def test_counts_are_seeded_multinomials():
     c = bootstrap_counts(7, 50, seed=3, stream=1)
     assert c.shape == (50, 7) and (c.sum(axis=1) == 7).all()

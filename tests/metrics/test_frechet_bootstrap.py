@@ -7,14 +7,6 @@ from metrics.quality.frechet import frechet_distance, gaussian_stats
 from metrics.quality.frechet_bootstrap import _packing, bootstrap_frechet
 
 
-@pytest.fixture(scope="module")
-def sets():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((120, 6))
-    y = rng.standard_normal((90, 6)) * 1.2 + 0.3
-    return x, y, np.repeat(np.arange(12), 10), np.repeat(np.arange(30), 3)
-
-
 def test_packing_round_trips_a_symmetric_matrix_and_unpacks_only_the_upper_triangle():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((7, 7))
