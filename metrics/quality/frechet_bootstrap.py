@@ -220,7 +220,7 @@ def bootstrap_frechet(
     level: float = 0.95,
     resample_reference: bool = True,
     table_bytes: int = 512 * 2**20,
-    batch_bytes: int = 128 * 2**20,
+    batch_bytes: int = 32 * 2**20,
     estimate: float | None = None,
     method: str = "percentile",
     workers: int | None = None,
