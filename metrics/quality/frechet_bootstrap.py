@@ -151,9 +151,9 @@ def _scatter(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray, out: np.
     return out
 
 
-def _full_covariance(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """The symmetric unbiased covariance (D, D) of a resample (for the eigh route)."""
-    return (packing.full(q) - np.outer(s, s / n)) / (n - 1.0)
+def _full_scatter(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The scatter matrix ``(n - 1) S`` (D, D) of a resample, both triangles (for the eigh route)."""
+    return packing.full(q) - np.outer(s, s / n)
 
 
 def _frechet_from_sums(packing: _Packing, n1: float, s1: np.ndarray, q1: np.ndarray, n2: float,
@@ -169,7 +169,8 @@ def _frechet_from_sums(packing: _Packing, n1: float, s1: np.ndarray, q1: np.ndar
     try:
         solver.cholesky(c1)
     except np.linalg.LinAlgError:  # C_1 is singular: the eigh route, from the intact packed sums
-        cov1, cov2 = _full_covariance(packing, n1, s1, q1), _full_covariance(packing, n2, s2, q2)
+        cov1 = _full_scatter(packing, n1, s1, q1) / (n1 - 1.0)
+        cov2 = _full_scatter(packing, n2, s2, q2) / (n2 - 1.0)
         return frechet_distance(s1 / n1, cov1, s2 / n2, cov2, factor="eigh").value
     solver.congruence(c2, c1)
     tr_sqrt = float(np.sqrt(np.maximum(solver.eigvalsh(c2), 0.0)).sum()) / np.sqrt((n1 - 1.0) * (n2 - 1.0))
@@ -201,7 +202,7 @@ class _FixedReference:
             solver.congruence(m, self.cholesky)  # L_r^T C_e L_r
         else:
             assert self.eigh_factor is not None
-            f, scatter = self.eigh_factor, _full_covariance(packing, n, s, q) * (n - 1.0)
+            f, scatter = self.eigh_factor, _full_scatter(packing, n, s, q)
             trace_e = float(np.trace(scatter)) / (n - 1.0)
             m = np.ascontiguousarray(f.T @ scatter @ f)
         tr_sqrt = float(np.sqrt(np.maximum(solver.eigvalsh(m), 0.0)).sum()) / np.sqrt(n - 1.0)

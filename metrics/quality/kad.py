@@ -19,7 +19,7 @@ replicate's quadratic forms ``c^T K c``: with few resampling units (clips) the k
 per pair of units once and each replicate is a small quadratic form in unit counts; with many
 (frames) each tile is multiplied by the (N, B) frame-count matrix. A within-set kernel matrix
 is symmetric: only its tiles on and right of the diagonal are computed, the others counted by
-transposition. Tiles (``block_rows`` square, small enough to stay in a core's cache) run one
+transposition. Tiles (``tile_frames`` x ``tile_frames``, small enough to stay in a core's cache) run one
 per core and are reduced in a fixed order.
 Within-set means of a replicate exclude pairs of the SAME original frame (a frame drawn twice
 is not a pair of independent draws), so each replicate is itself an unbiased U-statistic of the
@@ -207,7 +207,7 @@ def _sorted_by_unit(data: np.ndarray, units: Units) -> tuple[np.ndarray, np.ndar
 
 def _bootstrap_pass(
     a: np.ndarray, b: np.ndarray, ua: Units, ub: Units, counts_a: np.ndarray, counts_b: np.ndarray,
-    gamma: float, same: bool, block_rows: int, aggregate_bytes: int,
+    gamma: float, same: bool, tile_frames: int, aggregate_bytes: int,
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Sum of K and, per replicate, (c_a^T K c_b, frames in a, sum of c_a^2 over frames).
 
@@ -219,14 +219,14 @@ def _bootstrap_pass(
     wa, wb = counts_a.astype(np.float64), counts_b.astype(np.float64)  # (B, Ua), (B, Ub)
     if ua.n_units * ub.n_units * 8 <= aggregate_bytes:
         total, _, agg = _kernel_pass(
-            a_s, b_s, gamma, same, block_rows, row_units=a_units, col_units=b_units, n_row_units=ua.n_units,
+            a_s, b_s, gamma, same, tile_frames, row_units=a_units, col_units=b_units, n_row_units=ua.n_units,
             n_col_units=ub.n_units,
         )
         quad = np.einsum("bu,bu->b", wa @ agg, wb)
     else:
         fa = wa[:, a_units].T  # (Na, B) frame counts, sorted order
         fb = fa if same else wb[:, np.sort(ub.index)].T
-        total, quad, _ = _kernel_pass(a_s, b_s, gamma, same, block_rows, ca=fa, cb=fb)
+        total, quad, _ = _kernel_pass(a_s, b_s, gamma, same, tile_frames, ca=fa, cb=fb)
     frames = wa @ a_sizes  # (B,)
     sq = (wa * wa) @ a_sizes  # (B,) sum over frames of their count squared
     return total, quad, frames, sq
@@ -244,14 +244,14 @@ def kad(
     level: float = 0.95,
     ci_method: str = "percentile",
     max_frames: int = MAX_FRAMES,
-    block_rows: int = 512,
+    tile_frames: int = 512,
     aggregate_bytes: int = 256 * 2**20,
 ) -> KadResult:
     """KAD of evaluated (M, D) frames against reference (N, D) frames (see module docstring).
 
     ``bandwidth=None`` uses the reference median pairwise distance. ``n_boot > 0`` adds a seeded
-    percentile CI (clips resampled when ``groups_*`` are given, else frames). ``block_rows`` is
-    the edge of a kernel tile.
+    percentile CI (clips resampled when ``groups_*`` are given, else frames). ``tile_frames`` is
+    the edge of a (square) kernel tile.
     """
     x = check_embeddings(reference, "reference embeddings")
     y = check_embeddings(evaluated, "evaluated embeddings")
@@ -280,14 +280,14 @@ def kad(
         uy = units_of(n, groups_evaluated, "evaluated")
         cx = bootstrap_counts(ux.n_units, n_boot, seed, STREAM_REFERENCE)  # (B, Ux)
         cy = bootstrap_counts(uy.n_units, n_boot, seed, STREAM_EVALUATED)  # (B, Uy)
-        sxx, qxx, nx, sq_x = _bootstrap_pass(x, x, ux, ux, cx, cx, gamma, True, block_rows, aggregate_bytes)
-        syy, qyy, ny, sq_y = _bootstrap_pass(y, y, uy, uy, cy, cy, gamma, True, block_rows, aggregate_bytes)
-        sxy, qxy, _, _ = _bootstrap_pass(x, y, ux, uy, cx, cy, gamma, False, block_rows, aggregate_bytes)
+        sxx, qxx, nx, sq_x = _bootstrap_pass(x, x, ux, ux, cx, cx, gamma, True, tile_frames, aggregate_bytes)
+        syy, qyy, ny, sq_y = _bootstrap_pass(y, y, uy, uy, cy, cy, gamma, True, tile_frames, aggregate_bytes)
+        sxy, qxy, _, _ = _bootstrap_pass(x, y, ux, uy, cx, cy, gamma, False, tile_frames, aggregate_bytes)
         reps = SCALE * ((qxx - sq_x) / (nx * nx - sq_x) + (qyy - sq_y) / (ny * ny - sq_y) - 2.0 * qxy / (nx * ny))
     else:
-        sxx, _, _ = _kernel_pass(x, x, gamma, True, block_rows)
-        syy, _, _ = _kernel_pass(y, y, gamma, True, block_rows)
-        sxy, _, _ = _kernel_pass(x, y, gamma, False, block_rows)
+        sxx, _, _ = _kernel_pass(x, x, gamma, True, tile_frames)
+        syy, _, _ = _kernel_pass(y, y, gamma, True, tile_frames)
+        sxy, _, _ = _kernel_pass(x, y, gamma, False, tile_frames)
     mmd2 = (sxx - m) / (m * (m - 1)) + (syy - n) / (n * (n - 1)) - 2.0 * sxy / (m * n)
     if reps is not None:
         unit = ux.kind if ux.kind == uy.kind else f"{ux.kind}(reference)/{uy.kind}(evaluated)"

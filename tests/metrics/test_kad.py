@@ -21,7 +21,7 @@ def _naive_unbiased_mmd2(x, y, sigma):
 def test_equals_a_direct_unbiased_mmd_with_reference_median_bandwidth():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((60, 5)), rng.standard_normal((45, 5)) * 1.3 + 0.2
-    result = kad(x, y, block_rows=16)  # several blocks
+    result = kad(x, y, tile_frames=16)  # several tiles
     d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))[np.triu_indices(60, 1)]
     assert result.bandwidth == pytest.approx(np.median(d), rel=1e-12)
     assert result.bandwidth_source == "reference median (exact)"
@@ -66,7 +66,7 @@ def test_bootstrap_replicates_are_u_statistics_of_the_resamples():
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((30, 3)), rng.standard_normal((25, 3)) + 0.3
     groups_x = np.repeat(np.arange(10), 3)
-    result = kad(x, y, groups_reference=groups_x, n_boot=4, seed=7, block_rows=8)
+    result = kad(x, y, groups_reference=groups_x, n_boot=4, seed=7, tile_frames=8)
     cx = bootstrap_counts(10, 4, 7, STREAM_REFERENCE)
     cy = bootstrap_counts(25, 4, 7, STREAM_EVALUATED)
     sigma = result.bandwidth
@@ -109,8 +109,8 @@ def test_unit_aggregated_and_frame_count_bootstrap_paths_agree():
     rng = np.random.default_rng(6)
     x, y = rng.standard_normal((90, 4)), rng.standard_normal((70, 4)) + 0.2
     gx, gy = rng.integers(0, 9, 90), rng.integers(0, 7, 70)  # unsorted, uneven clips
-    a = kad(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=25, seed=3, block_rows=32)
-    b = kad(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=25, seed=3, block_rows=32, aggregate_bytes=0)
+    a = kad(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=25, seed=3, tile_frames=32)
+    b = kad(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=25, seed=3, tile_frames=32, aggregate_bytes=0)
     np.testing.assert_allclose(a.replicates, b.replicates, rtol=1e-10)
     assert a.value == pytest.approx(b.value, rel=1e-12) == kad(x, y).value
 
