@@ -16,8 +16,9 @@ minimal-work route (Cholesky of ``C_1``, the congruence ``L^T C_2 L``, its eigen
 :mod:`metrics.quality.lapack`), which reads exactly the packed upper triangle. When ``C_1`` is
 not positive definite the replicate takes :func:`frechet_distance`'s eigh route instead.
 
-Replicates run one per core (:func:`metrics.quality.parallel.map_on_cores`), each thread with
-its own LAPACK workspace and scratch matrices; the values do not depend on the thread count.
+Replicates run one per core on one :class:`metrics.quality.parallel.CorePool` for all batches,
+each thread with its own LAPACK workspace and scratch matrices (allocated once per thread);
+the values do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -40,33 +41,21 @@ from metrics.quality.bootstrap import (
 )
 from metrics.quality.frechet import frechet_distance, psd_factor
 from metrics.quality.lapack import thread_solver
-from metrics.quality.parallel import map_on_cores
+from metrics.quality.parallel import CorePool
 
 
 @dataclass(frozen=True)
 class _Packing:
-    """Index arrays of the packed upper triangle (row-major, diagonal included) of D x D."""
+    """The packed upper triangle (row-major, diagonal included) of D x D: the layout of
+    :meth:`SymmetricSolver.pack <metrics.quality.lapack.SymmetricSolver.pack>`."""
 
     d: int
-    rows: np.ndarray  # (P,) row of each packed entry, P = D(D+1)/2
-    cols: np.ndarray  # (P,) column
-    flat_upper: np.ndarray  # (P,) rows * D + cols
-    flat_lower: np.ndarray  # (P,) cols * D + rows (the mirrored position)
-    diagonal: np.ndarray  # (D,) packed positions of the diagonal
+    flat_upper: np.ndarray  # (P,) row * D + col of each packed entry, P = D(D+1)/2
+    flat_lower: np.ndarray  # (P,) col * D + row (the mirrored position)
 
     @property
     def size(self) -> int:
-        return int(self.rows.shape[0])
-
-    def pack(self, full: np.ndarray) -> np.ndarray:
-        """(D, D) -> (P,) its upper triangle."""
-        return full.reshape(-1)[self.flat_upper]
-
-    def unpack_upper(self, packed: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Write (P,) into the upper triangle of ``out`` (D, D); the strict lower triangle is left
-        as it was (LAPACK told ``uplo='L'`` reads only the C upper triangle)."""
-        out.reshape(-1)[self.flat_upper] = packed
-        return out
+        return int(self.flat_upper.shape[0])
 
     def full(self, packed: np.ndarray) -> np.ndarray:
         """(P,) -> a new symmetric (D, D)."""
@@ -80,9 +69,7 @@ class _Packing:
 @lru_cache(maxsize=8)
 def _packing(d: int) -> _Packing:
     rows, cols = np.triu_indices(d)
-    diagonal = np.flatnonzero(rows == cols)
-    return _Packing(d=d, rows=rows, cols=cols, flat_upper=rows * d + cols, flat_lower=cols * d + rows,
-                    diagonal=diagonal)
+    return _Packing(d=d, flat_upper=rows * d + cols, flat_lower=cols * d + rows)
 
 
 _SCRATCH = threading.local()
@@ -99,7 +86,7 @@ def _scratch(d: int) -> tuple[np.ndarray, np.ndarray]:
 class _MomentTable:
     """Per-unit sufficient statistics of one (centred) embedding set, for weighted resamples."""
 
-    def __init__(self, x: np.ndarray, units: Units, table_bytes: int) -> None:
+    def __init__(self, x: np.ndarray, units: Units, table_bytes: int, pool: CorePool) -> None:
         self.x = x  # (N, D) float64, centred by a shared shift
         self.units = units
         n, d = x.shape
@@ -114,18 +101,23 @@ class _MomentTable:
         self._q: np.ndarray | None = None  # (b, P) output buffer, reused by every batch
         if self.use_table:
             self.t_u = np.empty((units.n_units, self.packing.size))  # (U, P)
-            outer = np.empty((d, d))
-            for u, (a, c) in enumerate(zip(starts, sizes)):
-                block = xs[a:a + c]
-                np.matmul(block.T, block, out=outer)
-                self.t_u[u] = self.packing.pack(outer)
+            xs = np.ascontiguousarray(xs)
 
-    def sums(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            def tabulate(u: int) -> None:
+                outer = _scratch(d)[0]
+                thread_solver(d).gram(xs[starts[u]:starts[u] + sizes[u]], outer)  # X_u^T X_u, upper triangle
+                thread_solver(d).pack(outer, self.t_u[u])
+
+            pool.map(tabulate, range(units.n_units))
+
+    def sums(self, counts: np.ndarray, pool: CorePool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(b, U) counts -> frames (b,), sums (b, D), packed sums of outer products (b, P).
 
         The outer products go into a buffer that the next call overwrites (a fresh block per
-        batch would cost page faults on every batch)."""
-        d = self.x.shape[1]
+        batch would cost page faults on every batch). The pool's threads share the product:
+        from the table each computes a slice of the packed columns, so each reads only its
+        slice of the table (a slice of rows would make every thread read all of it); from
+        frame weights each computes a slice of the replicates."""
         w = counts.astype(np.float64)
         n = w @ self.n_u  # (b,)
         s = w @ self.s_u  # (b, D)
@@ -134,20 +126,31 @@ class _MomentTable:
             self._q = np.empty((b, self.packing.size))
         q = self._q[:b]
         if self.use_table:
-            np.matmul(w, self.t_u, out=q)
+            cols = np.linspace(0, self.packing.size, pool.workers + 1).astype(int)
+            pool.map(lambda i: np.matmul(w, self.t_u[:, cols[i]:cols[i + 1]], out=q[:, cols[i]:cols[i + 1]]),
+                     range(pool.workers))
         else:
-            outer = np.empty((d, d))
-            for i, frame_w in enumerate(w[:, self.units.index]):  # (N,) weight of each frame
-                np.matmul((self.x * frame_w[:, None]).T, self.x, out=outer)
-                q[i] = self.packing.pack(outer)
+            rows = np.linspace(0, b, min(b, pool.workers) + 1).astype(int)
+            pool.map(lambda i: self._outer_sums_from_frames(w[rows[i]:rows[i + 1]], q[rows[i]:rows[i + 1]]),
+                     range(rows.shape[0] - 1))
         return n, s, q
+
+    def _outer_sums_from_frames(self, w: np.ndarray, out: np.ndarray) -> None:
+        """(r, U) unit weights -> their packed sums of outer products, into ``out`` (r, P), one
+        replicate at a time from the frames (when the per-unit table would be too large)."""
+        d = self.x.shape[1]
+        outer = _scratch(d)[0]
+        for i, frame_w in enumerate(w[:, self.units.index]):  # (N,) weight of each frame
+            np.matmul((self.x * frame_w[:, None]).T, self.x, out=outer)
+            thread_solver(d).pack(outer, out[i])
 
 
 def _scatter(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The scatter matrix ``(n - 1) S = Q - s s^T / n`` of a resample, from its packed ``Q``, in the
     C upper triangle of ``out`` (D, D) (all LAPACK reads); GIL released for the rank-1 update."""
-    packing.unpack_upper(q, out)
-    thread_solver(packing.d).rank1_update(out, s, -1.0 / n)
+    solver = thread_solver(packing.d)
+    solver.unpack(q, out)
+    solver.rank1_update(out, s, -1.0 / n)
     return out
 
 
@@ -248,36 +251,42 @@ def bootstrap_frechet(
     ev_c = ev - shift
     u_ref = units_of(ref_c.shape[0], groups_reference, "reference") if ref_c is not None else None
     u_ev = units_of(ev.shape[0], groups_evaluated, "evaluated")
-    t_ev = _MomentTable(ev_c, u_ev, table_bytes)
-    packing = t_ev.packing
+    d = ev.shape[1]
     c_ev = bootstrap_counts(u_ev.n_units, n_boot, seed, STREAM_EVALUATED)
-    batch = max(1, batch_bytes // (8 * packing.size))
+    batch = max(1, batch_bytes // (8 * _packing(d).size))
     reps = np.empty(n_boot)
-    if resample_reference:
-        assert ref_c is not None and u_ref is not None
-        t_ref = _MomentTable(ref_c, u_ref, table_bytes)
-        c_ref = bootstrap_counts(u_ref.n_units, n_boot, seed, STREAM_REFERENCE)
-        for a in range(0, n_boot, batch):
-            n_r, s_r, q_r = t_ref.sums(c_ref[a:a + batch])
-            n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch])
-
-            def replicate(i: int) -> float:
-                return _frechet_from_sums(packing, n_r[i], s_r[i], q_r[i], n_e[i], s_e[i], q_e[i])
-
-            reps[a:a + n_r.shape[0]] = map_on_cores(replicate, range(n_r.shape[0]), workers)
-    else:
+    thread_solver(d)  # loads scipy's LAPACK now, so that the pool's one-BLAS-thread limit covers it
+    fixed: _FixedReference | None = None
+    if not resample_reference:
         if ref_c is not None:
             fixed = _FixedReference(ref_c.mean(axis=0), np.cov(ref_c, rowvar=False))
         else:
             assert reference_stats is not None
-            fixed = _FixedReference(np.zeros(ev.shape[1]), np.asarray(reference_stats[1], dtype=np.float64))
-        for a in range(0, n_boot, batch):
-            n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch])
+            fixed = _FixedReference(np.zeros(d), np.asarray(reference_stats[1], dtype=np.float64))
+    with CorePool(workers) as pool:  # one pool: thread-local workspaces live across all batches
+        t_ev = _MomentTable(ev_c, u_ev, table_bytes, pool)
+        packing = t_ev.packing
+        if fixed is None:
+            assert ref_c is not None and u_ref is not None
+            t_ref = _MomentTable(ref_c, u_ref, table_bytes, pool)
+            c_ref = bootstrap_counts(u_ref.n_units, n_boot, seed, STREAM_REFERENCE)
+            for a in range(0, n_boot, batch):
+                n_r, s_r, q_r = t_ref.sums(c_ref[a:a + batch], pool)
+                n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch], pool)
 
-            def replicate_fixed(i: int) -> float:
-                return fixed.distance(packing, n_e[i], s_e[i], q_e[i])
+                def replicate(i: int) -> float:
+                    return _frechet_from_sums(packing, n_r[i], s_r[i], q_r[i], n_e[i], s_e[i], q_e[i])
 
-            reps[a:a + n_e.shape[0]] = map_on_cores(replicate_fixed, range(n_e.shape[0]), workers)
+                reps[a:a + n_r.shape[0]] = pool.map(replicate, range(n_r.shape[0]))
+        else:
+            reference_fixed = fixed
+            for a in range(0, n_boot, batch):
+                n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch], pool)
+
+                def replicate_fixed(i: int) -> float:
+                    return reference_fixed.distance(packing, n_e[i], s_e[i], q_e[i])
+
+                reps[a:a + n_e.shape[0]] = pool.map(replicate_fixed, range(n_e.shape[0]))
     unit = u_ev.kind if (u_ref is None or not resample_reference or u_ev.kind == u_ref.kind) else (
         f"{u_ref.kind}(reference)/{u_ev.kind}(evaluated)"
     )

@@ -4,7 +4,8 @@ A Frechet replicate needs ``tr((S_1^{1/2} S_2 S_1^{1/2})^{1/2})``, and LAPACK ha
 minimal-work route: Cholesky ``S_1 = L L^T`` (``dpotrf``), the congruence ``L^T S_2 L``
 (``dsygst`` with ``itype=2``: half the work of two matrix products, since it exploits the
 symmetry) and its eigenvalues (``dsyevr``, eigenvalues only); the centring of a scatter matrix
-is the rank-1 update ``dsyr``. numpy has no ``dsygst``, and ``scipy.linalg.lapack``'s wrappers
+is the rank-1 update ``dsyr``; a sum of outer products ``X^T X`` is ``dsyrk``, and the packed
+storage of a triangle is read and written by ``dtpttr`` / ``dtrttp``. numpy has no ``dsygst``, and ``scipy.linalg.lapack``'s wrappers
 hold the GIL, so threads would run them one at a time. This module calls the same routines
 through SciPy's public Cython LAPACK and BLAS APIs (:mod:`scipy.linalg.cython_lapack` and
 ``cython_blas``, whose modules export raw function pointers), via :mod:`ctypes`, which releases
@@ -13,7 +14,9 @@ the GIL for the duration of each call.
 Layout. The arrays are C-ordered and LAPACK reads them column-major, so LAPACK sees each matrix
 transposed. For symmetric inputs that is the same matrix; every routine here is told ``uplo='L'``
 and therefore reads and writes the Fortran lower triangle (the C upper triangle). Inputs must be
-symmetric in full (both triangles), float64 and C-contiguous; they are overwritten.
+symmetric in full (both triangles), float64 and C-contiguous; they are overwritten. The packed
+triangle is the C upper triangle row by row (``numpy.triu_indices`` order), which is LAPACK's
+packed lower triangle column by column.
 
 One :class:`SymmetricSolver` per thread (:func:`thread_solver`) holds the workspace for one size.
 """
@@ -34,10 +37,16 @@ _CHAR_P = ctypes.c_char_p
 _BLAS_SIGNATURES: dict[str, tuple[Any, ...]] = {
     # dsyr(uplo, n, alpha, x, incx, a, lda)
     "dsyr": (_CHAR_P, _INT_P, _DOUBLE_P, _DOUBLE_P, _INT_P, _DOUBLE_P, _INT_P),
+    # dsyrk(uplo, trans, n, k, alpha, a, lda, beta, c, ldc)
+    "dsyrk": (_CHAR_P, _CHAR_P, _INT_P, _INT_P, _DOUBLE_P, _DOUBLE_P, _INT_P, _DOUBLE_P, _DOUBLE_P, _INT_P),
 }
 _SIGNATURES: dict[str, tuple[Any, ...]] = {
     # dpotrf(uplo, n, a, lda, info)
     "dpotrf": (_CHAR_P, _INT_P, _DOUBLE_P, _INT_P, _INT_P),
+    # dtpttr(uplo, n, ap, a, lda, info): packed triangle -> full storage
+    "dtpttr": (_CHAR_P, _INT_P, _DOUBLE_P, _DOUBLE_P, _INT_P, _INT_P),
+    # dtrttp(uplo, n, a, lda, ap, info): full storage -> packed triangle
+    "dtrttp": (_CHAR_P, _INT_P, _DOUBLE_P, _INT_P, _DOUBLE_P, _INT_P),
     # dsygst(itype, uplo, n, a, lda, b, ldb, info)
     "dsygst": (_INT_P, _CHAR_P, _INT_P, _DOUBLE_P, _INT_P, _DOUBLE_P, _INT_P, _INT_P),
     # dsyevr(jobz, range, uplo, n, a, lda, vl, vu, il, iu, abstol, m, w, z, ldz, isuppz, work, lwork,
@@ -89,6 +98,13 @@ def _check_square(a: np.ndarray, n: int, what: str) -> None:
         raise ValueError(f"{what}: need a writeable C-contiguous float64 ({n}, {n}) array, got {a.dtype} {a.shape}")
 
 
+def _check_packed(packed: np.ndarray, n: int, what: str) -> None:
+    size = n * (n + 1) // 2
+    if packed.dtype != np.float64 or packed.shape != (size,) or not packed.flags.c_contiguous:
+        raise ValueError(f"{what}: need a C-contiguous float64 ({size},) packed triangle, got {packed.dtype} "
+                         f"{packed.shape}")
+
+
 class SymmetricSolver:
     """In-place Cholesky, congruence and eigenvalues of ``n x n`` symmetric matrices (one thread)."""
 
@@ -124,6 +140,34 @@ class SymmetricSolver:
             raise ValueError(f"rank1_update: need a ({self.n},) vector, got {x.shape}")
         self._f["dsyr"](b"L", _int(self.n), ctypes.byref(ctypes.c_double(float(alpha))), _ptr(x), _int(1), _ptr(a),
                         _int(self.n))
+
+    def unpack(self, packed: np.ndarray, a: np.ndarray) -> None:
+        """Write the packed upper triangle ``packed`` (n(n+1)/2,) into the C upper triangle of
+        ``a``; the strict lower triangle is left as it was."""
+        _check_square(a, self.n, "unpack")
+        _check_packed(packed, self.n, "unpack")
+        info = ctypes.c_int(0)
+        self._f["dtpttr"](b"L", _int(self.n), _ptr(packed), _ptr(a), _int(self.n), ctypes.byref(info))
+        if info.value != 0:
+            raise ValueError(f"dtpttr failed (info {info.value})")
+
+    def pack(self, a: np.ndarray, packed: np.ndarray) -> None:
+        """Write the C upper triangle of ``a`` into ``packed`` (n(n+1)/2,)."""
+        _check_square(a, self.n, "pack")
+        _check_packed(packed, self.n, "pack")
+        info = ctypes.c_int(0)
+        self._f["dtrttp"](b"L", _int(self.n), _ptr(a), _int(self.n), _ptr(packed), ctypes.byref(info))
+        if info.value != 0:
+            raise ValueError(f"dtrttp failed (info {info.value})")
+
+    def gram(self, x: np.ndarray, a: np.ndarray) -> None:
+        """``a <- x^T x`` for ``x`` (k, n), on the C upper triangle of ``a`` (half a matrix product)."""
+        _check_square(a, self.n, "gram")
+        if x.dtype != np.float64 or x.ndim != 2 or x.shape[1] != self.n or not x.flags.c_contiguous:
+            raise ValueError(f"gram: need a C-contiguous float64 (k, {self.n}) array, got {x.dtype} {x.shape}")
+        one, zero = ctypes.c_double(1.0), ctypes.c_double(0.0)
+        self._f["dsyrk"](b"L", b"N", _int(self.n), _int(x.shape[0]), ctypes.byref(one), _ptr(x), _int(self.n),
+                         ctypes.byref(zero), _ptr(a), _int(self.n))
 
     def cholesky(self, a: np.ndarray) -> None:
         """``a = L L^T`` in place (``L`` in the Fortran lower triangle); LinAlgError if not positive definite."""

@@ -5,20 +5,17 @@ from metrics.quality.bootstrap import bootstrap_generic
 from metrics.quality.fad import fad, fad_from_stats
 from metrics.quality.frechet import frechet_distance, gaussian_stats
 from metrics.quality.frechet_bootstrap import _packing, bootstrap_frechet
+from metrics.quality.lapack import SymmetricSolver
 
 
-def test_packing_round_trips_a_symmetric_matrix_and_unpacks_only_the_upper_triangle():
+def test_packed_triangle_round_trips_a_symmetric_matrix():
     rng = np.random.default_rng(1)
     a = rng.standard_normal((7, 7))
     a = a + a.T
-    p = _packing(7)
-    packed = p.pack(a)
-    assert packed.shape == (28,) and np.array_equal(packed[p.diagonal], np.diag(a))
-    assert np.array_equal(p.full(packed), a)
-    out = np.full((7, 7), np.nan)
-    p.unpack_upper(packed, out)
-    assert np.array_equal(np.triu(out), np.triu(a)) and np.isnan(out[np.tril_indices(7, -1)]).all()
-
+    packed = np.empty(28)
+    SymmetricSolver(7).pack(a, packed)
+    assert np.array_equal(packed, a[np.triu_indices(7)])  # row by row, diagonal included
+    assert np.array_equal(_packing(7).full(packed), a)
 
 
 def test_table_path_equals_direct_path_equals_generic_resampling(sets):
@@ -101,3 +98,42 @@ def test_singular_published_reference_statistics_take_the_eigh_factor():
     _, reps = bootstrap_frechet(None, y, reference_stats=(stats.mu, stats.cov), groups_evaluated=gy, n_boot=15,
                                 seed=1, workers=2)
     np.testing.assert_allclose(reps, expected, rtol=1e-9)
+
+
+_FRESH_PROCESS_BLAS_PROBE = """
+import json, sys
+import numpy as np
+from threadpoolctl import threadpool_info
+assert not any(m.startswith("scipy") for m in sys.modules), "scipy loaded too early for this test"
+import metrics.quality.frechet_bootstrap as fb
+seen = []
+inner = fb._frechet_from_sums
+def probe(*args):
+    seen.append(sorted((p["filepath"], p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"))
+    return inner(*args)
+fb._frechet_from_sums = probe
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((60, 6)), rng.standard_normal((60, 6)) + 0.1
+fb.bootstrap_frechet(x, y, n_boot=4, workers=2)
+print(json.dumps(seen))
+"""
+
+
+def test_replicates_run_with_one_blas_thread_even_when_scipys_lapack_loads_during_the_call():
+    """scipy's LAPACK is loaded lazily; the pool's BLAS limit must cover it (else two replicate
+    threads x every core's BLAS threads oversubscribe the cores: 2x slower on 2 cores)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", _FRESH_PROCESS_BLAS_PROBE], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(seen) == 4
+    for libraries in seen:
+        assert any("scipy" in path for path, _ in libraries), libraries  # scipy's OpenBLAS is loaded by now
+        assert all(threads == 1 for _, threads in libraries), libraries

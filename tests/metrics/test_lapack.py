@@ -51,6 +51,22 @@ def test_rank1_update_on_the_upper_triangle():
     assert np.array_equal(np.tril(out, -1), np.tril(a, -1))
 
 
+def test_gram_pack_and_unpack_use_the_c_upper_triangle_and_numpys_packed_order():
+    x = np.random.default_rng(6).standard_normal((5, 7))  # fewer rows than columns: a singular Gram
+    solver = SymmetricSolver(7)
+    gram = np.full((7, 7), np.nan)
+    solver.gram(x, gram)
+    upper = np.triu_indices(7)
+    np.testing.assert_allclose(gram[upper], (x.T @ x)[upper], rtol=1e-13, atol=1e-14)
+    assert np.isnan(gram[np.tril_indices(7, -1)]).all()  # the other triangle is not written
+    packed = np.empty(28)
+    solver.pack(gram, packed)
+    assert np.array_equal(packed, gram[upper])
+    out = np.full((7, 7), -1.0)
+    solver.unpack(packed, out)
+    assert np.array_equal(out[upper], gram[upper]) and (out[np.tril_indices(7, -1)] == -1.0).all()
+
+
 def test_bad_arrays_are_refused_before_lapack_sees_them():
     solver = SymmetricSolver(4)
     with pytest.raises(ValueError, match="C-contiguous float64 \\(4, 4\\)"):
@@ -61,6 +77,12 @@ def test_bad_arrays_are_refused_before_lapack_sees_them():
         solver.congruence(np.eye(3), np.eye(4))
     with pytest.raises(ValueError, match="\\(4,\\) vector"):
         solver.rank1_update(np.eye(4), np.ones(3), 1.0)
+    with pytest.raises(ValueError, match="\\(10,\\) packed triangle"):
+        solver.unpack(np.ones(9), np.eye(4))
+    with pytest.raises(ValueError, match="packed triangle"):
+        solver.pack(np.eye(4), np.ones(10, dtype=np.float32))
+    with pytest.raises(ValueError, match="\\(k, 4\\) array"):
+        solver.gram(np.ones((3, 5)), np.eye(4))
 
 
 def test_routines_are_foreign_calls_that_release_the_gil():

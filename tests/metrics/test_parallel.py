@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from metrics.quality.parallel import available_cores, map_on_cores
+from metrics.quality.parallel import CorePool, available_cores, map_on_cores
 
 
 def _blas_threads() -> list[int]:
@@ -44,3 +44,30 @@ def test_an_exception_in_a_job_propagates():
 
 def test_available_cores_is_positive():
     assert available_cores() >= 1
+
+
+def test_a_core_pool_keeps_its_threads_across_maps_and_limits_blas_until_it_closes():
+    before = _blas_threads()
+    local = threading.local()
+
+    def job(_: int) -> tuple[int, int, list[int]]:
+        local.calls = getattr(local, "calls", 0) + 1  # thread-local state survives between maps
+        return threading.get_ident(), local.calls, _blas_threads()
+
+    with CorePool(2) as pool:
+        first = pool.map(job, range(6))
+        second = pool.map(job, range(6))
+    idents = {ident for ident, _, _ in first + second}
+    assert threading.get_ident() not in idents and len(idents) <= 2
+    assert sum(calls for _, calls, _ in second if calls > 1) > 0  # some thread ran jobs of both maps
+    assert max(calls for _, calls, _ in second) > max(calls for _, calls, _ in first)
+    assert all(threads == [1] * len(before) for _, _, threads in first + second)
+    assert _blas_threads() == before
+
+
+def test_a_one_worker_pool_runs_in_the_calling_thread_and_a_closed_pool_refuses_work():
+    with CorePool(1) as pool:
+        assert pool.map(lambda _: threading.get_ident(), range(3)) == [threading.get_ident()] * 3
+    pool = CorePool(2)
+    with pytest.raises(RuntimeError, match="outside its `with` block"):
+        pool.map(lambda i: i, range(3))
