@@ -104,9 +104,9 @@ class _MomentTable:
             xs = np.ascontiguousarray(xs)
 
             def tabulate(u: int) -> None:
-                outer = _scratch(d)[0]
-                thread_solver(d).gram(xs[starts[u]:starts[u] + sizes[u]], outer)  # X_u^T X_u, upper triangle
-                thread_solver(d).pack(outer, self.t_u[u])
+                outer, solver = _scratch(d)[0], thread_solver(d)
+                solver.gram(xs[starts[u]:starts[u] + sizes[u]], outer)  # X_u^T X_u, upper triangle
+                solver.pack(outer, self.t_u[u])
 
             pool.map(tabulate, range(units.n_units))
 

@@ -5,11 +5,11 @@ minimal-work route: Cholesky ``S_1 = L L^T`` (``dpotrf``), the congruence ``L^T 
 (``dsygst`` with ``itype=2``: half the work of two matrix products, since it exploits the
 symmetry) and its eigenvalues (``dsyevr``, eigenvalues only); the centring of a scatter matrix
 is the rank-1 update ``dsyr``; a sum of outer products ``X^T X`` is ``dsyrk``, and the packed
-storage of a triangle is read and written by ``dtpttr`` / ``dtrttp``. numpy has no ``dsygst``, and ``scipy.linalg.lapack``'s wrappers
-hold the GIL, so threads would run them one at a time. This module calls the same routines
-through SciPy's public Cython LAPACK and BLAS APIs (:mod:`scipy.linalg.cython_lapack` and
-``cython_blas``, whose modules export raw function pointers), via :mod:`ctypes`, which releases
-the GIL for the duration of each call.
+storage of a triangle is read and written by ``dtpttr`` / ``dtrttp``. numpy has no ``dsygst``,
+and ``scipy.linalg.lapack``'s wrappers hold the GIL, so threads would run them one at a time.
+This module calls the same routines through SciPy's public Cython LAPACK and BLAS APIs
+(:mod:`scipy.linalg.cython_lapack` and ``cython_blas``, whose modules export raw function
+pointers), via :mod:`ctypes`, which releases the GIL for the duration of each call.
 
 Layout. The arrays are C-ordered and LAPACK reads them column-major, so LAPACK sees each matrix
 transposed. For symmetric inputs that is the same matrix; every routine here is told ``uplo='L'``
