@@ -18,7 +18,10 @@ not positive definite the replicate takes :func:`frechet_distance`'s eigh route 
 
 Replicates run one per core on one :class:`metrics.quality.parallel.CorePool` for all batches,
 each thread with its own LAPACK workspace and scratch matrices (allocated once per thread);
-the values do not depend on the thread count.
+the values do not depend on the thread count. Batches are pipelined: a batch's sums are pool
+jobs queued two batches ahead, into one of three buffers, so no core waits at a batch boundary
+(with a barrier per batch, the last replicates of each batch left a core idle: 0.3-0.5 s of 9 s
+on 2 cores, 10,000 x 512, 100 clips).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from concurrent.futures import Future
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -84,9 +88,14 @@ def _scratch(d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _MomentTable:
-    """Per-unit sufficient statistics of one (centred) embedding set, for weighted resamples."""
+    """Per-unit sufficient statistics of one (centred) embedding set, for weighted resamples.
 
-    def __init__(self, x: np.ndarray, units: Units, table_bytes: int, pool: CorePool) -> None:
+    The packed sums of outer products of a batch of replicates go into one of ``slots`` buffers
+    (``batch`` replicates each), reused batch after batch (fresh memory per batch would cost page
+    faults every time)."""
+
+    def __init__(self, x: np.ndarray, units: Units, table_bytes: int, pool: CorePool, batch: int,
+                 slots: int) -> None:
         self.x = x  # (N, D) float64, centred by a shared shift
         self.units = units
         n, d = x.shape
@@ -98,9 +107,11 @@ class _MomentTable:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         self.s_u = np.add.reduceat(xs, starts, axis=0)  # (U, D)
         self.use_table = units.n_units * self.packing.size * 8 <= table_bytes
-        self._q: np.ndarray | None = None  # (b, P) output buffer, reused by every batch
+        self._slots: list[np.ndarray] = []  # (batch, P) each, table route only
+        self._frame_route_buffers: dict[int, np.ndarray] = {}  # thread id -> (P,), frame route only
         if self.use_table:
             self.t_u = np.empty((units.n_units, self.packing.size))  # (U, P)
+            self._slots = [np.empty((batch, self.packing.size)) for _ in range(slots)]
             xs = np.ascontiguousarray(xs)
 
             def tabulate(u: int) -> None:
@@ -110,39 +121,84 @@ class _MomentTable:
 
             pool.map(tabulate, range(units.n_units))
 
-    def sums(self, counts: np.ndarray, pool: CorePool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(b, U) counts -> frames (b,), sums (b, D), packed sums of outer products (b, P).
-
-        The outer products go into a buffer that the next call overwrites (a fresh block per
-        batch would cost page faults on every batch). The pool's threads share the product:
-        from the table each computes a slice of the packed columns, so each reads only its
-        slice of the table (a slice of rows would make every thread read all of it); from
-        frame weights each computes a slice of the replicates."""
+    def totals(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, U) counts -> frames (B,) and sums (B, D) of every replicate."""
         w = counts.astype(np.float64)
-        n = w @ self.n_u  # (b,)
-        s = w @ self.s_u  # (b, D)
-        b = w.shape[0]
-        if self._q is None or self._q.shape[0] < b:
-            self._q = np.empty((b, self.packing.size))
-        q = self._q[:b]
-        if self.use_table:
-            cols = np.linspace(0, self.packing.size, pool.workers + 1).astype(int)
-            pool.map(lambda i: np.matmul(w, self.t_u[:, cols[i]:cols[i + 1]], out=q[:, cols[i]:cols[i + 1]]),
-                     range(pool.workers))
-        else:
-            rows = np.linspace(0, b, min(b, pool.workers) + 1).astype(int)
-            pool.map(lambda i: self._outer_sums_from_frames(w[rows[i]:rows[i + 1]], q[rows[i]:rows[i + 1]]),
-                     range(rows.shape[0] - 1))
-        return n, s, q
+        return w @ self.n_u, w @ self.s_u
 
-    def _outer_sums_from_frames(self, w: np.ndarray, out: np.ndarray) -> None:
-        """(r, U) unit weights -> their packed sums of outer products, into ``out`` (r, P), one
-        replicate at a time from the frames (when the per-unit table would be too large)."""
+    def fill(self, counts: np.ndarray, slot: int) -> None:
+        """Table route: the packed sums of outer products of a batch's (b, U) counts into buffer
+        ``slot`` (one matrix product, on the calling thread). The frame route has nothing to do
+        here: each replicate computes its own (:meth:`outer_sums`)."""
+        if self.use_table:
+            np.matmul(counts.astype(np.float64), self.t_u, out=self._slots[slot][:counts.shape[0]])
+
+    def outer_sums(self, slot: int, i: int, counts: np.ndarray) -> np.ndarray:
+        """The packed sum of outer products (P,) of replicate ``i`` of the batch in ``slot``, whose
+        unit counts are ``counts`` (U,). Table route: a row of the buffer :meth:`fill` wrote. Frame
+        route (too many units for a table): computed here from the frames, into this thread's
+        buffer (valid until the thread's next call)."""
+        if self.use_table:
+            return self._slots[slot][i]
         d = self.x.shape[1]
+        packed = self._frame_route_buffers.get(threading.get_ident())
+        if packed is None:
+            packed = self._frame_route_buffers[threading.get_ident()] = np.empty(self.packing.size)
+        frame_w = counts.astype(np.float64)[self.units.index]  # (N,) weight of each frame
         outer = _scratch(d)[0]
-        for i, frame_w in enumerate(w[:, self.units.index]):  # (N,) weight of each frame
-            np.matmul((self.x * frame_w[:, None]).T, self.x, out=outer)
-            thread_solver(d).pack(outer, out[i])
+        np.matmul((self.x * frame_w[:, None]).T, self.x, out=outer)
+        thread_solver(d).pack(outer, packed)
+        return packed
+
+
+_SLOTS = 3  # sums buffers per set: batch k + 2's sums are computed while batch k's replicates run
+
+
+def _pipelined_replicates(pool: CorePool, tables: list[_MomentTable], counts: list[np.ndarray], n_boot: int,
+                          batch: int, replicate: Callable[[int, int, int], float]) -> np.ndarray:
+    """Every replicate's value (n_boot,), computed batch by batch without a barrier between batches.
+
+    Each table's sums of batch ``k`` are one pool job writing slot ``k % 3``, queued two batches
+    ahead of the replicates that read them, and waiting only for the replicates of batch ``k - 3``
+    (the previous readers of that slot): the pool starts jobs in order, so every wait is on an
+    earlier job and a core moves straight from one batch's replicates to the next's.
+    ``replicate(slot, i, r)`` is replicate ``r``, the ``i``-th of the batch in ``slot``.
+    """
+    values = np.empty(n_boot)
+    starts = list(range(0, n_boot, batch))
+    fills: list[list[Future]] = []
+    runs: list[list[Future]] = []
+
+    def fill(k: int, j: int) -> None:
+        if k >= _SLOTS:
+            for job in runs[k - _SLOTS]:
+                job.result()
+        a = starts[k]
+        tables[j].fill(counts[j][a:a + batch], k % _SLOTS)
+
+    def run(k: int, i: int) -> None:
+        for job in fills[k]:
+            job.result()
+        values[starts[k] + i] = replicate(k % _SLOTS, i, starts[k] + i)
+
+    def queue_fill(k: int) -> None:
+        if k < len(starts):
+            fills.append([pool.submit(fill, k, j) for j in range(len(tables))])
+
+    try:
+        for k in range(_SLOTS - 1):
+            queue_fill(k)
+        for k, a in enumerate(starts):
+            runs.append([pool.submit(run, k, i) for i in range(min(batch, n_boot - a))])
+            queue_fill(k + _SLOTS - 1)
+        for jobs in runs:
+            for job in jobs:
+                job.result()
+    except BaseException:
+        for job in (job for jobs in fills + runs for job in jobs):
+            job.cancel()  # the jobs not started yet; the pool waits for the running ones
+        raise
+    return values
 
 
 def _scatter(packing: _Packing, n: float, s: np.ndarray, q: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -235,7 +291,8 @@ def bootstrap_frechet(
     :mod:`metrics.quality.bootstrap`. With ``reference_stats=(mu, cov)`` instead of reference
     embeddings (published statistics), only the evaluated set is resampled. Replicates run on
     ``workers`` threads (default: every core), one BLAS thread each; the values do not depend on
-    the count. ``batch_bytes`` bounds each set's buffer of packed outer-product sums.
+    the count. ``batch_bytes`` bounds each of a set's three buffers of packed outer-product sums
+    (a batch of replicates each).
     """
     ev = np.asarray(evaluated, dtype=np.float64)
     if reference is None:
@@ -254,7 +311,6 @@ def bootstrap_frechet(
     d = ev.shape[1]
     c_ev = bootstrap_counts(u_ev.n_units, n_boot, seed, STREAM_EVALUATED)
     batch = max(1, batch_bytes // (8 * _packing(d).size))
-    reps = np.empty(n_boot)
     thread_solver(d)  # loads scipy's LAPACK now, so that the pool's one-BLAS-thread limit covers it
     fixed: _FixedReference | None = None
     if not resample_reference:
@@ -264,29 +320,27 @@ def bootstrap_frechet(
             assert reference_stats is not None
             fixed = _FixedReference(np.zeros(d), np.asarray(reference_stats[1], dtype=np.float64))
     with CorePool(workers) as pool:  # one pool: thread-local workspaces live across all batches
-        t_ev = _MomentTable(ev_c, u_ev, table_bytes, pool)
+        t_ev = _MomentTable(ev_c, u_ev, table_bytes, pool, batch, _SLOTS)
+        n_e, s_e = t_ev.totals(c_ev)
         packing = t_ev.packing
         if fixed is None:
             assert ref_c is not None and u_ref is not None
-            t_ref = _MomentTable(ref_c, u_ref, table_bytes, pool)
+            t_ref = _MomentTable(ref_c, u_ref, table_bytes, pool, batch, _SLOTS)
             c_ref = bootstrap_counts(u_ref.n_units, n_boot, seed, STREAM_REFERENCE)
-            for a in range(0, n_boot, batch):
-                n_r, s_r, q_r = t_ref.sums(c_ref[a:a + batch], pool)
-                n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch], pool)
+            n_r, s_r = t_ref.totals(c_ref)
 
-                def replicate(i: int) -> float:
-                    return _frechet_from_sums(packing, n_r[i], s_r[i], q_r[i], n_e[i], s_e[i], q_e[i])
+            def replicate(slot: int, i: int, r: int) -> float:
+                q_r, q_e = t_ref.outer_sums(slot, i, c_ref[r]), t_ev.outer_sums(slot, i, c_ev[r])
+                return _frechet_from_sums(packing, n_r[r], s_r[r], q_r, n_e[r], s_e[r], q_e)
 
-                reps[a:a + n_r.shape[0]] = pool.map(replicate, range(n_r.shape[0]))
+            reps = _pipelined_replicates(pool, [t_ref, t_ev], [c_ref, c_ev], n_boot, batch, replicate)
         else:
             reference_fixed = fixed
-            for a in range(0, n_boot, batch):
-                n_e, s_e, q_e = t_ev.sums(c_ev[a:a + batch], pool)
 
-                def replicate_fixed(i: int) -> float:
-                    return reference_fixed.distance(packing, n_e[i], s_e[i], q_e[i])
+            def replicate_fixed(slot: int, i: int, r: int) -> float:
+                return reference_fixed.distance(packing, n_e[r], s_e[r], t_ev.outer_sums(slot, i, c_ev[r]))
 
-                reps[a:a + n_e.shape[0]] = pool.map(replicate_fixed, range(n_e.shape[0]))
+            reps = _pipelined_replicates(pool, [t_ev], [c_ev], n_boot, batch, replicate_fixed)
     unit = u_ev.kind if (u_ref is None or not resample_reference or u_ev.kind == u_ref.kind) else (
         f"{u_ref.kind}(reference)/{u_ev.kind}(evaluated)"
     )

@@ -11,6 +11,11 @@ threads live as long as the pool, so thread-local workspaces (LAPACK work arrays
 matrices, ~6 MB per thread for 512-dimensional embeddings) are allocated and first touched
 once per thread, not once per batch.
 
+Jobs can also be queued one by one (:meth:`CorePool.submit`) and wait on each other: the pool
+starts them in submission order, so a job may wait on any job submitted before it (a pipeline:
+the bootstrap queues each batch's sums ahead of the replicates that read them, so no core idles
+at a batch boundary).
+
 A library loaded after the pool opened (scipy's LAPACK is imported lazily) is not covered by its
 BLAS limit: load it before entering the pool.
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
@@ -59,6 +64,21 @@ class CorePool:
         stack, self._stack, self._executor = self._stack, None, None
         if stack is not None:
             stack.close()  # joins the threads, then restores the BLAS thread count
+
+    def submit(self, fn: Callable[..., R], *args: object) -> "Future[R]":
+        """Queue ``fn(*args)`` and return its Future. Jobs start in submission order, so a job may
+        wait on the Future of any job submitted BEFORE it (that one has started by then); waiting
+        on a later one can deadlock. With one worker the job runs now, in the calling thread."""
+        if self._executor is not None:
+            return self._executor.submit(fn, *args)
+        if self.workers > 1:
+            raise RuntimeError("CorePool.submit called outside its `with` block")
+        done: Future[R] = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:  # the Future carries it, as the executor's would
+            done.set_exception(exc)
+        return done
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """``[fn(item) for item in items]``, in order; exceptions propagate as in the serial loop."""

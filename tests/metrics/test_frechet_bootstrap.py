@@ -4,8 +4,12 @@ import pytest
 from metrics.quality.bootstrap import bootstrap_generic
 from metrics.quality.fad import fad, fad_from_stats
 from metrics.quality.frechet import frechet_distance, gaussian_stats
+import importlib
+
 from metrics.quality.frechet_bootstrap import _packing, bootstrap_frechet
 from metrics.quality.lapack import SymmetricSolver
+
+fb = importlib.import_module("metrics.quality.frechet_bootstrap")
 
 
 def test_packed_triangle_round_trips_a_symmetric_matrix():
@@ -43,12 +47,49 @@ def test_fixed_reference_resamples_only_the_evaluated_set(sets):
     assert a.value == pytest.approx(fad(x, y).value, rel=1e-12)
 
 
-def test_replicates_do_not_depend_on_the_worker_count(sets):
+PACKED_BYTES = 8 * 21  # one replicate's packed 6 x 6 triangle
+
+
+@pytest.mark.parametrize("table_bytes", [512 * 2**20, 0], ids=["table", "frames"])
+@pytest.mark.parametrize("batch", [1, 7, 30])
+def test_replicates_do_not_depend_on_the_worker_count_or_the_batches(sets, batch, table_bytes):
+    """Batches of 1 and 7 make more batches than the pipeline has buffers (slots are reused);
+    7 also leaves a short last batch."""
     x, y, gx, gy = sets
     _, serial = bootstrap_frechet(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=30, seed=1, workers=1)
     _, pooled = bootstrap_frechet(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=30, seed=1, workers=3,
-                                  batch_bytes=8 * 6 * 6 * 7)  # batches of 7: a short last batch too
+                                  batch_bytes=batch * PACKED_BYTES, table_bytes=table_bytes)
     np.testing.assert_allclose(pooled, serial, rtol=1e-12)
+    _, fixed_serial = bootstrap_frechet(x, y, groups_evaluated=gy, n_boot=30, seed=1, resample_reference=False,
+                                        workers=1)
+    _, fixed_pooled = bootstrap_frechet(x, y, groups_evaluated=gy, n_boot=30, seed=1, resample_reference=False,
+                                        workers=2, batch_bytes=batch * PACKED_BYTES, table_bytes=table_bytes)
+    np.testing.assert_allclose(fixed_pooled, fixed_serial, rtol=1e-12)
+
+
+def test_a_failing_replicate_raises_and_the_queued_ones_are_cancelled(sets, monkeypatch):
+    import time
+
+    x, y, gx, gy = sets
+    calls = []
+    inner = fb._frechet_from_sums
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise np.linalg.LinAlgError("replicate 5 failed")
+        if len(calls) > 5:
+            time.sleep(0.005)  # the main thread sees the failure long before the queue drains
+        return inner(*args)
+
+    monkeypatch.setattr(fb, "_frechet_from_sums", failing)
+    with pytest.raises(np.linalg.LinAlgError, match="replicate 5"):
+        bootstrap_frechet(x, y, groups_reference=gx, groups_evaluated=gy, n_boot=200, seed=0, workers=2,
+                          batch_bytes=4 * PACKED_BYTES)
+    settled = len(calls)
+    time.sleep(0.05)
+    assert len(calls) == settled  # nothing still runs after the call returned
+    assert settled < 100  # the jobs queued behind the failure were cancelled, not run
 
 
 def test_fixed_reference_replicates_equal_generic_resampling(sets):

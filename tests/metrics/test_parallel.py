@@ -71,3 +71,35 @@ def test_a_one_worker_pool_runs_in_the_calling_thread_and_a_closed_pool_refuses_
     pool = CorePool(2)
     with pytest.raises(RuntimeError, match="outside its `with` block"):
         pool.map(lambda i: i, range(3))
+
+
+def test_submitted_jobs_start_in_order_so_a_job_can_wait_on_an_earlier_one():
+    """The bootstrap's pipeline: each job waits on a job queued before it; with two workers and a
+    chain of waits this finishes only if jobs start in submission order."""
+    order: list[int] = []
+
+    def job(i: int, earlier) -> int:
+        order.append(i)
+        if earlier is not None:
+            return earlier.result() + 1
+        return 0
+
+    with CorePool(2) as pool:
+        futures = []
+        for i in range(50):
+            futures.append(pool.submit(job, i, futures[i - 2] if i >= 2 else None))
+        results = [f.result(timeout=30) for f in futures]
+    assert results == [i // 2 for i in range(50)]
+    assert sorted(order) == list(range(50))
+
+
+def test_submit_on_a_one_worker_pool_runs_now_and_carries_exceptions():
+    with CorePool(1) as pool:
+        done = pool.submit(lambda: threading.get_ident())
+        assert done.done() and done.result() == threading.get_ident()
+        failed = pool.submit(lambda: 1 / 0)
+        assert failed.done()
+        with pytest.raises(ZeroDivisionError):
+            failed.result()
+    with pytest.raises(RuntimeError, match="outside its `with` block"):
+        CorePool(2).submit(lambda: 0)
