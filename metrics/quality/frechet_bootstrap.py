@@ -310,7 +310,8 @@ def bootstrap_frechet(
     u_ev = units_of(ev.shape[0], groups_evaluated, "evaluated")
     d = ev.shape[1]
     c_ev = bootstrap_counts(u_ev.n_units, n_boot, seed, STREAM_EVALUATED)
-    batch = max(1, batch_bytes // (8 * _packing(d).size))
+    batch = max(1, min(n_boot, batch_bytes // (8 * _packing(d).size)))
+    slots = min(_SLOTS, -(-n_boot // batch))  # no more buffers than batches
     thread_solver(d)  # loads scipy's LAPACK now, so that the pool's one-BLAS-thread limit covers it
     fixed: _FixedReference | None = None
     if not resample_reference:
@@ -320,12 +321,12 @@ def bootstrap_frechet(
             assert reference_stats is not None
             fixed = _FixedReference(np.zeros(d), np.asarray(reference_stats[1], dtype=np.float64))
     with CorePool(workers) as pool:  # one pool: thread-local workspaces live across all batches
-        t_ev = _MomentTable(ev_c, u_ev, table_bytes, pool, batch, _SLOTS)
+        t_ev = _MomentTable(ev_c, u_ev, table_bytes, pool, batch, slots)
         n_e, s_e = t_ev.totals(c_ev)
         packing = t_ev.packing
         if fixed is None:
             assert ref_c is not None and u_ref is not None
-            t_ref = _MomentTable(ref_c, u_ref, table_bytes, pool, batch, _SLOTS)
+            t_ref = _MomentTable(ref_c, u_ref, table_bytes, pool, batch, slots)
             c_ref = bootstrap_counts(u_ref.n_units, n_boot, seed, STREAM_REFERENCE)
             n_r, s_r = t_ref.totals(c_ref)
 
