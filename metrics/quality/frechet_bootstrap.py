@@ -44,7 +44,7 @@ from metrics.quality.bootstrap import (
     units_of,
 )
 from metrics.quality.frechet import frechet_distance, psd_factor
-from metrics.quality.lapack import thread_solver
+from metrics.quality.lapack import square_matrix, thread_solver
 from metrics.quality.parallel import CorePool
 
 
@@ -83,7 +83,7 @@ def _scratch(d: int) -> tuple[np.ndarray, np.ndarray]:
     """Two (D, D) matrices owned by this thread, reused by every replicate it runs."""
     pair = getattr(_SCRATCH, "pair", None)
     if pair is None or pair[0].shape[0] != d:
-        pair = _SCRATCH.pair = (np.zeros((d, d)), np.zeros((d, d)))
+        pair = _SCRATCH.pair = (square_matrix(d), square_matrix(d))  # rows padded: faster LAPACK
     return pair
 
 
@@ -243,7 +243,9 @@ class _FixedReference:
     def __init__(self, mu: np.ndarray, cov: np.ndarray) -> None:
         cov = (cov + cov.T) / 2.0
         self.mu, self.trace, d = mu, float(np.trace(cov)), mu.shape[0]
-        self.cholesky: np.ndarray | None = np.array(cov, order="C")
+        factor = square_matrix(d)  # rows padded, as the replicates' matrices
+        factor[:] = cov
+        self.cholesky: np.ndarray | None = factor
         self.eigh_factor: np.ndarray | None = None
         try:
             thread_solver(d).cholesky(self.cholesky)  # read concurrently by the replicates' congruences

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from metrics.quality.lapack import SymmetricSolver, _routines, thread_solver
+from metrics.quality.lapack import SymmetricSolver, _routines, leading_dimension, square_matrix, thread_solver
 
 
 def _spd(n: int, seed: int) -> np.ndarray:
@@ -69,10 +69,14 @@ def test_gram_pack_and_unpack_use_the_c_upper_triangle_and_numpys_packed_order()
 
 def test_bad_arrays_are_refused_before_lapack_sees_them():
     solver = SymmetricSolver(4)
-    with pytest.raises(ValueError, match="C-contiguous float64 \\(4, 4\\)"):
+    with pytest.raises(ValueError, match="float64 \\(4, 4\\) array with contiguous rows"):
         solver.cholesky(np.eye(4, dtype=np.float32))
-    with pytest.raises(ValueError, match="C-contiguous"):
+    with pytest.raises(ValueError, match="contiguous rows"):
         solver.eigvalsh(np.asfortranarray(np.eye(4)[:, ::-1]))
+    with pytest.raises(ValueError, match="contiguous rows"):
+        solver.eigvalsh(np.eye(8)[::2, ::2])  # strided columns
+    with pytest.raises(ValueError, match="contiguous rows"):
+        solver.eigvalsh(np.eye(16)[:4, :4].T)  # a transposed view: rows are not contiguous
     with pytest.raises(ValueError, match="\\(4, 4\\)"):
         solver.congruence(np.eye(3), np.eye(4))
     with pytest.raises(ValueError, match="\\(4,\\) vector"):
@@ -99,3 +103,47 @@ def test_each_thread_has_its_own_workspace():
     worker.start()
     worker.join()
     assert other[0] is not mine and other[0].n == 5
+
+
+def test_leading_dimension_pads_strides_that_are_multiples_of_512_bytes():
+    assert [leading_dimension(n) for n in (1, 7, 8, 100, 128, 512, 513, 768)] == [8, 8, 8, 104, 136, 520, 520, 776]
+    m = square_matrix(512)
+    assert m.shape == (512, 512) and m.strides == (520 * 8, 8) and not m.any()
+
+
+def test_padded_rows_give_the_same_results_and_the_padding_is_not_touched():
+    rng = np.random.default_rng(9)
+    n = 12
+    x = rng.standard_normal((40, n))
+    spd = x.T @ x
+    other = rng.standard_normal((40, n)).T @ rng.standard_normal((40, n))
+    other = other + other.T
+
+    def padded(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        buffer = np.full((n, 20), 7.0)  # 8 sentinel columns after each row
+        buffer[:, :n] = values
+        return buffer, buffer[:, :n]
+
+    results = []
+    for make in (lambda v: (None, v.copy()), padded):
+        solver = SymmetricSolver(n)
+        buf_l, factor = make(spd)
+        solver.cholesky(factor)
+        buf_c, c = make(other)
+        solver.congruence(c, factor)
+        values = solver.eigvalsh(c).copy()
+        buf_g, g = make(np.zeros((n, n)))
+        solver.gram(x, g)
+        solver.rank1_update(g, x[0], -0.5)
+        packed = np.empty(n * (n + 1) // 2)
+        solver.pack(g, packed)
+        buf_u, u = make(np.zeros((n, n)))
+        solver.unpack(packed, u)
+        results.append((np.triu(factor), values, packed, np.triu(u)))
+        for buffer in (buf_l, buf_c, buf_g, buf_u):
+            if buffer is not None:
+                assert (buffer[:, n:] == 7.0).all()  # LAPACK wrote inside the rows only
+    for contiguous, strided in zip(*results):
+        np.testing.assert_allclose(strided, contiguous, rtol=1e-12, atol=1e-12)
+    expected = np.sort(np.linalg.eigvals(other @ spd).real)  # L^T C L is similar to C L L^T
+    np.testing.assert_allclose(results[0][1], expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
