@@ -3,7 +3,7 @@
 Both sets have 10,000 frames of 512 features (float32, synthetic Gaussians), grouped into 100
 clips of 100 frames: the bootstrap resamples clips, the unit recommended for frames cut from
 clips. Run with ``make bench`` (or ``pytest benchmarks --benchmark-enable``). One round: a run
-takes 11-12 s on 2 CPU cores (README). ``extra_info`` records the FAD and KAD parts separately.
+takes about 11 s on 2 CPU cores (README). ``extra_info`` records the FAD and KAD parts separately.
 """
 
 import time
