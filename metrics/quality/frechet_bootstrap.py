@@ -20,8 +20,8 @@ Replicates run one per core on one :class:`metrics.quality.parallel.CorePool` fo
 each thread with its own LAPACK workspace and scratch matrices (allocated once per thread);
 the values do not depend on the thread count. Batches are pipelined: a batch's sums are pool
 jobs queued two batches ahead, into one of three buffers, so no core waits at a batch boundary
-(with a barrier per batch, the last replicates of each batch left a core idle: 0.3-0.5 s of 9 s
-on 2 cores, 10,000 x 512, 100 clips).
+(with a barrier per batch, the last replicates of each batch left a core idle: 0.3-0.6 s of
+9.3-9.9 s on 2 cores, 10,000 x 512, 100 clips).
 """
 
 from __future__ import annotations
