@@ -108,7 +108,7 @@ class _MomentTable:
         self.s_u = np.add.reduceat(xs, starts, axis=0)  # (U, D)
         self.use_table = units.n_units * self.packing.size * 8 <= table_bytes
         self._slots: list[np.ndarray] = []  # (batch, P) each, table route only
-        self._frame_route_buffers: dict[int, np.ndarray] = {}  # thread id -> (P,), frame route only
+        self._per_thread = threading.local()  # frame route: each thread's packed (P,) buffer
         if self.use_table:
             self.t_u = np.empty((units.n_units, self.packing.size))  # (U, P)
             self._slots = [np.empty((batch, self.packing.size)) for _ in range(slots)]
@@ -141,9 +141,9 @@ class _MomentTable:
         if self.use_table:
             return self._slots[slot][i]
         d = self.x.shape[1]
-        packed = self._frame_route_buffers.get(threading.get_ident())
+        packed = getattr(self._per_thread, "packed", None)
         if packed is None:
-            packed = self._frame_route_buffers[threading.get_ident()] = np.empty(self.packing.size)
+            packed = self._per_thread.packed = np.empty(self.packing.size)
         frame_w = counts.astype(np.float64)[self.units.index]  # (N,) weight of each frame
         outer = _scratch(d)[0]
         np.matmul((self.x * frame_w[:, None]).T, self.x, out=outer)
