@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.app.cli import build_parser, main
+from bench.app.cli import _setup_logging, build_parser, main
 from bench.app.config import resolve_config
 from bench.app.clocks import FakeClock
 from bench.app.manifest import REPO_ROOT
@@ -51,6 +52,35 @@ def test_list_names_everything(capsys):
     assert main(["--list"]) == 0
     text = capsys.readouterr().out
     assert "default" in text and "cpu" in text and "noise" in text and "workload.horizon_s" in text
+
+
+@pytest.fixture
+def logging_levels():
+    """Restores the root and fontTools logger levels that ``_setup_logging`` changes."""
+    loggers = [logging.getLogger(), logging.getLogger("fontTools")]
+    saved = [lg.level for lg in loggers]
+    yield
+    for lg, level in zip(loggers, saved):
+        lg.setLevel(level)
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_pdf_font_subsetting_chatter_is_logged_only_when_verbose(verbose, logging_levels, tmp_path, caplog):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _setup_logging(verbose, quiet=False)
+    fig, ax = plt.subplots()
+    ax.set_title("latency_ms")
+    # TrueType embedding (the report's figures use it) is what calls fontTools to subset the font
+    with caplog.at_level(logging.DEBUG if verbose else logging.INFO), matplotlib.rc_context({"pdf.fonttype": 42}):
+        fig.savefig(tmp_path / "figure.pdf")
+    plt.close(fig)
+    chatter = [r for r in caplog.records if r.name.startswith("fontTools")]
+    assert (tmp_path / "figure.pdf").stat().st_size > 0
+    assert bool(chatter) == bool(verbose)
 
 
 def test_no_arguments_means_every_generator_default_workload_cpu_preset():
