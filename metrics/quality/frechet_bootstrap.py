@@ -27,9 +27,9 @@ jobs queued two batches ahead, into one of three buffers, so no core waits at a 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
-from concurrent.futures import Future
 from typing import Callable, Sequence
 
 import numpy as np
