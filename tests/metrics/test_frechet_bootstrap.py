@@ -3,13 +3,10 @@ import pytest
 
 from metrics.quality.bootstrap import bootstrap_generic
 from metrics.quality.fad import fad, fad_from_stats
+import metrics.quality.frechet_bootstrap as fb
 from metrics.quality.frechet import frechet_distance, gaussian_stats
-import importlib
-
 from metrics.quality.frechet_bootstrap import _packing, bootstrap_frechet
 from metrics.quality.lapack import SymmetricSolver
-
-fb = importlib.import_module("metrics.quality.frechet_bootstrap")
 
 
 def test_packed_triangle_round_trips_a_symmetric_matrix():
