@@ -248,7 +248,12 @@ def load_torch_file(path: str | Path) -> Any:
         multiarray = importlib.import_module("numpy._core.multiarray")
     except ImportError:
         multiarray = importlib.import_module("numpy.core.multiarray")
-    allowed: list[Any] = [np.dtype, np.ndarray, multiarray.scalar, multiarray._reconstruct]
+    allowed: list[Any] = [np.dtype, np.ndarray]
+    # A pickle names numpy's scalar and array builders by the module of the numpy that SAVED it
+    # (numpy.core before 2.0, numpy._core since), so allow both names: LAION's checkpoints were
+    # saved with numpy 1.x and must load under numpy 2 too, and the other way round.
+    allowed += [(getattr(multiarray, name), f"{module}.multiarray.{name}")
+                for module in ("numpy.core", "numpy._core") for name in ("scalar", "_reconstruct")]
     allowed += [type(np.dtype(t)) for t in ("float16", "float32", "float64", "int32", "int64", "bool")]
     try:
         with torch.serialization.safe_globals(allowed):

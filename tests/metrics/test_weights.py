@@ -90,6 +90,23 @@ def test_safe_loading_allows_numpy_scalars_but_not_garbage(tmp_path):
         W.load_torch_file(tmp_path / "trunc.pt")
 
 
+def test_numpy_scalars_load_whichever_numpy_saved_them(tmp_path):
+    # a pickle names numpy's builders by the saving numpy's module (numpy.core before 2.0,
+    # numpy._core since); the other numpy's checkpoints (LAION's were saved with numpy 1.x) must load
+    # too. The legacy format is one pickle stream, so the names can be rewritten in place.
+    path = tmp_path / "ckpt.pt"
+    torch.save({"epoch": np.int64(3), "table": np.arange(3.0), "w": torch.ones(2)}, path,
+               _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    here, other = (b"numpy._core.", b"numpy.core.") if b"numpy._core.multiarray" in data else (b"numpy.core.", b"numpy._core.")
+    (tmp_path / "other.pt").write_bytes(data.replace(here + b"multiarray", other + b"multiarray"))
+    assert other + b"multiarray\nscalar" in (tmp_path / "other.pt").read_bytes()
+    for name in ("ckpt.pt", "other.pt"):
+        loaded = W.load_torch_file(tmp_path / name)
+        assert loaded["epoch"] == 3 and loaded["table"].tolist() == [0.0, 1.0, 2.0]
+        assert torch.equal(loaded["w"], torch.ones(2))
+
+
 def test_cli(tmp_path, capsys):
     assert W.main(["list"]) == 0
     out = capsys.readouterr().out
