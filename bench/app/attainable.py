@@ -66,6 +66,12 @@ COLD_BYTES = 1 << 28  # operand copies cycled by a cold replay (see the module d
 COLD_MAX_COPIES = 64  # ... unless that many copies already fill it (small calls stay partly warm)
 
 
+def _extent(shape: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """Elements of memory a layout spans (0 when empty). Broadcast layouts (stride 0, as an
+    ``expand``ed operand) span fewer elements than they have."""
+    return 1 + sum((n - 1) * st for n, st in zip(shape, stride)) if all(shape) else 0
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """A tensor argument of a recorded call, without its values."""
@@ -77,17 +83,20 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        extent = 1 + sum((n - 1) * st for n, st in zip(self.shape, self.stride)) if all(self.shape) else 0
-        return extent * torch.empty((), dtype=self.dtype).element_size()
+        return _extent(self.shape, self.stride) * torch.empty((), dtype=self.dtype).element_size()
 
     def make(self) -> torch.Tensor:
-        """A fresh tensor of this layout (bool: all True, so masks hide nothing; ints: zeros)."""
-        out = torch.empty_strided(self.shape, self.stride, dtype=self.dtype, device=self.device)
+        """A fresh tensor of this layout (bool: all True, so masks hide nothing; ints: zeros). The
+        memory it spans is filled, then viewed with the layout's strides, so overlapping layouts
+        (a weight broadcast over a batch of matmuls: stride 0) are made as they were recorded."""
+        memory = torch.empty(_extent(self.shape, self.stride), dtype=self.dtype, device=self.device)
         if self.dtype == torch.bool:
-            return out.fill_(True)
-        if self.dtype.is_floating_point:
-            return out.normal_()
-        return out.zero_()
+            memory.fill_(True)
+        elif self.dtype.is_floating_point:
+            memory.normal_()
+        else:
+            memory.zero_()
+        return memory.as_strided(self.shape, self.stride)
 
 
 def _spec(x: Any) -> Any:
@@ -206,10 +215,12 @@ def _median_call_s(fn: Callable[[], Any], device: str, min_s: float = REPLAY_MIN
 
 
 def _same_layout_copy(x: Any) -> Any:
-    """A copy of a tensor with its exact strides (a memory copy, faster than drawing new values)."""
+    """A copy of a tensor with its exact strides (a memory copy, faster than drawing new values): the
+    memory it spans is copied whole, so overlapping (broadcast) layouts copy too."""
     if not isinstance(x, torch.Tensor):
         return x
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device).copy_(x)
+    span = x.as_strided((_extent(tuple(x.shape), x.stride()),), (1,))  # from x's own storage offset
+    return span.clone().as_strided(x.shape, x.stride())
 
 
 class MachineModel:

@@ -54,6 +54,29 @@ def test_attainable_time_is_replay_times_calls_plus_bytes_over_bandwidth():
     assert parts["attainable_cold_s"] == pytest.approx(4 * 0.003 + 0.011 + 3e-3)
 
 
+def test_a_broadcast_operand_is_replayed_with_its_own_layout():
+    # under inference mode (as runs step), a linear layer on rows that do not fold into one matrix
+    # runs as a bmm whose weight is broadcast over the batch (stride 0; stable-audio-tools' DiT
+    # at paper scale does it); its replay must make and copy that overlapping layout, warm and cold
+    # (both raised before)
+    layer = torch.nn.Linear(32, 64, bias=False)
+    x = torch.randn(7, 2, 32).transpose(0, 1)  # (2, 7, 32)
+    recorder = AttainableRecorder()
+    with torch.inference_mode(), recorder.phase("p"):
+        layer(x)
+    ops = recorder.phases["p"]
+    (func, args, _), = ops.replayed
+    weight = args[1]
+    assert func.overloadpacket.__name__ == "bmm" and weight.shape == (2, 32, 64) and weight.stride[0] == 0
+    made = weight.make()
+    assert made.shape == weight.shape and made.stride() == weight.stride and torch.equal(made[0], made[1])
+    assert weight.nbytes == 32 * 64 * 4  # the memory it spans, not shape x element size
+    machine = MachineModel()
+    machine._bandwidth["cpu"] = 1e9
+    parts = machine.attainable_s(ops, "cpu")
+    assert 0 < parts["replayed_s"] < 1 and 0 < parts["attainable_cold_s"] - parts["memory_bound_s"] < 1
+
+
 def test_measured_machine_numbers_are_physical():
     machine = MachineModel()
     bandwidth = machine.bandwidth_bytes_per_s("cpu")
