@@ -12,21 +12,51 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 
 ``--out`` receives: ``pytest.txt`` (the test log), ``paper/`` and ``paper-sat/`` (each run's
 ``summary.md``, its CSV tables and ``manifest.json``; the audio and parquet files are left out),
-and ``gpu_check.json`` (what ran, exit codes, seconds). Without a CUDA device it says so and exits 2.
+and ``gpu_check.json`` (what ran, exit codes, seconds). ``--archive FILE`` also packs that folder
+into one ``.tar.gz`` (the lent GPU machine's tool brings back at most 8 files). Exit status: 0 when
+every step passed, 1 when one failed, 2 without a CUDA device (nothing run), 3 when a package the
+steps import is missing (nothing run; the message names it).
+
+Before anything runs, every package the steps import is imported once here, so that a machine
+missing one fails in a second, naming it, instead of minutes into its time. On this project's lent
+GPU machine (Python 3.12, its own PyTorch; no network) soundfile, its cffi and pycparser, and
+pyloudnorm are missing: ``python scripts/gpu_wheels.py`` downloads them as wheels into ``.whl/``
+where pip works (README, "GPU checks", has the whole command).
+
+``--device cpu`` runs the same steps on the CPU (the ``gpu`` tests then skip): it checks this
+script's plumbing, with ``--preset tiny --workload smoke --dtype float32``, and measures nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEP = ("summary.md", "manifest.json", "peak.json")
+# what the steps import (run_all.py, the reports and tests/gpu), by import name
+NEEDED = ("numpy", "scipy", "pandas", "pyarrow", "matplotlib", "tqdm", "safetensors", "soundfile", "pyloudnorm",
+          "threadpoolctl", "pytest", "pytest_benchmark", "transformers")
+RUNS = ("paper", "paper-sat")
+
+
+def missing_packages(names: tuple[str, ...] | None = None) -> list[str]:
+    """The import names among ``names`` (default :data:`NEEDED`) that fail to import here, each
+    with its error."""
+    missing = []
+    for name in NEEDED if names is None else names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a broken install is as missing as an absent one
+            missing.append(f"{name} ({type(exc).__name__}: {exc})")
+    return missing
 
 
 def _run(cmd: list[str], log: Path, timeout_s: float) -> dict:
@@ -51,33 +81,70 @@ def _compact(run_dir: Path, dest: Path) -> None:
             shutil.copy2(path, dest / path.name)
 
 
+def _archive(folder: Path, archive: Path) -> None:
+    """``folder`` packed into the .tar.gz ``archive`` (written beside, then renamed: atomic)."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_name(archive.name + ".partial")
+    own = {partial.resolve(), archive.resolve()}  # an archive written inside the folder leaves itself out
+
+    def leave_own_out(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        return None if (folder.parent / info.name).resolve() in own else info
+
+    with tarfile.open(partial, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name, filter=leave_own_out)
+    partial.replace(archive)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-results"))
+    parser.add_argument("--archive", type=Path, default=None, help="also pack --out into this .tar.gz")
     parser.add_argument("--budget-s", type=float, default=540.0, help="all steps together (default: 540)")
     parser.add_argument("--horizon-s", type=float, default=30.0, help="stream length of the paper runs")
+    parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                        help="cpu: check this script's plumbing only (the gpu tests skip; nothing is measured)")
+    parser.add_argument("--preset", default="sao-small")
+    parser.add_argument("--workload", default="paper")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which runs (default: both)")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    record: dict = {"device_arg": args.device, "steps": []}
+
+    def finish(code: int) -> int:
+        (args.out / "gpu_check.json").write_text(json.dumps(record, indent=2))
+        if args.archive is not None:
+            _archive(args.out, args.archive)
+        return code
+
+    missing = missing_packages()
+    if missing:
+        record["missing_packages"] = missing
+        print("missing packages, nothing run: " + "; ".join(missing) + ". Carry them as wheels: "
+              "python scripts/gpu_wheels.py (README, 'GPU checks')")
+        return finish(3)
     import torch  # after argparse: --help works anywhere
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    if not torch.cuda.is_available():
-        (args.out / "gpu_check.json").write_text(json.dumps({"cuda": False, "note": "no CUDA device: nothing run"}))
-        print("no CUDA device here: nothing run (the README's GPU numbers stay 'not measured')")
-        return 2
+    record["torch"] = torch.__version__
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            record.update(cuda=False, note="no CUDA device: nothing run")
+            print("no CUDA device here: nothing run (the README's GPU numbers stay 'not measured')")
+            return finish(2)
+        record.update(cuda=True, device=torch.cuda.get_device_name(0))
     deadline = time.perf_counter() + args.budget_s
-    record = {"cuda": True, "device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": []}
     python = sys.executable
     steps = [
         ("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"], 0.30),
     ]
-    common = ["--workload", "paper", "--preset", "sao-small", "--device", "cuda", "--dtype", "bfloat16",
+    common = ["--workload", args.workload, "--preset", args.preset, "--device", args.device, "--dtype", args.dtype,
               "--no-drift", "--no-continuation", "--no-report", "--progress", "off",
               "--set", f"workload.horizon_s={args.horizon_s:g}"]
     runs = {"paper": ["--generators", "outpaint,lmdm-encdec,lmdm-causal,lmm"],
             "paper-sat": ["--generators", "outpaint,lmdm-encdec,lmdm-causal", "--set", "dit.arch=sat",
                           "--set", "dit.config=builtin:sao-small"]}
-    for name, extra in runs.items():
-        steps.append((name, [python, "run_all.py", *common, *extra, "--out", str(args.out / f"{name}-run")], 0.35))
+    for name in args.runs:
+        steps.append((name, [python, "run_all.py", *common, *runs[name], "--out", str(args.out / f"{name}-run")], 0.35))
     for name, cmd, share in steps:
         left = deadline - time.perf_counter()
         if left <= 5:
@@ -89,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             _compact(args.out / f"{name}-run", args.out / name)
             shutil.rmtree(args.out / f"{name}-run", ignore_errors=True)
         print(f"{name}: exit {result['exit_code']} in {result['seconds']} s")
-    (args.out / "gpu_check.json").write_text(json.dumps(record, indent=2))
-    return 0 if all(s.get("exit_code") == 0 for s in record["steps"]) else 1
+    return finish(0 if all(s.get("exit_code") == 0 for s in record["steps"]) else 1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""scripts/gpu_check.py and scripts/gpu_wheels.py: the GPU check's plumbing, run on the CPU.
+
+A GPU is lent to this project's sessions rarely and for minutes, so the script that spends them
+must work the first time: every step runs here with ``--device cpu`` (the ``gpu`` tests skip), a
+missing package stops it in a second, naming the package, and the results come back as one archive.
+"""
+
+import importlib.util
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gpu_check():  # noqa: ANN201
+    yield _load("gpu_check")
+    sys.modules.pop("gpu_check", None)
+
+
+@pytest.fixture(scope="module")
+def gpu_wheels():  # noqa: ANN201
+    yield _load("gpu_wheels")
+    sys.modules.pop("gpu_wheels", None)
+
+
+def test_every_step_runs_on_the_cpu_into_one_archive(gpu_check, tmp_path):
+    out, archive = tmp_path / "gpu-results", tmp_path / "gpu-results" / "all.tgz"  # inside: leaves itself out
+    code = gpu_check.main(["--device", "cpu", "--preset", "tiny", "--workload", "smoke", "--dtype", "float32",
+                           "--horizon-s", "1", "--runs", "paper", "--out", str(out), "--archive", str(archive)])
+    record = json.loads((out / "gpu_check.json").read_text())
+    assert code == 0, record
+    assert [s["name"] for s in record["steps"]] == ["pytest", "paper"]
+    assert all(s["exit_code"] == 0 for s in record["steps"])
+    assert "skipped" in (out / "pytest.txt").read_text()  # the gpu tests ran, and skipped without CUDA
+    summary = (out / "paper" / "summary.md").read_text()
+    assert all(f"| {name} |" in summary for name in ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm"))
+    assert not (out / "paper-run").exists()  # the full run folder (audio, parquet) is not kept
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"gpu-results/gpu_check.json", "gpu-results/pytest.txt", "gpu-results/paper/summary.md",
+            "gpu-results/paper/manifest.json"} <= names
+    assert not any(n.endswith((".wav", ".parquet", ".tgz", ".partial")) for n in names)
+
+
+def test_a_missing_package_stops_it_before_anything_runs(gpu_check, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_check, "NEEDED", ("numpy", "no_such_package_lmb"))
+    out = tmp_path / "gpu-results"
+    assert gpu_check.main(["--device", "cpu", "--out", str(out), "--archive", str(tmp_path / "r.tgz")]) == 3
+    record = json.loads((out / "gpu_check.json").read_text())
+    assert record["steps"] == [] and len(record["missing_packages"]) == 1
+    assert record["missing_packages"][0].startswith("no_such_package_lmb (ModuleNotFoundError")
+    assert "no_such_package_lmb" in capsys.readouterr().out and "gpu_wheels.py" in gpu_check.__doc__
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_check.json"]
+    assert (tmp_path / "r.tgz").is_file()
+
+
+def test_wheels_are_the_locked_versions_for_the_gpu_machines_python(gpu_wheels, tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_text("# pins\nsoundfile==0.14.0\ncffi==2.1.1  # a comment\npycparser==3.12\nPyLoudNorm==0.2.0\n")
+    assert gpu_wheels.pinned(lock=lock) == ["soundfile==0.14.0", "cffi==2.1.1", "pycparser==3.12", "pyloudnorm==0.2.0"]
+    with pytest.raises(ValueError, match="pins no version of torchcodec"):
+        gpu_wheels.pinned(("soundfile", "torchcodec"), lock=lock)
+    pins = gpu_wheels.pinned()  # the project's own lock pins every one
+    assert [p.split("==")[0] for p in pins] == list(gpu_wheels.PACKAGES)
+    cmd = gpu_wheels.download_command(tmp_path, "3.12", pins)
+    assert cmd[cmd.index("--python-version") + 1] == "3.12" and "--no-deps" in cmd and "--only-binary=:all:" in cmd
+    assert cmd[-len(pins):] == pins and cmd.count("--platform") == len(gpu_wheels.PLATFORMS)
