@@ -1,6 +1,6 @@
 """Download the wheels that the lent GPU machine lacks, for its Python, where pip works.
 
-    python scripts/gpu_wheels.py            # into .whl/ (git-ignored), about 1.6 MB
+    python scripts/gpu_wheels.py            # into .whl/ (git-ignored), about 1.5 MB
 
 The lent H200 machine runs Python 3.12 with its own PyTorch, NumPy 2, pandas, SciPy, matplotlib,
 pytest and transformers, and reaches no package index. What ``scripts/gpu_check.py`` needs
