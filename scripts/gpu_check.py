@@ -45,13 +45,13 @@ KEEP = ("summary.md", "manifest.json", "peak.json")
 NEEDED = ("numpy", "scipy", "pandas", "pyarrow", "matplotlib", "tqdm", "safetensors", "soundfile", "pyloudnorm",
           "threadpoolctl", "pytest", "pytest_benchmark", "transformers")
 RUNS = ("paper", "paper-sat")
+PYTEST_SHARE = 0.30  # of --budget-s, at most, for the gpu tests
 
 
-def missing_packages(names: tuple[str, ...] | None = None) -> list[str]:
-    """The import names among ``names`` (default :data:`NEEDED`) that fail to import here, each
-    with its error."""
+def missing_packages() -> list[str]:
+    """The import names among :data:`NEEDED` that fail to import here, each with its error."""
     missing = []
-    for name in NEEDED if names is None else names:
+    for name in NEEDED:
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a broken install is as missing as an absent one
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print("missing packages, nothing run: " + "; ".join(missing) + ". Carry them as wheels: "
               "python scripts/gpu_wheels.py (README, 'GPU checks')")
         return finish(3)
-    import torch  # after argparse: --help works anywhere
+    import torch  # after argparse and the package check: both work without torch
 
     record["torch"] = torch.__version__
     if args.device == "cuda":
@@ -134,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         record.update(cuda=True, device=torch.cuda.get_device_name(0))
     deadline = time.perf_counter() + args.budget_s
     python = sys.executable
-    steps = [
-        ("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"], 0.30),
-    ]
+    steps = [("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"])]
     common = ["--workload", args.workload, "--preset", args.preset, "--device", args.device, "--dtype", args.dtype,
               "--no-drift", "--no-continuation", "--no-report", "--progress", "off",
               "--set", f"workload.horizon_s={args.horizon_s:g}"]
@@ -144,13 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             "paper-sat": ["--generators", "outpaint,lmdm-encdec,lmdm-causal", "--set", "dit.arch=sat",
                           "--set", "dit.config=builtin:sao-small"]}
     for name in args.runs:
-        steps.append((name, [python, "run_all.py", *common, *runs[name], "--out", str(args.out / f"{name}-run")], 0.35))
-    for name, cmd, share in steps:
+        steps.append((name, [python, "run_all.py", *common, *runs[name], "--out", str(args.out / f"{name}-run")]))
+    for name, cmd in steps:
         left = deadline - time.perf_counter()
         if left <= 5:
             record["steps"].append({"name": name, "skipped": "budget spent"})
             continue
-        result = _run(cmd, args.out / f"{name}.txt", min(left, share * args.budget_s if name == "pytest" else left))
+        limit_s = min(left, PYTEST_SHARE * args.budget_s) if name == "pytest" else left  # the runs take the rest
+        result = _run(cmd, args.out / f"{name}.txt", limit_s)
         record["steps"].append({"name": name, **result})
         if name != "pytest":
             _compact(args.out / f"{name}-run", args.out / name)
