@@ -1,0 +1,184 @@
+"""No host read of device data inside a step, before its audio copy: checked on the CPU, in CI.
+
+On CUDA, reading a tensor's value on the host (``.item()``, ``bool(t)``, ``float(t)``, a boolean
+mask index, ``nonzero``, ``.cpu()``/``.numpy()``/``.tolist()``) waits for the GPU: a hidden
+synchronisation inside the timed step. ``tests/gpu/test_cuda.py`` checks that with
+``torch.cuda.set_sync_debug_mode("error")``, but only where a GPU is. This test catches the same
+calls on the CPU, so no regime can gain one unnoticed in CI: every ATen call of a step is seen by a
+dispatch mode, and the host-copy methods of ``torch.Tensor`` are wrapped, outside the decode phase
+(which ends with the block's one host copy of its audio).
+
+Not covered here (the GPU test covers them): host copies the CPU cannot tell from no-ops
+(``.to(device)`` of an explicit device), and compiled steps (their kernels bypass the dispatcher).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import traceback
+from collections import Counter
+from typing import Iterator
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from bench.core.phases import PHASE_DECODE
+from bench.core.presets import Preset, apply_overrides, get_preset
+from bench.core.registry import GENERATORS, MUSICGEN_GENERATOR
+from bench.core.settings import Control
+from tests.baselines.test_sat_dit import sat_config
+
+ATEN = torch.ops.aten
+# ATen calls whose result the host must read from the device (each syncs on CUDA). Under inference
+# mode, as steps run, composite ops such as ``item`` reach the mode undecomposed, so both are listed.
+HOST_READS = {
+    ATEN._local_scalar_dense.default, ATEN.item.default, ATEN.is_nonzero.default, ATEN.equal.default,
+    ATEN.allclose.default, ATEN.nonzero.default, ATEN.nonzero_numpy.default, ATEN.argwhere.default,
+    ATEN.where.default,  # one-argument where
+    ATEN.masked_select.default, ATEN._unique2.default, ATEN.unique_consecutive.default, ATEN.unique_dim.default,
+    ATEN.repeat_interleave.Tensor, ATEN.bincount.default,
+}
+INDEXING = {ATEN.index.Tensor, ATEN.index_put.default, ATEN.index_put_.default}  # sync with a boolean index
+HOST_COPIES = ("cpu", "numpy", "tolist", "item", "__array__")  # Tensor methods that copy to the host
+
+
+class HostReads(TorchDispatchMode):
+    """Counts, with where they came from, the calls inside it that read device data on the host,
+    while ``active`` (the :meth:`phase` recorder turns it off for the decode phase)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = True
+        self.calls: Counter[tuple[str, str]] = Counter()
+
+    def note(self, what: str) -> None:
+        if self.active:
+            self.calls[(what, "".join(traceback.format_stack(limit=12)[:-2]))] += 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        if func in HOST_READS:
+            self.note(str(func))
+        elif func in INDEXING and any(i is not None and i.dtype == torch.bool for i in args[1]):
+            self.note(f"{func} with a boolean index")
+        return func(*args, **(kwargs or {}))
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """The step's phase recorder: reads are allowed in the decode phase only."""
+        if name != PHASE_DECODE:
+            yield
+            return
+        self.active = False
+        try:
+            yield
+        finally:
+            self.active = True
+
+    @contextlib.contextmanager
+    def watching_host_copies(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        """Also count the Tensor methods that copy to the host (on the CPU they dispatch nothing)."""
+        with monkeypatch.context() as patch:
+            for name in HOST_COPIES:
+                original = getattr(torch.Tensor, name)
+
+                def wrapped(tensor, *args, _original=original, _name=name, **kwargs):  # noqa: ANN
+                    self.note(f"Tensor.{_name}")
+                    return _original(tensor, *args, **kwargs)
+
+                patch.setattr(torch.Tensor, name, wrapped)
+            yield
+
+    def report(self) -> str:
+        return "\n".join(f"{count} x {what}, from:\n{where}" for (what, where), count in self.calls.items())
+
+
+def _reads_in_steps(monkeypatch: pytest.MonkeyPatch, name: str, preset: Preset, prompts: list[str]) -> HostReads:
+    """One warm-up block, then a block per prompt in ``prompts``, watched (a new prompt re-encodes
+    the text and, in the LMDMs, re-bootstraps the cache inside the step)."""
+    gen = GENERATORS.create(name, preset, preset.settings, device="cpu", dtype=torch.float32)
+    state = gen.start(Control(prompts[0]), seed=0)
+    reads = HostReads()
+    with torch.inference_mode():
+        _, state = gen.step(state, Control(prompts[0]))
+        with reads.watching_host_copies(monkeypatch), reads:
+            for prompt in prompts:
+                _, state = gen.step(state, Control(prompt), reads)
+    return reads
+
+
+STEADY_THEN_NEW_PROMPT = ["warm organ chords", "warm organ chords", "bright synth arpeggio", "bright synth arpeggio"]
+
+
+@pytest.mark.parametrize("guided", [False, True], ids=["no-cfg", "cfg"])
+@pytest.mark.parametrize("name", [n for n in GENERATORS.names(include_extras=True) if n != MUSICGEN_GENERATOR])
+def test_no_regime_reads_device_data_on_the_host_inside_a_step(monkeypatch, name, guided):
+    preset = get_preset("tiny")
+    preset = dataclasses.replace(preset, settings=dataclasses.replace(preset.settings, cfg=guided))
+    reads = _reads_in_steps(monkeypatch, name, preset, STEADY_THEN_NEW_PROMPT)
+    assert not reads.calls, reads.report()
+
+
+@pytest.mark.parametrize("variant", ["dit.rope_mode=offset", "dit.arch=sat", "euler"])
+@pytest.mark.parametrize("name", ["outpaint", "lmdm-encdec", "lmdm-causal"])
+def test_nor_do_the_diffusion_regimes_other_variants(monkeypatch, tmp_path, name, variant):
+    preset = get_preset("tiny")
+    if variant == "euler":  # the other sampler
+        preset = dataclasses.replace(preset, settings=dataclasses.replace(preset.settings, sampler="euler"))
+    overrides = [variant] if variant.startswith("dit.") else []
+    if variant == "dit.arch=sat":  # our reading of a stable-audio-tools DiT config
+        config = tmp_path / "model_config.json"
+        config.write_text(json.dumps(sat_config(io=preset.dit.codec.latent_dim)))
+        overrides.append(f"dit.config={config}")
+    reads = _reads_in_steps(monkeypatch, name, apply_overrides(preset, overrides), STEADY_THEN_NEW_PROMPT)
+    assert not reads.calls, reads.report()
+
+
+def test_musicgen_reads_none_in_steady_blocks_and_one_at_a_new_prompt(monkeypatch):
+    """transformers' T5 checks on the host whether its padding mask hides anything
+    (``masking_utils``: ``padding_mask.all()``) each time the prompt is encoded: one read in a
+    block with a new prompt, none in steady blocks. It is transformers' code, run as MusicGen
+    runs it (docs/musicgen.md)."""
+    steady = _reads_in_steps(monkeypatch, MUSICGEN_GENERATOR, get_preset("tiny"), STEADY_THEN_NEW_PROMPT[:2])
+    assert not steady.calls, steady.report()
+    changed = _reads_in_steps(monkeypatch, MUSICGEN_GENERATOR, get_preset("tiny"), STEADY_THEN_NEW_PROMPT[1:3])
+    assert sum(changed.calls.values()) == 1, changed.report()
+    assert all("masking_utils" in where for _, where in changed.calls), changed.report()
+
+
+SAMPLE_READS = {
+    "float": lambda x: float(x.sum()),
+    "bool": lambda x: bool(x.any()),
+    "int": lambda x: int(x.argmax()),
+    "item": lambda x: x.max().item(),
+    "boolean index": lambda x: x[x > 1.0],
+    "nonzero": lambda x: x.nonzero(),
+    "one-argument where": lambda x: torch.where(x > 1.0),
+    "argwhere": lambda x: torch.argwhere(x),
+    "masked_select": lambda x: x.masked_select(x > 1.0),
+    "unique": lambda x: x.unique(),
+    "equal": lambda x: torch.equal(x, x),
+    "allclose": lambda x: torch.allclose(x, x),
+    "tolist": lambda x: x.tolist(),
+    "numpy": lambda x: x.numpy(),
+    "cpu": lambda x: x.cpu(),
+}
+
+
+@pytest.mark.parametrize("inference", [True, False], ids=["inference-mode", "grad-mode"])
+@pytest.mark.parametrize("kind", list(SAMPLE_READS))
+def test_the_check_sees_each_kind_of_host_read(monkeypatch, kind, inference):
+    """The watch itself: each way of reading device data on the host is counted, once or more,
+    under inference mode (as steps run) and outside it; none in the decode phase."""
+    with torch.inference_mode(inference):
+        x = torch.arange(4.0)
+        reads = HostReads()
+        with reads.watching_host_copies(monkeypatch), reads:
+            with reads.phase(PHASE_DECODE):
+                SAMPLE_READS[kind](x)  # allowed: the decode phase ends with the block's audio copy
+            assert not reads.calls, reads.report()
+            SAMPLE_READS[kind](x)
+            x.abs().mul(2.0).sum(dim=0)  # device work only: not counted
+    assert reads.calls, f"{kind} was not seen"
