@@ -19,6 +19,7 @@ re-noising) and "renoise" (outpaint's context re-noising).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -202,6 +203,16 @@ class DiffusionGenerator(StreamingGenerator):
         options = {} if mode == "default" else {"mode": mode}
         eager = self.dit.run
         compiled = torch.compile(eager, fullgraph=True, dynamic=False, **options)
+        # inductor's CUDA graph trees start a new iteration at every call of a compiled function
+        # and free the previous iteration's outputs, so a cache a pass returns and later passes
+        # read (the enc-dec prefill's, read by all its steps) is copied out of the graph's memory
+        # (PyTorch's remedy: clone outside torch.compile); the hidden rows are used at once
+        graphs = mode == "reduce-overhead" and self.device.type == "cuda"
+        import torch._inductor.config as inductor_config  # noqa: PLC0415 - compile mode only
+
+        def graph_errors() -> Any:
+            """A pass inductor cannot capture in a CUDA graph raises instead of running without one."""
+            return inductor_config.patch({"triton.cudagraph_or_error": True}) if graphs else contextlib.nullcontext()
 
         def run(*args: Any, **kwargs: Any) -> Any:
             if _get_current_dispatch_mode() is not None:
@@ -209,8 +220,12 @@ class DiffusionGenerator(StreamingGenerator):
                 # the math's, not the kernel's, and a mode must not trigger a second compilation
                 return eager(*args, **kwargs)
             # every pass shape must compile: past the recompile limit dynamo would run eager in silence
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
-                return compiled(*args, **kwargs)
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True), \
+                    graph_errors():
+                h, fresh = compiled(*args, **kwargs)
+            if graphs and fresh is not None:
+                fresh = KVCache(fresh.keys.clone(), fresh.values.clone())
+            return h, fresh
 
         self.dit.run = run
         self._use_immutable_caches()
@@ -218,7 +233,7 @@ class DiffusionGenerator(StreamingGenerator):
         # back whole after every pass (measured: lmdm-causal 10% slower at width 192); compiled
         # passes concatenate immutable caches instead, which inductor fuses into its kernels
         return {"compiled": ["dit.run"], "backend": "inductor", "fullgraph": True, "dynamic": False,
-                "kv_caches": "immutable"}
+                "kv_caches": "immutable", "cuda_graphs": graphs}
 
     def _use_immutable_caches(self) -> None:
         """Switch the regime's self-attention caches to immutable :class:`KVCache` concatenation
