@@ -203,10 +203,11 @@ class DiffusionGenerator(StreamingGenerator):
         options = {} if mode == "default" else {"mode": mode}
         eager = self.dit.run
         compiled = torch.compile(eager, fullgraph=True, dynamic=False, **options)
-        # inductor's CUDA graph trees start a new iteration at every call of a compiled function
-        # and free the previous iteration's outputs, so a cache a pass returns and later passes
-        # read (the enc-dec prefill's, read by all its steps) is copied out of the graph's memory
-        # (PyTorch's remedy: clone outside torch.compile); the hidden rows are used at once
+        # inductor's CUDA graph trees start a new iteration at every call of a compiled function;
+        # PyTorch 2.11 (the lent GPU machine's) then frees the previous iteration's outputs (2.14
+        # copies the live ones itself), so a cache a pass returns and later passes read (the
+        # enc-dec prefill's, read by all its steps) is copied out of the graph's memory at once
+        # (PyTorch's remedy: clone outside torch.compile); the hidden rows are used at once anyway
         graphs = mode == "reduce-overhead" and self.device.type == "cuda"
         import torch._inductor.config as inductor_config  # noqa: PLC0415 - compile mode only
 
