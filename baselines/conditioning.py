@@ -45,10 +45,11 @@ def prompt_tokens(prompt: str, n_tokens: int, dim: int) -> torch.Tensor:
 
 def style_ids(prompt: str, n_tokens: int, vocab: int) -> torch.Tensor:
     """(n_tokens,) int64 style token ids in [1, vocab) for ``prompt``; id 0 is reserved for the
-    masked (unconditional) style used by classifier-free guidance, and for the empty prompt."""
+    masked (unconditional) style used by classifier-free guidance, and for the empty prompt.
+    Built on the host (callers upload them once per prompt)."""
     words = prompt_words(prompt)
     if not words or vocab < 2:
-        return torch.zeros(n_tokens, dtype=torch.int64)
+        return torch.zeros(n_tokens, dtype=torch.int64, device="cpu")
     key = " ".join(words)
     ids = [1 + stable_hash("style", key, k) % (vocab - 1) for k in range(n_tokens)]
-    return torch.tensor(ids, dtype=torch.int64)
+    return torch.tensor(ids, dtype=torch.int64, device="cpu")

@@ -273,7 +273,9 @@ class DiffusionGenerator(StreamingGenerator):
             rows = [encode(prompt)]
             if self.batch == 2:
                 rows.append(encode(""))
-            cond = torch.stack(rows).to(device=self.device, dtype=self.dtype)
+            # uploaded without waiting for the device's queue (a blocking copy from pageable memory
+            # would synchronise the stream inside the step)
+            cond = torch.stack(rows).to(device=self.device, dtype=self.dtype, non_blocking=True)
             if len(self._cond_cache) >= 16:
                 self._cond_cache.pop(next(iter(self._cond_cache)))
             self._cond_cache[prompt] = cond
@@ -299,7 +301,7 @@ class DiffusionGenerator(StreamingGenerator):
         where the backbone puts it (after the rows, or before the window for stable-audio-tools)."""
         token = origin is not None
         positions = self.dit.window_positions(start, stop - 1 if token else stop, origin or 0, token)
-        return self.dit.rope(positions.to(self.device), self.dtype)
+        return self.dit.rope(positions.to(self.device, non_blocking=True), self.dtype)  # offset mode: every block
 
     def _noise(self, state: DiffusionState) -> torch.Tensor:
         gen = block_generator(state.seed, state.block_index, "noise", self.device)

@@ -134,9 +134,10 @@ class DiT(nn.Module):
     def window_positions(self, row_start: int, row_stop: int, origin: int, token: bool) -> torch.Tensor:
         """RoPE positions (float64) of rows ``row_start .. row_stop - 1`` (a row's position is its
         index), followed (``token``) by the timestep token's: ``row_stop``, right after the rows.
-        ``origin`` (the window's first row) does not move anything here (see SatDiT)."""
+        ``origin`` (the window's first row) does not move anything here (see SatDiT). On the host:
+        callers upload them."""
         del origin
-        return torch.arange(row_start, row_stop + (1 if token else 0), dtype=torch.float64)
+        return torch.arange(row_start, row_stop + (1 if token else 0), dtype=torch.float64, device="cpu")
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) tables (S, Dh) of ``positions`` (S,)."""

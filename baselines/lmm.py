@@ -278,12 +278,12 @@ class LiveMusicModelGenerator(StreamingGenerator):
 
     # ------------------------------------------------------------------ the model's passes
     def _style_batch(self, prompt: str) -> torch.Tensor:
-        """(b, S) style ids on the device, cached per prompt (a host-to-device copy from pageable
-        memory would wait for the stream, so it happens once per prompt, not once per block)."""
+        """(b, S) style ids on the device, cached per prompt (uploaded once per prompt, without
+        waiting for the stream: a blocking copy from pageable memory would synchronise it)."""
         cached = self._style_cache.get(prompt)
         if cached is not None:
             return cached
-        ids = style_ids(prompt, self.cfg.style_tokens, self.cfg.style_vocab).to(self.device)  # (S,)
+        ids = style_ids(prompt, self.cfg.style_tokens, self.cfg.style_vocab).to(self.device, non_blocking=True)  # (S,)
         if self.batch == 2:  # [cond | uncond]: the negative branch sees the masked style (id 0)
             batch = torch.stack([ids, torch.zeros_like(ids)])
         else:

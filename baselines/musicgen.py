@@ -273,8 +273,11 @@ class MusicGenGenerator(StreamingGenerator):
         """The ``encode`` phase: T5 states of the prompt (padded positions zeroed, as MusicGen does),
         projected to the decoder width, rows [prompt | zeros] under CFG -> cross K/V and key mask."""
         text = self.text_tokens(prompt)
-        ids = torch.tensor([text.ids], dtype=torch.int64, device=self.device)  # (1, T)
-        keep = torch.tensor([[1] * text.length + [0] * (len(text.ids) - text.length)], device=self.device)  # (1, T)
+        # built on the host and uploaded without waiting for the stream (torch.tensor(..., device=)
+        # would copy from pageable memory and synchronise it)
+        ids = torch.tensor([text.ids], dtype=torch.int64, device="cpu").to(self.device, non_blocking=True)  # (1, T)
+        keep = torch.tensor([[1] * text.length + [0] * (len(text.ids) - text.length)], device="cpu").to(
+            self.device, non_blocking=True)  # (1, T)
         states = self.model.text_encoder(input_ids=ids, attention_mask=keep).last_hidden_state  # (1, T, d_text)
         if getattr(self.model, "enc_to_dec_proj", None) is not None:
             states = self.model.enc_to_dec_proj(states)  # (1, T, d)

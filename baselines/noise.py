@@ -80,7 +80,8 @@ class NoiseGenerator(StreamingGenerator):
         """The block's audio (C, S) float32, drawn inside one decode phase."""
         with recorder.phase(PHASE_DECODE):
             gen = block_generator(state.seed, state.block_index, "noise", "cpu")
-            return (torch.randn(self._block_shape, generator=gen) * NOISE_STD).numpy()
+            noise = torch.randn(self._block_shape, generator=gen, device="cpu")  # on the host: no model here
+            return (noise * NOISE_STD).numpy()
 
     def step(self, state: NoiseState, control: Control, recorder: PhaseRecorder = NULL_RECORDER) -> tuple[StepResult, NoiseState]:
         audio = self._noise_block(state, recorder)

@@ -418,9 +418,9 @@ class SatDiT(nn.Module):
     def window_positions(self, row_start: int, row_stop: int, origin: int, token: bool) -> torch.Tensor:
         """RoPE positions (float64) of rows ``row_start .. row_stop - 1`` of a window whose first row is at
         ``origin``, followed (``token``) by the timestep token's: rows one past their index (the token
-        is stable-audio-tools' prepended position 0 of the window)."""
-        rows = torch.arange(row_start + 1, row_stop + 1, dtype=torch.float64)
-        return torch.cat([rows, torch.tensor([float(origin)], dtype=torch.float64)]) if token else rows
+        is stable-audio-tools' prepended position 0 of the window). On the host: callers upload them."""
+        rows = torch.arange(row_start + 1, row_stop + 1, dtype=torch.float64, device="cpu")
+        return torch.cat([rows, torch.tensor([float(origin)], dtype=torch.float64, device="cpu")]) if token else rows
 
     def rope(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) tables (S, R) of ``positions`` with the model's own ``inv_freq``."""
