@@ -106,8 +106,8 @@ class HostReads(TorchDispatchMode):
 
 
 def _is_cpu_literal(device: object) -> bool:
-    """``device="cpu"`` written as a string: a tensor meant for the host (a ``torch.device`` comes
-    from a model or tensor, which on a GPU machine is the GPU; it compares equal to "cpu" here)."""
+    """``device="cpu"`` written as a string: a tensor meant for the host (a ``torch.device`` object
+    comes from a model or a tensor: on a GPU machine, the GPU)."""
     return isinstance(device, str) and device == "cpu"
 
 
