@@ -43,15 +43,24 @@ class PeakResult:
         return out
 
 
+CPU_SIZES = (512, 1024, 2048)
+# a GPU reaches its peak only on larger products (an H200 reaches ~790 TFLOP/s in bfloat16 at
+# 8192^3, where a 2048^3 product lasts ~25 us), so on CUDA the sizes go on to 8192 (0.4 GB of
+# operands and result in bfloat16, 0.8 GB in float32)
+CUDA_SIZES = CPU_SIZES + (4096, 8192)
+
+
 def measure_matmul_peak(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
-    sizes: tuple[int, ...] = (512, 1024, 2048),
+    sizes: tuple[int, ...] | None = None,
     min_time_s: float = 0.2,
     warmup: int = 2,
 ) -> PeakResult:
-    """Measure the best square-matmul FLOP/s over ``sizes`` (see module docstring)."""
+    """Measure the best square-matmul FLOP/s over ``sizes`` (default: :data:`CPU_SIZES`, or
+    :data:`CUDA_SIZES` on CUDA; see module docstring)."""
     device = torch.device(device)
+    sizes = sizes or (CUDA_SIZES if device.type == "cuda" else CPU_SIZES)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
     gen = torch.Generator(device="cpu").manual_seed(0)
     per_size: dict[int, float] = {}
