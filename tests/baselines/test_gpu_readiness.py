@@ -35,6 +35,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from baselines.dit import DiT
 from bench.core.phases import PHASE_DECODE
 from bench.core.presets import Preset, apply_overrides, get_preset
 from bench.core.registry import GENERATORS, MUSICGEN_GENERATOR
@@ -190,15 +191,17 @@ def _reads_in_steps(monkeypatch: pytest.MonkeyPatch, name: str, preset: Preset, 
     return reads
 
 
+def _with_settings(preset: Preset, **changes: object) -> Preset:
+    return dataclasses.replace(preset, settings=dataclasses.replace(preset.settings, **changes))
+
+
 STEADY_THEN_NEW_PROMPT = ["warm organ chords", "warm organ chords", "bright synth arpeggio", "bright synth arpeggio"]
 
 
 @pytest.mark.parametrize("guided", [False, True], ids=["no-cfg", "cfg"])
 @pytest.mark.parametrize("name", [n for n in GENERATORS.names(include_extras=True) if n != MUSICGEN_GENERATOR])
 def test_no_regime_reads_device_data_on_the_host_inside_a_step(monkeypatch, name, guided):
-    preset = get_preset("tiny")
-    preset = dataclasses.replace(preset, settings=dataclasses.replace(preset.settings, cfg=guided))
-    reads = _reads_in_steps(monkeypatch, name, preset, STEADY_THEN_NEW_PROMPT)
+    reads = _reads_in_steps(monkeypatch, name, _with_settings(get_preset("tiny"), cfg=guided), STEADY_THEN_NEW_PROMPT)
     assert not reads.calls, reads.report()
 
 
@@ -207,7 +210,7 @@ def test_no_regime_reads_device_data_on_the_host_inside_a_step(monkeypatch, name
 def test_nor_do_the_diffusion_regimes_other_variants(monkeypatch, tmp_path, name, variant):
     preset = get_preset("tiny")
     if variant == "euler":  # the other sampler
-        preset = dataclasses.replace(preset, settings=dataclasses.replace(preset.settings, sampler="euler"))
+        preset = _with_settings(preset, sampler="euler")
     overrides = [variant] if variant.startswith("dit.") else []
     if variant == "dit.arch=sat":  # our reading of a stable-audio-tools DiT config
         config = tmp_path / "model_config.json"
@@ -281,8 +284,6 @@ def test_the_check_sees_each_kind_of_host_read(monkeypatch, kind, inference):
 @pytest.mark.parametrize("fault", ["host read", "default device", "blocking upload"])
 def test_a_planted_fault_in_a_step_fails_the_check(monkeypatch, fault):
     """The whole path, on a real regime: a fault planted in the backbone's head is reported."""
-    from baselines.dit import DiT
-
     head = DiT.head
 
     def faulty_head(self, h):  # noqa: ANN001, ANN202
