@@ -1,14 +1,22 @@
 """Measured against attainable: the diffusion regimes at several DiT widths, eager and compiled.
 
-    python scripts/attainable_sweep.py --out runs/attainable-sweep          # ~10 min on 2 cores
+    python scripts/attainable_sweep.py --out runs/attainable-sweep              # ~2 min on 2 cores
+    python scripts/attainable_sweep.py --out runs/attainable-sweep --repeats 5  # ~10 min
 
 For each width (the ``cpu`` preset's stream: 4 s context, 1 s blocks, 8 steps; random weights of
-that width, heads = width / 48) and each mode (eager, ``--compile default``), one run of
+that width, heads = width / 48) and each mode (eager, ``--compile default``), ``--repeats`` runs of
 outpaint, lmdm-encdec and lmdm-causal (12 s streams, the FLOPs pass with the attainable model on).
+Each repeat runs the three regimes one after another, each repeat starting with the next regime
+(a slow spell of a shared machine then falls on a different regime each time). Every run measures
+its own latencies and replays its own attainable times.
+
 Prints, per width and mode: each pair's steady latency ratio, its attainable ratio and their
-quotient (1.0 = the regimes differ exactly as their operations cost on this machine), and each
-phase's share of its attainable time. The run folders stay under ``--out`` (their
-``pairs.csv`` and ``phase_summary.csv`` hold the same numbers).
+quotient (1.0 = the regimes differ exactly as their operations cost on this machine) as the
+median over the repeats, with the smallest and largest repeat beside it; then each phase's share
+of its attainable time (medians over the repeats). The run folders stay under ``--out``
+(``w{width}-{mode}`` for the first repeat, ``-r{k}`` appended for the others; their
+``pairs.csv`` and ``phase_summary.csv`` hold each run's own numbers). A folder that already
+holds ``pairs.csv`` is read, not run again.
 """
 
 from __future__ import annotations
@@ -21,20 +29,58 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-REGIMES = "outpaint,lmdm-encdec,lmdm-causal"
+REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal"]
+# a/b ratios of a pairs.csv row; their b/a values are the reciprocals
+RATIOS = ["latency_ratio", "attainable_ratio", "latency_over_attainable_ratio", "attainable_cold_ratio",
+          "latency_over_attainable_cold_ratio"]
+QUOTIENTS = {"latency_over_attainable_ratio": "quotient", "latency_over_attainable_cold_ratio": "quotient_cold"}
 
 
-def run_one(out: Path, width: int, mode: str, horizon_s: float, threads: int) -> Path:
-    folder = out / f"w{width}-{mode}"
-    cmd = [sys.executable, "run_all.py", "--generators", REGIMES, "--no-drift", "--no-continuation", "--no-report",
-           "--progress", "off", "--threads", str(threads), "--set", f"dit.heads={width // 48}",
-           "--set", f"dit.width={width}", "--set", "dit.weights=", "--set", f"workload.horizon_s={horizon_s:g}",
-           "--out", str(folder)]
+def regime_order(repeat: int) -> list[str]:
+    """The regimes in the order repeat ``repeat`` runs them: rotated by one per repeat."""
+    k = repeat % len(REGIMES)
+    return REGIMES[k:] + REGIMES[:k]
+
+
+def run_one(out: Path, width: int, mode: str, horizon_s: float, threads: int, repeat: int = 0) -> Path:
+    folder = out / (f"w{width}-{mode}" + (f"-r{repeat}" if repeat else ""))
+    cmd = [sys.executable, "run_all.py", "--generators", ",".join(regime_order(repeat)), "--no-drift",
+           "--no-continuation", "--no-report", "--progress", "off", "--threads", str(threads),
+           "--set", f"dit.heads={width // 48}", "--set", f"dit.width={width}", "--set", "dit.weights=",
+           "--set", f"workload.horizon_s={horizon_s:g}", "--out", str(folder)]
     if mode != "eager":
         cmd += ["--compile", mode]
     if not (folder / "pairs.csv").exists():
         subprocess.run(cmd, cwd=ROOT, check=True)
     return folder
+
+
+def oriented_pairs(pairs: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` with every pair as ``a`` before ``b`` in :data:`REGIMES` (a run lists its pairs in
+    the order it ran the regimes): a reversed row gets its ``a``/``b`` swapped and its ratios
+    inverted. Other regimes' rows are dropped."""
+    rank = {name: i for i, name in enumerate(REGIMES)}
+    known = pairs[pairs.a.isin(rank) & pairs.b.isin(rank)].copy()
+    flip = known.a.map(rank) > known.b.map(rank)
+    known.loc[flip, ["a", "b"]] = known.loc[flip, ["b", "a"]].to_numpy()
+    known.loc[flip, RATIOS] = 1.0 / known.loc[flip, RATIOS]
+    return known
+
+
+def pair_summary(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Oriented pairs of several repeats (columns ``width``, ``mode``, ``repeat``) -> per width, mode
+    and pair: the number of repeats, the median latency and attainable ratios, and each quotient's
+    median, smallest and largest over the repeats."""
+    keys = ["width", "mode", "a", "b"]
+    groups = pairs.groupby(keys, sort=False)
+    out = groups.agg(repeats=("repeat", "nunique"), latency_ratio=("latency_ratio", "median"),
+                     attainable_ratio=("attainable_ratio", "median"),
+                     attainable_cold_ratio=("attainable_cold_ratio", "median"))
+    for column, name in QUOTIENTS.items():
+        out[name] = groups[column].median()
+        out[f"{name}_min"] = groups[column].min()
+        out[f"{name}_max"] = groups[column].max()
+    return out.reset_index()
 
 
 def _markdown(df: pd.DataFrame, digits: int) -> str:
@@ -51,23 +97,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["eager", "default"])
     parser.add_argument("--horizon-s", type=float, default=12.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per width and mode (medians are reported)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     pairs, phases = [], []
-    for width in args.widths:
-        for mode in args.modes:
-            folder = run_one(args.out, width, mode, args.horizon_s, args.threads)
-            p = pd.read_csv(folder / "pairs.csv").assign(width=width, mode=mode)
-            s = pd.read_csv(folder / "phase_summary.csv").assign(width=width, mode=mode)
-            pairs.append(p)
-            phases.append(s[(s.block_kind == "steady") & (s.generator != "noise")])
-    p, s = pd.concat(pairs), pd.concat(phases)
-    cols = ["width", "mode", "a", "b", "latency_ratio", "attainable_ratio", "latency_over_attainable_ratio",
-            "attainable_cold_ratio", "latency_over_attainable_cold_ratio"]
+    for repeat in range(args.repeats):  # repeats outermost: each width and mode's runs are spread in time
+        for width in args.widths:
+            for mode in args.modes:
+                folder = run_one(args.out, width, mode, args.horizon_s, args.threads, repeat)
+                tags = {"width": width, "mode": mode, "repeat": repeat}
+                pairs.append(oriented_pairs(pd.read_csv(folder / "pairs.csv")).assign(**tags))
+                s = pd.read_csv(folder / "phase_summary.csv").assign(**tags)
+                phases.append(s[(s.block_kind == "steady") & s.generator.isin(REGIMES)])
+    p = pair_summary(pd.concat(pairs))
+    cols = ["width", "mode", "a", "b", "repeats", "latency_ratio", "attainable_ratio", "quotient", "quotient_min",
+            "quotient_max", "attainable_cold_ratio", "quotient_cold", "quotient_cold_min", "quotient_cold_max"]
     print(_markdown(p[cols], 3))
     print()
+    s = pd.concat(phases)
     s = s.assign(pct_of_attainable=100 * s.attainable_fraction, pct_of_attainable_cold=100 * s.attainable_cold_fraction)
-    print(_markdown(s[["width", "mode", "generator", "phase", "median_ms", "attainable_ms", "pct_of_attainable",
-                       "attainable_cold_ms", "pct_of_attainable_cold"]], 1))
+    s = s.groupby(["width", "mode", "generator", "phase"], sort=False)[
+        ["median_ms", "attainable_ms", "pct_of_attainable", "attainable_cold_ms", "pct_of_attainable_cold"]
+    ].median().reset_index()
+    print(_markdown(s, 1))
     return 0
 
 
