@@ -1,10 +1,11 @@
 """Measured against attainable: the diffusion regimes at several DiT widths, eager and compiled.
 
-    python scripts/attainable_sweep.py --out runs/attainable-sweep              # ~2 min on 2 cores
-    python scripts/attainable_sweep.py --out runs/attainable-sweep --repeats 5  # ~10 min
+    python scripts/attainable_sweep.py --out runs/attainable-sweep              # 3 repeats, ~6-9 min on 2 cores
+    python scripts/attainable_sweep.py --out runs/attainable-sweep --repeats 5  # ~10-15 min
 
 For each width (the ``cpu`` preset's stream: 4 s context, 1 s blocks, 8 steps; random weights of
-that width, heads = width / 48) and each mode (eager, ``--compile default``), ``--repeats`` runs of
+that width, heads = width / 48) and each mode (eager, ``--compile default``), ``--repeats`` runs (3 by
+default: on a shared machine one run's quotient can move by 0.5 from the next run's) of
 outpaint, lmdm-encdec and lmdm-causal (12 s streams, the FLOPs pass with the attainable model on).
 Each repeat runs the three regimes one after another, each repeat starting with the next regime
 (a slow spell of a shared machine then falls on a different regime each time). Every run measures
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["eager", "default"])
     parser.add_argument("--horizon-s", type=float, default=12.0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1, help="runs per width and mode (medians are reported)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per width and mode (medians are reported)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
