@@ -4,26 +4,16 @@ The runs themselves are ``run_all.py`` runs (tested elsewhere); here the sweep r
 that already hold their tables, as it does when re-run on an existing ``--out``.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from metrics.systems import pairwise_ratios
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from tests.script_loader import loaded_script
 
 
 @pytest.fixture(scope="module")
 def sweep():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("attainable_sweep", SCRIPTS / "attainable_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["attainable_sweep"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("attainable_sweep", None)
+    yield from loaded_script("attainable_sweep")
 
 
 # steady median ms, attainable ms (warm, cold) and analytic FLOPs of one run
@@ -90,8 +80,8 @@ def test_main_reads_existing_run_folders_and_prints_medians(sweep, tmp_path, cap
     cells = [c.strip() for c in causal.strip("|").split("|")]
     base = (100.0 / 40.0) / (80.0 / 25.0)
     assert cells[4] == "2"  # repeats
-    assert [float(c) for c in cells[7:10]] == [pytest.approx(base * (1 + 1 / 1.2) / 2, abs=1e-3), pytest.approx(base / 1.2, abs=1e-3),
-                                               pytest.approx(base, abs=1e-3)]
+    median, low, high = base * (1 + 1 / 1.2) / 2, base / 1.2, base  # median of two: their mean
+    assert [float(c) for c in cells[7:10]] == [pytest.approx(v, abs=1e-3) for v in (median, low, high)]
     outpaint = next(line for line in text.splitlines() if line.startswith("| 384 | eager | outpaint | step |"))
     assert float(outpaint.split("|")[7]) == pytest.approx(100 * 0.75 * 80.0 / 100.0, abs=0.1)  # median of 40% and 80%
     assert "noise" not in text

@@ -5,35 +5,22 @@ must work the first time: every step runs here with ``--device cpu`` (the ``gpu`
 missing package stops it in a second, naming the package, and the results come back as one archive.
 """
 
-import importlib.util
 import json
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _load(name: str):  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.script_loader import loaded_script
 
 
 @pytest.fixture(scope="module")
 def gpu_check():  # noqa: ANN201
-    yield _load("gpu_check")
-    sys.modules.pop("gpu_check", None)
+    yield from loaded_script("gpu_check")
 
 
 @pytest.fixture(scope="module")
 def gpu_wheels():  # noqa: ANN201
-    yield _load("gpu_wheels")
-    sys.modules.pop("gpu_wheels", None)
+    yield from loaded_script("gpu_wheels")
 
 
 def test_every_step_runs_on_the_cpu_into_one_archive(gpu_check, tmp_path):
