@@ -18,6 +18,7 @@ import torch
 
 from bench.app.clocks import Clock
 from bench.app.config import DEFAULT_STEP_TIMEOUT_S
+from bench.app.gc_heap import frozen_startup_heap
 from bench.app.guards import contain
 from bench.app.manifest import utc_now
 from bench.app.plan import Plan
@@ -128,6 +129,7 @@ def cell_status(job: CellJob, **fields: Any) -> dict[str, Any]:
             "cell_hash": job.cell_hash, "workload_hash": job.workload.fingerprint(), **fields}
 
 
+@frozen_startup_heap()  # the collections below walk only what the cell made
 def run_cell(job: CellJob, store: RunStore, clock: Clock, progress: ProgressBar,
              node: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one cell into its folder of ``store``; its status (ok, or failed with the traceback), saved

@@ -31,6 +31,7 @@ from bench.app.continuation import ContinuationSettings, run_continuation_stage
 from bench.app.drift.config import drift_workload_for
 from bench.app.drift.stage import run_drift_stage
 from bench.app.executors import open_executor
+from bench.app.gc_heap import frozen_startup_heap
 from bench.app.guards import sigint_received, watch_sigint
 from bench.app.manifest import build_manifest, git_info, nodes_section
 from bench.app.peak import record_peak
@@ -68,7 +69,7 @@ def execute(plan: Plan, clock: Clock | None = None, argv: Sequence[str] | None =
     out = Path(plan.config.out) if plan.config.out else default_out_dir()
     if not plan.config.out:
         check_out_dir(out, estimate_bytes(plan))
-    with torch_threads(plan.config.threads), watch_sigint():
+    with torch_threads(plan.config.threads), watch_sigint(), frozen_startup_heap():
         try:
             out.mkdir(parents=True, exist_ok=True)
             with RunLock(out):

@@ -20,6 +20,7 @@ import torch
 
 from bench.app.clocks import WallClock
 from bench.app.drift.config import DriftWorkload
+from bench.app.gc_heap import frozen_startup_heap
 from bench.app.runner import Runner
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset
@@ -54,6 +55,7 @@ def reference_contexts(drift: DriftWorkload, sample_rate: int) -> list[tuple[str
     return out
 
 
+@frozen_startup_heap()  # the runner's collection before each stream walks only what the streams made
 def generate_streams(
     generator: str | type, preset: Preset, drift: DriftWorkload, out_dir: Path, device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32, generator_kwargs: Mapping[str, Any] | None = None,
