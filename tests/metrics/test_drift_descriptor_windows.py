@@ -4,6 +4,7 @@ unreadable-window path, the reference rows and the per-stream stability table.""
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -82,3 +83,26 @@ def test_stream_stability_counts_and_dates_key_changes() -> None:
     assert a.modal_key == "C major" and a.tempo_cv == pytest.approx(np.std([120, 120, 90, 90], ddof=1) / 105)
     assert b.key_changes == 0 and math.isnan(b.first_key_change_s) and b.key_change_times_s == ""
     assert b.modal_key == "A minor" and b.key_agreement_fraction == 1.0
+
+
+@pytest.mark.slow
+def test_a_stream_keeps_nothing_of_its_windows_but_the_anchor() -> None:
+    """Python-side memory (numpy arrays included, via tracemalloc) after each of 8 windows grows by
+    far less than one window's audio: the describer keeps no window, so memory does not grow with
+    the horizon. (tests/bench/app/test_drift_memory.py shows the same for the stream path over
+    30 minutes, without descriptors; torch's own buffers are not traced here.)"""
+    d = WindowDescriber(pitch_step_ms=40.0)
+    seconds = 5.0
+    for i in range(2):  # PESTO, librosa's filters and numba's functions load on the first windows
+        d.describe_window(window(seconds, seconds * i), RATE, stream=0, index=i)
+    window_bytes = int(seconds * RATE) * 4  # one float32 window
+    tracemalloc.start()
+    try:
+        traced = []
+        for i in range(2, 10):
+            d.describe_window(window(seconds, seconds * i, transpose=i % 3), RATE, stream=0, index=i)
+            traced.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    growth_per_window = (traced[-1] - traced[0]) / (len(traced) - 1)
+    assert growth_per_window < 0.2 * window_bytes, [t // 1024 for t in traced]
