@@ -14,6 +14,7 @@ Fake phase durations (ns) make every latency known in closed form (see :func:`fa
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,29 @@ PEAK_FLOPS_PER_S = 1.0e9  # a stand-in machine peak written into the saved run (
 
 @pytest.fixture(scope="session")
 def saved_run(tmp_path_factory, toy_generators) -> Path:
-    """A finished run folder (smoke + context-sweep workloads, drift stage, a peak.json), read-only."""
-    out = make_run(tmp_path_factory.mktemp("run") / "run", workloads="smoke,context-sweep")
-    write_peak(out, PEAK_FLOPS_PER_S)
+    """A finished run folder (smoke + context-sweep workloads, drift stage, a peak.json), read-only.
+
+    Built once per test session: under pytest-xdist the first worker to need it builds it in the
+    session's shared temporary folder while the others wait on a file lock (each worker built its
+    own before, 40 s each on a 2-core machine)."""
+
+    def build(out: Path) -> Path:
+        make_run(out, workloads="smoke,context-sweep")
+        write_peak(out, PEAK_FLOPS_PER_S)
+        return out
+
+    if "PYTEST_XDIST_WORKER" not in os.environ or os.name != "posix":
+        return build(tmp_path_factory.mktemp("run") / "run")
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent  # pytest-of-<user>/pytest-<n>/: this session's workers
+    out, done = shared / "saved-run" / "run", shared / "saved-run" / "complete"
+    with open(shared / "saved-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(out.parent, ignore_errors=True)  # a worker that failed half-way
+            build(out)
+            done.touch()
     return out
 
 
