@@ -66,12 +66,18 @@ def test_objects_frozen_are_still_freed_by_reference_counting() -> None:
         assert alive() is None
 
 
+MADE = 1000  # objects made between two blocks: a second freeze would add them all
+
+
 def test_blocks_nest_and_only_the_outermost_unfreezes() -> None:
+    # The frozen count can fall between two reads (reference counting frees frozen objects), so the
+    # checks look for what a second freeze or an early unfreeze would do: add MADE, or drop to 0.
     with frozen_startup_heap():
         outer = gc.get_freeze_count()
+        made = [[] for _ in range(MADE)]
         with frozen_startup_heap():
-            assert gc.get_freeze_count() == outer  # no second collection and freeze
-        assert gc.get_freeze_count() == outer  # the inner block's end kept the freeze
+            assert gc.get_freeze_count() < outer + len(made)  # no second freeze
+        assert gc.get_freeze_count() > outer // 2  # the inner block's end kept the freeze
     assert gc.get_freeze_count() == 0
 
 
@@ -79,12 +85,13 @@ def test_a_freeze_of_the_host_program_is_left_in_place() -> None:
     gc.freeze()
     host = gc.get_freeze_count()
     head, alive = cycle()
+    made = [[] for _ in range(MADE)]
     with frozen_startup_heap():
-        assert gc.get_freeze_count() == host  # nothing more frozen
+        assert gc.get_freeze_count() < host + len(made)  # nothing more frozen
         del head
         gc.collect()
         assert alive() is None  # made after the host's freeze: collected as usual
-    assert gc.get_freeze_count() == host  # the host's freeze survives the block
+    assert gc.get_freeze_count() > host // 2  # the host's freeze survives the block
 
 
 def test_a_failure_inside_still_unfreezes() -> None:
