@@ -14,7 +14,9 @@ its own latencies and replays its own attainable times.
 Prints, per width and mode: each pair's steady latency ratio, its attainable ratio and their
 quotient (1.0 = the regimes differ exactly as their operations cost on this machine) as the
 median over the repeats, with the smallest and largest repeat beside it; then each phase's share
-of its attainable time (medians over the repeats). The run folders stay under ``--out``
+of its attainable time (medians over the repeats); then the range of the runs' own matmul peaks
+(``peak.json``): on a shared machine whose speed changes during the sweep, a wide range says that
+runs taken minutes apart, whose latencies a pair compares, ran on a faster and a slower machine. The run folders stay under ``--out``
 (``w{width}-{mode}`` for the first repeat, ``-r{k}`` appended for the others; their
 ``pairs.csv`` and ``phase_summary.csv`` hold each run's own numbers). A folder that already
 holds ``pairs.csv`` is read, not run again.
@@ -28,6 +30,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from bench.core.run_folder import read_run_json
 
 ROOT = Path(__file__).resolve().parents[1]
 REGIMES = ["outpaint", "lmdm-encdec", "lmdm-causal"]
@@ -84,6 +88,22 @@ def pair_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def peak_line(folders: list[Path]) -> str:
+    """One line on the matmul peaks the runs in ``folders`` measured (their ``peak.json``): how many,
+    median and range in GFLOP/s, and how many runs have none (``--no-peak`` or an older run)."""
+    peaks = []
+    for folder in folders:
+        record = read_run_json(folder / "peak.json")
+        if record is not None and record.get("flops_per_s"):
+            peaks.append(float(record["flops_per_s"]) / 1e9)
+    if not peaks:
+        return f"Matmul peak: not measured (no peak.json in the {len(folders)} run folders)."
+    s = pd.Series(peaks)
+    others = "" if len(peaks) == len(folders) else "; the others have no peak.json"
+    return (f"Matmul peak measured by {len(peaks)} of {len(folders)} runs (each its own micro-benchmark{others}): "
+            f"median {s.median():.0f} GFLOP/s, range {s.min():.0f}-{s.max():.0f} ({s.max() / s.min():.2f}x).")
+
+
 def _markdown(df: pd.DataFrame, digits: int) -> str:
     """A Markdown table (floats to ``digits`` decimals), without extra dependencies."""
     rows = [[f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row] for row in df.itertuples(index=False)]
@@ -102,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    pairs, phases = [], []
+    pairs, phases, folders = [], [], []
     for repeat in range(args.repeats):  # repeats outermost: each width and mode's runs are spread in time
         for width in args.widths:
             for mode in args.modes:
                 folder = run_one(args.out, width, mode, args.horizon_s, args.threads, repeat)
+                folders.append(folder)
                 tags = {"width": width, "mode": mode, "repeat": repeat}
                 pairs.append(oriented_pairs(pd.read_csv(folder / "pairs.csv")).assign(**tags))
                 s = pd.read_csv(folder / "phase_summary.csv").assign(**tags)
@@ -122,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         ["median_ms", "attainable_ms", "pct_of_attainable", "attainable_cold_ms", "pct_of_attainable_cold"]
     ].median().reset_index()
     print(_markdown(s, 1))
+    print()
+    print(peak_line(folders))
     return 0
 
 

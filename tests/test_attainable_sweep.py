@@ -74,6 +74,8 @@ def test_main_reads_existing_run_folders_and_prints_medians(sweep, tmp_path, cap
                        "attainable_fraction": RUN[g][1] / RUN[g][0] * (1.0 if k else 0.5),
                        "attainable_cold_fraction": RUN[g][2] / RUN[g][0]} for g in RUN]
                      ).to_csv(folder / "phase_summary.csv", index=False)
+        if k:  # the second run measured its matmul peak, the first did not (--no-peak)
+            (folder / "peak.json").write_text('{"flops_per_s": 150e9}')
     assert sweep.main(["--out", str(tmp_path), "--widths", "384", "--modes", "eager", "--repeats", "2"]) == 0
     text = capsys.readouterr().out
     causal = next(line for line in text.splitlines() if line.startswith("| 384 | eager | outpaint | lmdm-causal |"))
@@ -85,6 +87,24 @@ def test_main_reads_existing_run_folders_and_prints_medians(sweep, tmp_path, cap
     outpaint = next(line for line in text.splitlines() if line.startswith("| 384 | eager | outpaint | step |"))
     assert float(outpaint.split("|")[7]) == pytest.approx(100 * 0.75 * 80.0 / 100.0, abs=0.1)  # median of 40% and 80%
     assert "noise" not in text
+    assert text.strip().splitlines()[-1] == ("Matmul peak measured by 1 of 2 runs (each its own micro-benchmark; "
+                                             "the others have no peak.json): median 150 GFLOP/s, range 150-150 (1.00x).")
+
+
+def test_the_peak_line_gives_the_runs_median_and_range(sweep, tmp_path):
+    folders = []
+    for k, gflops in enumerate([120.0, 190.0, 170.0]):
+        folder = tmp_path / f"run{k}"
+        folder.mkdir()
+        (folder / "peak.json").write_text(f'{{"flops_per_s": {gflops * 1e9}}}')
+        folders.append(folder)
+    assert sweep.peak_line(folders) == ("Matmul peak measured by 3 of 3 runs (each its own micro-benchmark): "
+                                        "median 170 GFLOP/s, range 120-190 (1.58x).")
+    (tmp_path / "bare").mkdir()
+    assert sweep.peak_line([tmp_path / "bare"]) == "Matmul peak: not measured (no peak.json in the 1 run folders)."
+    (folders[0] / "peak.json").write_text("{not json")
+    with pytest.raises(Exception, match="damaged"):  # a damaged run folder is reported, never skipped
+        sweep.peak_line(folders)
 
 
 def test_repeats_must_be_positive(sweep, tmp_path):
