@@ -16,8 +16,8 @@ quotient (1.0 = the regimes differ exactly as their operations cost on this mach
 median over the repeats, with the smallest and largest repeat beside it; then each phase's share
 of its attainable time (medians over the repeats); then the range of the runs' own matmul peaks
 (``peak.json``): on a shared machine whose speed changes during the sweep, a wide range says that
-runs taken minutes apart, whose latencies a pair compares, ran on a faster and a slower machine. The run folders stay under ``--out``
-(``w{width}-{mode}`` for the first repeat, ``-r{k}`` appended for the others; their
+repeats taken minutes apart ran on a faster and a slower machine. The run folders stay under
+``--out`` (``w{width}-{mode}`` for the first repeat, ``-r{k}`` appended for the others; their
 ``pairs.csv`` and ``phase_summary.csv`` hold each run's own numbers). A folder that already
 holds ``pairs.csv`` is read, not run again.
 """

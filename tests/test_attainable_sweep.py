@@ -7,6 +7,7 @@ that already hold their tables, as it does when re-run on an existing ``--out``.
 import pandas as pd
 import pytest
 
+from bench.core.run_folder import RunFolderError
 from metrics.systems import pairwise_ratios
 from tests.script_loader import loaded_script
 
@@ -103,7 +104,7 @@ def test_the_peak_line_gives_the_runs_median_and_range(sweep, tmp_path):
     (tmp_path / "bare").mkdir()
     assert sweep.peak_line([tmp_path / "bare"]) == "Matmul peak: not measured (no peak.json in the 1 run folders)."
     (folders[0] / "peak.json").write_text("{not json")
-    with pytest.raises(Exception, match="damaged"):  # a damaged run folder is reported, never skipped
+    with pytest.raises(RunFolderError, match="damaged"):  # a damaged run folder is reported, never skipped
         sweep.peak_line(folders)
 
 
