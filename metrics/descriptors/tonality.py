@@ -101,6 +101,9 @@ def chroma_cqt(audio: np.ndarray, sample_rate: int, hop_s: float = 0.032) -> Chr
     """Chromagram of a mono clip (samples,) float32 (validated by the caller). See module docstring."""
     import librosa
 
+    from metrics.descriptors import cqt_filters
+
+    cqt_filters.install()  # the filter bases are built once per process, not once per clip
     octaves = chroma_octaves(sample_rate)
     hop = chroma_hop_samples(sample_rate, hop_s)
     with warnings.catch_warnings():
