@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES = 64  # one entry per (octave, sample rate, parameters); 7 octaves per chroma setting
 _FUNCTION_NAME = "__vqt_filter_fft"
 _lock = threading.Lock()
+_warned = False  # the missing-function warning was logged
 
 
 def _key_part(value: Any) -> Any:
@@ -87,16 +88,20 @@ class FilterMemo:
 
 def install() -> FilterMemo | None:
     """Wrap librosa's filter builder in a :class:`FilterMemo` (once per process); the memo, or
-    None when this librosa has no such function."""
+    None when this librosa has no such function (warned once per process)."""
+    import librosa
     from librosa.core import constantq
 
+    global _warned
     with _lock:
         current = getattr(constantq, _FUNCTION_NAME, None)
         if isinstance(current, FilterMemo):
             return current
         if current is None:
-            log.warning("librosa %s has no %s: constant-Q filters are rebuilt on every call (slower, same values)",
-                        getattr(__import__("librosa"), "__version__", "?"), _FUNCTION_NAME)
+            if not _warned:
+                log.warning("librosa %s has no %s: constant-Q filters are rebuilt on every call (slower, same "
+                            "values)", librosa.__version__, _FUNCTION_NAME)
+                _warned = True
             return None
         memo = FilterMemo(current)
         setattr(constantq, _FUNCTION_NAME, memo)
