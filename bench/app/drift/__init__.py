@@ -25,6 +25,8 @@ Layout under the run folder (tables as Parquet + CSV, atomic writes)::
         windows.parquet|csv             one row per (generator, window): metrics and CIs over streams
         stream_windows.parquet|csv      one row per (generator, stream, window)
         summary.parquet|csv             one row per (generator, metric): slope, time to degrade, ratio
+        status.parquet|csv              one row per generator: ok or failed, the error, generate_s and
+                                        score_s (seconds generating and scoring its streams), wall_s
         stream_stability.parquet|csv    one row per (generator, stream): key agreement and changes, tempo CV
                                         (with the music descriptors on: drift.descriptors)
         reference_descriptors.parquet|csv  one row per reference clip: its music descriptors (idem)

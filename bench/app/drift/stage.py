@@ -33,6 +33,7 @@ from reports.drift_summary import render_drift_summary
 
 log = logging.getLogger(__name__)
 REFERENCE_AUDIO = "reference/clip0.wav"  # relative to the drift folder
+STATUS_COLUMNS = ("generator", "status", "error", "wall_s", "generate_s", "score_s")
 
 
 @dataclass
@@ -71,12 +72,11 @@ class _Scorer:
         return [(rate, prepared[0]) for (rate, _), prepared in self._prepared.items()]
 
 
-def _run_generator(generator: str, preset: Preset, drift: DriftWorkload, folder: Path, device: str,
-                   dtype: torch.dtype, scorer: _Scorer, progress: Any
-                   ) -> tuple[pd.DataFrame | None, DriftResult | None, dict[str, Any]]:
-    """(streams, result, status) of one generator; a failure is caught and recorded in the status."""
+def _generate(generator: str, preset: Preset, drift: DriftWorkload, folder: Path, device: str, dtype: torch.dtype,
+              progress: Any) -> tuple[pd.DataFrame | None, dict[str, Any] | None, float]:
+    """(streams, failure status or None, seconds) of generating one generator's streams; a failure
+    is caught and returned as its status."""
     t0 = time.perf_counter()
-    streams = result = None
     bar = None
     if progress is not None:
         bar = progress(total=drift.n_streams * drift.stream.n_blocks, desc=f"drift {generator}", unit="block",
@@ -84,18 +84,38 @@ def _run_generator(generator: str, preset: Preset, drift: DriftWorkload, folder:
     try:
         streams = generate_streams(generator, preset, drift, folder / "audio" / safe_name(generator), device, dtype,
                                    progress=(bar.update if bar is not None else None))
-        result = scorer(streams)
-        status = {"generator": generator, "status": STATUS_OK, "error": "", "traceback": "",
-                  "wall_s": time.perf_counter() - t0}
-        log.info("drift %s: ok in %.1f s", generator, time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
-        status = {"generator": generator, "status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": traceback.format_exc(), "wall_s": time.perf_counter() - t0}
+        generate_s = time.perf_counter() - t0
         log.error("drift %s: failed: %s", generator, exc)
+        return None, _status(generator, generate_s, None, exc), generate_s
     finally:
         if bar is not None:
             bar.close()
-    return streams, result, status
+    return streams, None, time.perf_counter() - t0
+
+
+def _score(generator: str, streams: pd.DataFrame, scorer: _Scorer, generate_s: float
+           ) -> tuple[DriftResult | None, dict[str, Any]]:
+    """(result, status) of scoring one generator's streams; a failure is caught into the status."""
+    t0 = time.perf_counter()
+    try:
+        result = scorer(streams)
+    except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
+        log.error("drift %s: scoring failed: %s", generator, exc)
+        return None, _status(generator, generate_s, time.perf_counter() - t0, exc)
+    score_s = time.perf_counter() - t0
+    log.info("drift %s: ok (generated in %.1f s, scored in %.1f s)", generator, generate_s, score_s)
+    return result, _status(generator, generate_s, score_s, None)
+
+
+def _status(generator: str, generate_s: float, score_s: float | None, exc: BaseException | None) -> dict[str, Any]:
+    """One generator's status record: ``wall_s`` is its generation plus scoring time; ``score_s`` is
+    None when generation failed (nothing was scored)."""
+    failed = exc is not None
+    return {"generator": generator, "status": STATUS_FAILED if failed else STATUS_OK,
+            "error": f"{type(exc).__name__}: {exc}" if failed else "",
+            "traceback": "".join(traceback.format_exception(exc)) if failed else "",
+            "wall_s": generate_s + (score_s or 0.0), "generate_s": generate_s, "score_s": score_s}
 
 
 def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -112,7 +132,7 @@ def _stage_tables(folder: Path, stream_tables: list[pd.DataFrame], results: dict
         "windows": _concat([r.windows for r in results.values()]),
         "stream_windows": _concat([r.stream_windows for r in results.values()]),
         "summary": _concat([r.summary for r in results.values()]),
-        "status": pd.DataFrame(statuses)[["generator", "status", "error", "wall_s"]] if statuses else pd.DataFrame(),
+        "status": pd.DataFrame(statuses)[list(STATUS_COLUMNS)] if statuses else pd.DataFrame(),
     }
     if not tables["streams"].empty:
         tables["streams"]["audio_path"] = [str(Path(p).relative_to(folder)) for p in tables["streams"]["audio_path"]]
@@ -171,7 +191,8 @@ def run_drift_stage(
 
     Uses the FIRST workload's stream (the run's main workload). A generator that fails is recorded
     with its traceback (status ``failed``) and the others still run. ``progress`` is a tqdm-like
-    class (``progress(total=..., desc=...)``) or None.
+    class (``progress(total=..., desc=...)``) or None. Each generator's status records its
+    generation and scoring seconds apart (``generate_s``, ``score_s``).
     """
     if not workloads:
         raise ConfigError("the drift stage needs a workload (its stream settings)")
@@ -185,9 +206,12 @@ def run_drift_stage(
     statuses: list[dict[str, Any]] = []
     stream_tables: list[pd.DataFrame] = []
     for generator in generators:
-        streams, result, status = _run_generator(generator, preset, drift, folder, device, dtype, scorer, progress)
-        if streams is not None:
-            stream_tables.append(streams)
+        streams, failure, generate_s = _generate(generator, preset, drift, folder, device, dtype, progress)
+        if streams is None:
+            statuses.append(failure)
+            continue
+        stream_tables.append(streams)
+        result, status = _score(generator, streams, scorer, generate_s)
         if result is not None:
             results[generator] = result
         statuses.append(status)

@@ -48,8 +48,11 @@ def test_stage_writes_tables_isolates_failures_and_is_deterministic(tmp_path: Pa
     folder = tmp_path / "a" / "drift"
     for name in ("streams", "windows", "stream_windows", "summary", "status"):
         assert (folder / f"{name}.parquet").exists() and (folder / f"{name}.csv").exists()
-    status = pd.read_parquet(folder / "status.parquet").set_index("generator")["status"].to_dict()
-    assert status == {"noise": "ok", "drift-tilt-test": "ok", "exploding-test": "failed"}
+    status_table = pd.read_parquet(folder / "status.parquet").set_index("generator")
+    assert status_table["status"].to_dict() == {"noise": "ok", "drift-tilt-test": "ok", "exploding-test": "failed"}
+    ok = status_table.loc[["noise", "drift-tilt-test"]]
+    assert (ok.generate_s > 0).all() and (ok.score_s > 0).all() and (ok.wall_s == ok.generate_s + ok.score_s).all()
+    assert pd.isna(status_table.loc["exploding-test", "score_s"])  # failed while generating: never scored
     config = json.loads((folder / "config.json").read_text())
     failed = [s for s in config["statuses"] if s["status"] == "failed"][0]
     assert "boom at block 5" in failed["error"] and "Traceback" in failed["traceback"]
@@ -70,12 +73,35 @@ def test_stage_writes_tables_isolates_failures_and_is_deterministic(tmp_path: Pa
     pd.testing.assert_frame_equal(loaded.windows, result.results["drift-tilt-test"].windows, check_exact=True)
     assert loaded.config["seeds"] == [0, 1]
 
-    again = run(tmp_path / "b", registered[:2])
+    run(tmp_path / "b", registered[:2])
     for name in ("windows", "stream_windows", "summary"):
         pd.testing.assert_frame_equal(
             pd.read_parquet(folder / f"{name}.parquet"), pd.read_parquet(tmp_path / "b" / "drift" / f"{name}.parquet"),
             check_exact=True,
         )
+
+
+def test_a_scoring_failure_fails_its_generator_only_and_keeps_its_audio(
+        tmp_path: Path, registered: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.app.drift.stage as stage
+
+    score = stage.score_streams
+
+    def score_streams(streams, *args, **kwargs):  # noqa: ANN001, ANN202
+        if str(streams["generator"].iloc[0]) == "noise":
+            raise RuntimeError("scorer broke")
+        return score(streams, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "score_streams", score_streams)
+    result = run(tmp_path / "run", registered[:2])
+    statuses = {s["generator"]: s for s in result.statuses}
+    assert statuses["drift-tilt-test"]["status"] == "ok" and list(result.results) == ["drift-tilt-test"]
+    failed = statuses["noise"]
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: scorer broke"
+    assert "Traceback" in failed["traceback"] and failed["generate_s"] > 0 and failed["score_s"] >= 0
+    streams = pd.read_parquet(tmp_path / "run" / "drift" / "streams.parquet")
+    assert set(streams["generator"]) == {"noise", "drift-tilt-test"}  # its audio is kept
+    assert "noise: drift stage failed" in result.markdown
 
 
 def test_drift_workload_defaults_and_overrides() -> None:
