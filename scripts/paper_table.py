@@ -85,29 +85,30 @@ def load_preset(name: str) -> Preset:
     return get_preset(name)
 
 
-def _twin(preset: Preset) -> Preset:
+def _twin(preset: Preset, scratch: Path) -> Preset:
     """The toy-width twin of ``preset``: for a sat backbone, its model config shrunk the same way
-    (written to a temporary JSON: the twin's widths come from the config, not from dit.*)."""
+    (written as JSON into ``scratch``: the twin's widths come from the config, not from dit.*)."""
     twin = apply_overrides(preset, TWIN_OVERRIDES)
     if preset.dit.arch != "sat":
         return twin
     doc = json.loads(resolve_config_path(preset.dit.config).read_text())
     doc["model"]["diffusion"]["config"].update(embed_dim=64, depth=1, num_heads=2, cond_token_dim=8,
                                                global_cond_dim=8)
-    path = Path(tempfile.mkdtemp(prefix="paper-table-")) / "twin_config.json"
+    path = scratch / "twin_config.json"
     path.write_text(json.dumps(doc))
     return apply_overrides(twin, [f"dit.config={path}", "dit.cond_dim=8"])
 
 
 def measure_token_passes(preset_name: str, regime: str) -> tuple[int, int]:
     """tokens_processed of the first and a steady block, from a toy-width twin on the CPU."""
-    preset = _twin(load_preset(preset_name))
-    gen = GENERATORS.create(regime, preset, preset.settings, device="cpu")
-    control = Control("paper table")
-    state = gen.start(control, seed=0)
-    first, state = gen.step(state, control)
-    steady, state = gen.step(state, control)
-    gen.stop(state)
+    with tempfile.TemporaryDirectory(prefix="paper-table-") as scratch:  # the twin's config, removed after
+        preset = _twin(load_preset(preset_name), Path(scratch))
+        gen = GENERATORS.create(regime, preset, preset.settings, device="cpu")
+        control = Control("paper table")
+        state = gen.start(control, seed=0)
+        first, state = gen.step(state, control)
+        steady, state = gen.step(state, control)
+        gen.stop(state)
     return first.info.tokens_processed, steady.info.tokens_processed
 
 

@@ -19,8 +19,12 @@ def paper_table():  # noqa: ANN201
     sys.modules.pop("paper_table", None)
 
 
-def test_sat_rows_have_the_published_size_and_the_same_token_passes(paper_table):
+def test_sat_rows_have_the_published_size_and_the_same_token_passes(paper_table, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the twin's config is written
     sat = paper_table.build_row("sao-small-sat", "lmdm-causal", token_passes=True)
+    assert list(tmp_path.glob("paper-table-*")) == []  # the twin's temporary config is removed
     native = paper_table.build_row("sao-small", "lmdm-causal", token_passes=True)
     assert not sat.note and not native.note
     assert abs(sat.params_m - 341.0) < 1.0  # stable-audio-tools' DiT from SAO-small's config
