@@ -19,6 +19,9 @@ import collections
 import dataclasses
 import logging
 import os
+import re
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -63,6 +66,46 @@ def import_ray() -> ModuleType:
 # ------------------------------------------------------------------------------------------
 # In the worker
 
+SCRATCH_PREFIX = "lmb-cell-"  # <temp dir>/lmb-cell-<host>-<pid>-<random>: one task's scratch folder
+
+
+def _scratch_owner() -> str:
+    """``<host>-<pid>`` of this process (the host name reduced to letters, digits, dots and underscores)."""
+    return f"{re.sub(r'[^A-Za-z0-9._]', '_', socket.gethostname())}-{os.getpid()}"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_scratch(root: str | Path | None = None) -> list[Path]:
+    """Remove the scratch folders under ``root`` (the temp dir) of this host's processes that no
+    longer exist, and return them. A worker killed mid-cell (out of memory, a crash) cannot remove
+    its own, and it may hold a partial WAV of a whole stream. Folders of other hosts (a temp dir
+    shared between containers) and of live processes are left alone."""
+    host = _scratch_owner().rsplit("-", 1)[0]
+    removed = []
+    for path in Path(root if root is not None else tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{host}-*"):
+        pid = path.name[len(SCRATCH_PREFIX) + len(host) + 1:].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d scratch folder(s) of ended workers: %s", len(removed), ", ".join(p.name for p in removed))
+    return removed
+
+
+def cell_scratch() -> tempfile.TemporaryDirectory[str]:
+    """One task's scratch folder, named after this process, once stale ones are removed."""
+    remove_stale_scratch()
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{_scratch_owner()}-")
+
 
 def worker_device(device: str) -> str:
     """The device inside a task: Ray shows a GPU task only its own GPU, so ``cuda:N`` becomes ``cuda``."""
@@ -82,7 +125,7 @@ def run_cell_task(job: CellJob, clock: Clock | None) -> CellOutput:
     if job.generator_target:  # a worker is a fresh process: register what the driver's registry held
         GENERATORS.register(job.generator, job.generator_target)
     GENERATORS.get(job.generator)  # an unimportable generator fails here, with the registry's message
-    with torch_threads(job.threads), tempfile.TemporaryDirectory(prefix="lmb-cell-") as scratch:
+    with torch_threads(job.threads), cell_scratch() as scratch:
         worker_code = code_hash(job.generator)
         if worker_code != job.code_hash:
             raise WorkerCodeMismatch(

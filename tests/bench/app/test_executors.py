@@ -18,7 +18,8 @@ import torch
 from bench.app.cells import CellJob, NullBar, cell_status
 from bench.app.cli import main
 from bench.app.executors.cell_files import CellOutput, read_cell_files, write_cell_files
-from bench.app.executors.ray_cluster import INSTALL_HINT, RayExecutor, task_failure
+from bench.app.executors.ray_cluster import (INSTALL_HINT, SCRATCH_PREFIX, RayExecutor, cell_scratch,
+                                             remove_stale_scratch, task_failure)
 from bench.app.manifest import REPO_ROOT, cpu_model
 from bench.app.plan import resolve_device
 from bench.core.errors import ConfigError
@@ -147,6 +148,29 @@ def test_a_failed_or_lost_task_says_why() -> None:
     lost = task_failure(fake_ray, job, TimeoutError("gone"), None)
     assert lost["error"] == "ray task lost: TimeoutError: gone"
     json.dumps(died)  # the status is written as JSON
+
+
+def test_scratch_of_ended_workers_on_this_host_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with cell_scratch() as scratch:  # named after this process
+        own = Path(scratch)
+        host, pid = own.name[len(SCRATCH_PREFIX):].rsplit("-", 2)[:2]
+        assert pid == str(os.getpid()) and host
+        ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                               text=True, check=True)
+        dead = tmp_path / f"{SCRATCH_PREFIX}{host}-{ended.stdout.strip()}-abc"  # a killed worker's, with a partial WAV
+        (dead / "cells" / "g__w" / "audio").mkdir(parents=True)
+        (dead / "cells" / "g__w" / "audio" / ".repeat0.wav.tmp").write_bytes(b"RIFF")
+        other_host = tmp_path / f"{SCRATCH_PREFIX}elsewhere-{ended.stdout.strip()}-abc"
+        unrelated = tmp_path / f"{SCRATCH_PREFIX}{host}-notapid"
+        for path in (other_host, unrelated):
+            path.mkdir()
+        assert remove_stale_scratch() == [dead]
+        assert not dead.exists() and own.exists() and other_host.exists() and unrelated.exists()
+    assert not own.exists()
 
 
 def test_a_cluster_device_is_not_checked_against_this_machine() -> None:
