@@ -156,7 +156,8 @@ class PitchTracker:
         norm = ("raw level" if self.reference_dbfs is None else
                 f"level normalised to {self.reference_dbfs:g}dBFS over {self.normalise_window_s:g}s "
                 f"(max gain {self.max_gain_db:g}dB)")
-        layers = "; encoder convs channels-last, Toeplitz layer as matmul" if self.fast_layers else ""
+        layers = ("; encoder convs spectral (multi-channel) or channels-last, Toeplitz layer as matmul"
+                  if self.fast_layers else "")
         return (f"pesto-pitch=={pkg} model={self.model_name} step={self.step_ms:g}ms reduction=alwa centred; "
                 f"{norm}; level frame {self.gate_frame_s * 1000:g}ms{layers}")
 
