@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.core.registry import SAME_RANDOM_INIT_AS
 from bench.core.run_folder import RunSet
 from bench.core.storage import CONTINUATION_TRUE_ROW, WEIGHTS_RANDOM_INIT
 from reports.formatting import format_significant
@@ -24,9 +25,15 @@ _CI = ("pitched_fraction", "chroma_fidelity_difference", "kad_logmel")
 
 
 def _with_twin_ratio(scores: pd.DataFrame) -> pd.DataFrame:
-    """``kad_vs_twin``: a trained row's KAD over its random-init twin's (NaN without a twin)."""
+    """``kad_vs_twin``: a trained row's KAD over its random-init twin's (NaN without a twin). A
+    regime whose random init is another's (``SAME_RANDOM_INIT_AS``, run once) uses that twin."""
     twins = scores[scores["weights"] == RANDOM_INIT].set_index("generator")["kad_logmel"]
-    ratio = [float(k) / float(twins[g]) if w != RANDOM_INIT and g in twins.index and float(twins[g]) > 0 else np.nan
+
+    def twin_of(generator: str) -> str:
+        return generator if generator in twins.index else SAME_RANDOM_INIT_AS.get(generator, generator)
+
+    ratio = [float(k) / float(twins[twin_of(g)]) if w != RANDOM_INIT and twin_of(g) in twins.index
+             and float(twins[twin_of(g)]) > 0 else np.nan
              for g, w, k in zip(scores["generator"], scores["weights"], scores["kad_logmel"])]
     return scores.assign(kad_vs_twin=ratio)
 

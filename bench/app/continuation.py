@@ -7,7 +7,8 @@ seconds (the run's workload: the same context, block length, steps and sampler a
 stage) prime a stream that generates ``blocks`` blocks under the clip's short prompt; the clip's
 true next seconds are the reference. Each built-in regime that loads trained weights also runs
 as its random-initialised twin (same architecture, seeded weights), so the table shows what
-training bought. Scores (:class:`metrics.continuation_scores.ContinuationScorer`): pitched
+training bought; ``lmdm-causal-arc`` has no twin of its own when ``lmdm-causal`` runs, since its
+random init is that regime's (same code, same seeded weights: it would be computed twice). Scores (:class:`metrics.continuation_scores.ContinuationScorer`): pitched
 fraction, continuation fidelity (paired - shuffled chroma r, CI over clips), log-mel KAD to the
 true continuations, level. Rows ``true continuation`` (the ceiling) come first.
 
@@ -35,7 +36,7 @@ import torch
 from bench.app.runner import WEIGHTS_FIELDS
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset, apply_overrides
-from bench.core.registry import GENERATORS, NULL_GENERATOR
+from bench.core.registry import GENERATORS, NULL_GENERATOR, SAME_RANDOM_INIT_AS
 from bench.core.settings import Control
 from bench.core.storage import (
     CONTINUATION_DIR, CONTINUATION_TRUE_ROW, STATUS_FAILED, WEIGHTS_RANDOM_INIT, WEIGHTS_TRAINED, STATUS_OK, AudioWriter, safe_name, write_json, write_table,
@@ -69,14 +70,15 @@ class ContinuationSettings:
 
 def _systems(preset: Preset, generators: Sequence[str], twins: bool) -> list[tuple[str, str, Preset]]:
     """(generator, weights label, preset) of every system to run: each generator as configured,
-    plus the random-init twin of each built-in regime whose preset names trained weights."""
+    plus the random-init twin of each built-in regime whose preset names trained weights (but not
+    of one in :data:`~bench.core.registry.SAME_RANDOM_INIT_AS` when the regime named there runs too)."""
     systems = []
     for name in generators:
         group = WEIGHTS_FIELDS.get(name)
         weights = getattr(getattr(preset, group), "weights", "") if group else ""
         label = TRAINED if weights else ("-" if name == NULL_GENERATOR or not group else RANDOM_INIT)
         systems.append((name, label, preset))
-        if twins and weights:
+        if twins and weights and SAME_RANDOM_INIT_AS.get(name) not in generators:
             systems.append((name, RANDOM_INIT, apply_overrides(preset, [f"{group}.weights="])))
     return systems
 

@@ -114,6 +114,9 @@ REFERENCE_GENERATOR = "lmdm-causal"
 # MusicGen (transformers): a system under test run by name only (--generators musicgen); musicgen-small
 # is far too slow for the default run on CPUs.
 MUSICGEN_GENERATOR = "musicgen"
+# Regimes that differ from another only by their trained weights (same code, same seeded init): a
+# random-init twin of one is the other's, so the continuation stage runs it once.
+SAME_RANDOM_INIT_AS = {"lmdm-causal-arc": REFERENCE_GENERATOR}
 
 GENERATORS = Registry(
     "generator",

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import baselines.data.build as data_build
 from baselines.noise import NoiseGenerator
@@ -87,6 +88,18 @@ def test_trained_regimes_get_a_random_init_twin() -> None:
     assert systems == [("outpaint", "trained", "builtin:cpu"), ("outpaint", "random init", ""),
                        ("lmm", "trained", "builtin:cpu"), ("lmm", "random init", ""), ("noise", "-", "builtin:cpu")]
     assert len(_systems(preset, ["outpaint"], twins=False)) == 1
+    # lmdm-causal-arc's random init is lmdm-causal's: one twin when both run, its own when alone
+    both = [(g, label) for g, label, _ in _systems(preset, ["lmdm-causal", "lmdm-causal-arc"], twins=True)]
+    assert both == [("lmdm-causal", "trained"), ("lmdm-causal", "random init"), ("lmdm-causal-arc", "trained")]
+    alone = [(g, label) for g, label, _ in _systems(preset, ["lmdm-causal-arc"], twins=True)]
+    assert alone == [("lmdm-causal-arc", "trained"), ("lmdm-causal-arc", "random init")]
+    # the premise: the two random inits are the same network
+    random_init = [p for g, label, p in _systems(preset, ["lmdm-causal-arc"], twins=True) if label == "random init"][0]
+    causal, arc = (GENERATORS.create(g, random_init, random_init.settings) for g in ("lmdm-causal", "lmdm-causal-arc"))
+    causal_params, arc_params = (dict(g.modules()[0].named_parameters()) for g in (causal, arc))
+    assert causal_params.keys() == arc_params.keys()
+    assert all(torch.equal(causal_params[k], arc_params[k]) for k in causal_params)
+    assert type(arc).step is type(causal).step
 
 
 def test_without_the_data_set_it_says_not_measured(tmp_path: Path, monkeypatch) -> None:
@@ -97,6 +110,19 @@ def test_without_the_data_set_it_says_not_measured(tmp_path: Path, monkeypatch) 
     assert not config["measured"] and "python -m baselines.data build" in config["reason"]
     table = continuation_table(RunSet([load_run(out)]))
     assert table.empty and "not measured" in table.notes[0]
+
+
+def test_the_kad_twin_ratio_uses_the_shared_random_init() -> None:
+    from reports.continuation_table import _with_twin_ratio
+
+    scores = pd.DataFrame({
+        "generator": ["lmdm-causal", "lmdm-causal", "lmdm-causal-arc", "outpaint", "noise"],
+        "weights": ["trained", "random init", "trained", "trained", "-"],
+        "kad_logmel": [4.0, 40.0, 6.0, 3.0, 64.0],
+    })
+    ratio = _with_twin_ratio(scores)["kad_vs_twin"].tolist()
+    assert ratio[0] == 0.1 and np.isnan(ratio[1]) and ratio[2] == 0.15  # arc over lmdm-causal's twin
+    assert np.isnan(ratio[3]) and np.isnan(ratio[4])  # outpaint has no twin here; noise never has one
 
 
 @pytest.mark.parametrize("bad, words", [({"clips": 1}, "clips"), ({"blocks": 0}, "blocks"), ({"n_boot": 2}, "n_boot")])
