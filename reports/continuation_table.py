@@ -62,7 +62,9 @@ def _notes(config: dict[str, Any]) -> list[str]:
         "chroma r of each continuation with its own context minus with the other clips' contexts; follows = "
         f"difference >= {scorer.get('follows_min_difference', 0.1)} with the CI above 0 (docs/descriptors.md).",
         "KAD: log-mel embedder (weight-free; never compare with pretrained-model KADs) against the true continuations; "
-        "KAD / twin: the trained model's KAD over its random-init twin's (same architecture, seeded weights). "
+        "KAD / twin: the trained model's KAD over its random-init twin's (same architecture, seeded weights; "
+        + "; ".join(f"{a}'s twin is {b}'s: same code and seeded weights" for a, b in SAME_RANDOM_INIT_AS.items())
+        + "). "
         f"CIs: {scorer.get('n_boot', '?')} bootstrap resamples of the clips; a KAD's point estimate (unbiased) can "
         "lie below its interval, whose resamples repeat clips.",
     ]
