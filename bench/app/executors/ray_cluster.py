@@ -84,18 +84,24 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def remove_stale_scratch(root: str | Path | None = None) -> list[Path]:
-    """Remove the scratch folders under ``root`` (the temp dir) of this host's processes that no
-    longer exist, and return them. A worker killed mid-cell (out of memory, a crash) cannot remove
-    its own, and it may hold a partial WAV of a whole stream. Folders of other hosts (a temp dir
-    shared between containers) and of live processes are left alone."""
+def stale_scratch(root: str | Path | None = None) -> list[Path]:
+    """The scratch folders under ``root`` (the temp dir) of this host's processes that no longer exist.
+    Folders of other hosts (a temp dir shared between containers) and of live processes are not listed."""
     host = _scratch_owner().rsplit("-", 1)[0]
-    removed = []
+    stale = []
     for path in Path(root if root is not None else tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{host}-*"):
         pid = path.name[len(SCRATCH_PREFIX) + len(host) + 1:].split("-", 1)[0]
         if pid.isdigit() and path.is_dir() and not _process_exists(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            stale.append(path)
+    return stale
+
+
+def remove_stale_scratch(root: str | Path | None = None) -> list[Path]:
+    """Remove :func:`stale_scratch` and return it. A worker killed mid-cell (out of memory, a crash)
+    cannot remove its own folder, and it may hold a partial WAV of a whole stream."""
+    removed = stale_scratch(root)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
     if removed:
         log.info("removed %d scratch folder(s) of ended workers: %s", len(removed), ", ".join(p.name for p in removed))
     return removed

@@ -17,7 +17,7 @@ import soundfile as sf
 from bench.app.cli import main
 from bench.core.registry import GENERATORS
 from bench.core.storage import read_json, read_table
-from bench.app.executors.ray_cluster import SCRATCH_PREFIX, _process_exists, _scratch_owner
+from bench.app.executors.ray_cluster import stale_scratch
 from tests.bench.app.executor_toys import FAULT_FLAG_ENV, TARGETS
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'live-music-bench[ray]')")
@@ -103,15 +103,6 @@ def test_ray_cells_equal_local_cells(fault_flag: Path, tmp_path: Path) -> None:
     assert "cells timed on 1 node(s)" in (remote / "summary.md").read_text()
 
 
-def _stale_scratch() -> list[Path]:
-    """This host's cell scratch folders whose process has ended."""
-    import tempfile
-
-    host = _scratch_owner().rsplit("-", 1)[0]
-    folders = Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{host}-*")
-    return [p for p in folders if not _process_exists(int(p.name[len(SCRATCH_PREFIX) + len(host) + 1:].split("-")[0]))]
-
-
 def test_a_killed_worker_fails_its_cell_and_resume_completes_it(fault_flag: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     argv = BASE + ["--generators", "toy-crash,toy-raise", "--executor", "ray", "--out", str(out)]
@@ -128,11 +119,11 @@ def test_a_killed_worker_fails_its_cell_and_resume_completes_it(fault_flag: Path
     summary = (out / "summary.md").read_text()
     assert "FAILED toy-crash x smoke: worker died" in summary and "FAILED toy-raise x smoke" in summary
 
-    assert _stale_scratch() == []  # the killed worker's scratch folder was removed by the next task here
+    assert stale_scratch() == []  # the killed worker's scratch folder was removed by the next task here
 
     fault_flag.unlink()  # the generators are fixed; their code, so their cell hashes, are unchanged
     assert main(argv + ["--resume"]) == 0
-    assert _stale_scratch() == []
+    assert stale_scratch() == []
     cells = read_table(out, "cells")
     assert dict(zip(cells.generator, cells.resumed)) == {"toy-crash": False, "toy-raise": False, "noise": True}
     assert set(cells.status) == {"ok"} and set(cells.executor) == {"ray"}
