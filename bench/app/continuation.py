@@ -8,9 +8,10 @@ stage) prime a stream that generates ``blocks`` blocks under the clip's short pr
 true next seconds are the reference. Each built-in regime that loads trained weights also runs
 as its random-initialised twin (same architecture, seeded weights), so the table shows what
 training bought; ``lmdm-causal-arc`` has no twin of its own when ``lmdm-causal`` runs, since its
-random init is that regime's (same code, same seeded weights: it would be computed twice). Scores (:class:`metrics.continuation_scores.ContinuationScorer`): pitched
-fraction, continuation fidelity (paired - shuffled chroma r, CI over clips), log-mel KAD to the
-true continuations, level. Rows ``true continuation`` (the ceiling) come first.
+random init is that regime's (same code, same seeded weights: it would be computed twice).
+Scores (:class:`metrics.continuation_scores.ContinuationScorer`): pitched fraction, continuation
+fidelity (paired - shuffled chroma r, CI over clips), log-mel KAD to the true continuations, level.
+Rows ``true continuation`` (the ceiling) come first.
 
 Layout under ``<run>/continuation/``: ``scores.csv|parquet`` (one row per system),
 ``config.json`` (settings, clip ids, scorer identity, statuses, or why nothing was measured)

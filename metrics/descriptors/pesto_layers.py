@@ -14,11 +14,13 @@ with a 1040-tap kernel that is a product with a fixed (657, 384) Toeplitz matrix
   not pay);
 - the Toeplitz layer by :class:`ToeplitzMatmul`.
 
-214 ms -> 123 ms per clip with channels-last convolutions everywhere (2026-12-03), and then
--> about 60 ms with the spectral ones (2026-12-04; ``docs/drift.md``).
+214 ms -> 123 ms per clip with channels-last convolutions everywhere (2026-12-03). On
+2026-12-04, on the same machine under other load, three interleaved rounds over 9 windows of generated
+music: 271 ms per clip as shipped, 181 ms channels-last, 106 ms with the spectral convolutions
+(``docs/drift.md``).
 
 The arithmetic is the same up to float32 rounding: the confidence is bitwise equal (it never
-reads the encoder), pitch differs by under 1e-3 semitones (tested; about 1e-4 measured).
+reads the encoder), pitch differs by under 1e-3 semitones (tested; under 1e-4 measured).
 """
 
 from __future__ import annotations
