@@ -310,3 +310,29 @@ def test_stop_runs_after_a_bad_block_and_the_stream_leaves_no_audio(fakes, tmp_p
     finally:
         GENERATORS.unregister("fake-nan")
     assert stopped == [2] and list((tmp_path / "audio").iterdir()) == []
+
+
+def test_the_attention_probe_reads_the_same_ops_as_key_averages() -> None:
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.app.runner import attention_probe, profiled_op_names
+
+    q = torch.randn(1, 2, 5, 8)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        F.scaled_dot_product_attention(q, q, q)
+        torch.softmax(q, dim=-1)
+    fast = profiled_op_names(prof)
+    assert fast == {event.key for event in prof.key_averages()}  # the same events, without the slow path
+    assert {"aten::scaled_dot_product_attention", "aten::_softmax"} <= fast
+    # without raw results (another torch), it falls back to key_averages
+    bare = SimpleNamespace(profiler=None, key_averages=prof.key_averages)
+    assert profiled_op_names(bare) == fast
+    found: list[str] = []
+    with attention_probe(torch.device("cpu"), found):
+        F.scaled_dot_product_attention(q, q, q)
+    with attention_probe(torch.device("cpu"), found):
+        torch.softmax(q, dim=-1)
+    assert found[0].startswith("_scaled_dot_product") and found[1] == "none"
