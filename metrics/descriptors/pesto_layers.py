@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from scipy.fft import next_fast_len
 from torch import nn
 from torch.nn import functional as F
 
@@ -52,19 +53,6 @@ class ChannelsLastConv1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, L) -> (B, C_out, L')
         x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, C_in, 1, L)
         return F.conv2d(x, self.weight, self.bias, padding=(0, self.padding)).squeeze(2)
-
-
-def fft_size(length: int) -> int:
-    """The smallest ``n >= length`` whose only prime factors are 2, 3 and 5 (fast FFT sizes)."""
-    n = max(1, int(length))
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
 
 
 class FFTConv1d(nn.Module):
@@ -100,7 +88,7 @@ class FFTConv1d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, L) -> (B, C_out, L')
         length = x.shape[-1]
         out_length = length + 2 * self.padding - self.kernel + 1
-        n = fft_size(length + self.kernel - 1)
+        n = next_fast_len(length + self.kernel - 1, real=True)  # 5-smooth: pocketfft's fast sizes
         spectra = torch.fft.rfft(x, n=n).permute(2, 0, 1).contiguous()  # (F, B, C_in)
         mixed = torch.bmm(spectra, self._spectrum(n, x.dtype, x.device))  # (F, B, C_out)
         full = torch.fft.irfft(mixed.permute(1, 2, 0), n=n)  # (B, C_out, n)
@@ -147,4 +135,4 @@ def use_fast_layers(model: Any) -> int:
     return replaced
 
 
-__all__ = ["ChannelsLastConv1d", "FFTConv1d", "ToeplitzMatmul", "fft_size", "use_fast_layers"]
+__all__ = ["ChannelsLastConv1d", "FFTConv1d", "ToeplitzMatmul", "use_fast_layers"]

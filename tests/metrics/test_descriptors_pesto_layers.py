@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from metrics.descriptors.pesto_layers import ChannelsLastConv1d, FFTConv1d, ToeplitzMatmul, fft_size, use_fast_layers
+from metrics.descriptors.pesto_layers import ChannelsLastConv1d, FFTConv1d, ToeplitzMatmul, use_fast_layers
 from metrics.descriptors.pesto_tracker import PitchTracker
 from tests.metrics.descriptor_audio import SAMPLE_RATE, c_major_scale_midis, sequence, white_noise
 
@@ -50,10 +50,6 @@ def test_fft_conv_refuses_what_it_does_not_compute() -> None:
         FFTConv1d(nn.Conv1d(2, 2, kernel_size=3, dilation=2))
     with pytest.raises(ValueError, match="padding 5 wider"):
         FFTConv1d(nn.Conv1d(2, 2, kernel_size=3, padding=5))
-
-
-def test_fft_size_is_the_next_5_smooth_number() -> None:
-    assert [fft_size(n) for n in (1, 7, 11, 257, 289)] == [1, 8, 12, 270, 300]
 
 
 def test_toeplitz_matmul_equals_the_toeplitz_convolution() -> None:

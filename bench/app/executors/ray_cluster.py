@@ -69,9 +69,9 @@ def import_ray() -> ModuleType:
 SCRATCH_PREFIX = "lmb-cell-"  # <temp dir>/lmb-cell-<host>-<pid>-<random>: one task's scratch folder
 
 
-def _scratch_owner() -> str:
-    """``<host>-<pid>`` of this process (the host name reduced to letters, digits, dots and underscores)."""
-    return f"{re.sub(r'[^A-Za-z0-9._]', '_', socket.gethostname())}-{os.getpid()}"
+def _scratch_host() -> str:
+    """This host's name reduced to letters, digits, dots and underscores (no ``-``: it separates the pid)."""
+    return re.sub(r"[^A-Za-z0-9._]", "_", socket.gethostname())
 
 
 def _process_exists(pid: int) -> bool:
@@ -87,7 +87,7 @@ def _process_exists(pid: int) -> bool:
 def stale_scratch(root: str | Path | None = None) -> list[Path]:
     """The scratch folders under ``root`` (the temp dir) of this host's processes that no longer exist.
     Folders of other hosts (a temp dir shared between containers) and of live processes are not listed."""
-    host = _scratch_owner().rsplit("-", 1)[0]
+    host = _scratch_host()
     stale = []
     for path in Path(root if root is not None else tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{host}-*"):
         pid = path.name[len(SCRATCH_PREFIX) + len(host) + 1:].split("-", 1)[0]
@@ -110,7 +110,7 @@ def remove_stale_scratch(root: str | Path | None = None) -> list[Path]:
 def cell_scratch() -> tempfile.TemporaryDirectory[str]:
     """One task's scratch folder, named after this process, once stale ones are removed."""
     remove_stale_scratch()
-    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{_scratch_owner()}-")
+    return tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{_scratch_host()}-{os.getpid()}-")
 
 
 def worker_device(device: str) -> str:
