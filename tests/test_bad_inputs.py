@@ -349,6 +349,8 @@ BAD_ARGV = [  # (argv added to BASE, a substring of the message)
     (["--threads", "-1"], "threads"),
     (["--threads", "100000"], "threads must be <="),
     (["--threads", "two"], ""),
+    (["--drift-workers", "-1"], "drift_workers (--drift-workers) must be an integer from 0"),
+    (["--drift-workers", "100000"], "drift_workers (--drift-workers) must be an integer from 0"),
     (["--step-timeout", "0"], "step_timeout_s"),
     (["--step-timeout", "-5"], "step_timeout_s"),
     (["--step-timeout", "nan"], "step_timeout_s"),
@@ -387,7 +389,8 @@ def test_bad_configuration_is_refused_before_any_work(case, caplog, capsys, argv
 TOML_CASES = [  # (config file text, a substring of the message)
     ('drift = "false"\n', "'drift'"), ('resume = "yes"\n', "'resume'"), ('flops = 0\n', "'flops'"),
     ('peak = "no"\n', "a boolean"), ('report = 1\n', "'report'"), ('threads = "4"\n', "'threads' in"),
-    ('threads = 1.5\n', "an integer"), ('threads = true\n', "an integer"), ('step_timeout_s = "x"\n', "a number"),
+    ('threads = 1.5\n', "an integer"), ('threads = true\n', "an integer"),
+    ('drift_workers = 2.5\n', "an integer"), ('step_timeout_s = "x"\n', "a number"),
     ('step_timeout_s = nan\n', "step_timeout_s"), ('step_timeout_s = inf\n', "step_timeout_s"),
     ('workload = 5\n', "'workload'"), ('generators = [1, 2]\n', "'generators'"), ('preset = 3\n', "'preset'"),
     ('device = ["cpu"]\n', "'device'"), ('out = 1\n', "'out'"), ('set = 5\n', "'set'"),

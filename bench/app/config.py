@@ -21,13 +21,14 @@ from bench.core.errors import ConfigError, did_you_mean
 DEFAULT_STEP_TIMEOUT_S = 600.0  # seconds; a generator step running longer fails its cell (bench.app.guards)
 
 CONFIG_KEYS = ("preset", "workload", "generators", "device", "dtype", "out", "resume", "flops", "peak", "progress",
-               "threads", "drift", "continuation", "report", "executor", "ray_address", "step_timeout_s", "cell_timeout_s", "allow_config_change",
+               "threads", "drift", "drift_workers", "continuation", "report", "executor", "ray_address", "step_timeout_s", "cell_timeout_s", "allow_config_change",
                "compile", "set")
 # The type each config-file key must have (TOML is typed: drift = "false" is a string, not a boolean).
 _BOOL, _STR, _NAMES = ("a boolean (true or false, without quotes)", "a string", "a string or a list of strings")
 KEY_TYPES = {
     "preset": _STR, "workload": _NAMES, "generators": _NAMES, "device": _STR, "dtype": _STR, "out": _STR,
-    "resume": _BOOL, "flops": _BOOL, "peak": _BOOL, "progress": _STR, "threads": "an integer", "drift": _BOOL, "continuation": _BOOL,
+    "resume": _BOOL, "flops": _BOOL, "peak": _BOOL, "progress": _STR, "threads": "an integer", "drift": _BOOL,
+    "drift_workers": "an integer", "continuation": _BOOL,
     "report": _BOOL, "executor": _STR, "ray_address": _STR, "step_timeout_s": "a number of seconds",
     "cell_timeout_s": "a number of seconds",
     "allow_config_change": _BOOL, "compile": _STR, "set": "a table of \"key\" = value pairs",
@@ -36,7 +37,8 @@ KEY_TYPES = {
 FLAG_ATTRIBUTES = (
     ("preset", "preset"), ("workload", "workloads"), ("generators", "generators"), ("device", "device"),
     ("dtype", "dtype"), ("out", "out"), ("resume", "resume"), ("flops", "flops"), ("peak", "peak"),
-    ("progress", "progress"), ("threads", "threads"), ("drift", "drift"), ("continuation", "continuation"),
+    ("progress", "progress"), ("threads", "threads"), ("drift", "drift"),
+    ("drift_workers", "drift_workers"), ("continuation", "continuation"),
     ("report", "report"),
     ("executor", "executor"), ("ray_address", "ray_address"), ("step_timeout_s", "step_timeout_s"),
     ("cell_timeout_s", "cell_timeout_s"),
@@ -64,6 +66,7 @@ class RunConfig:
     progress: str = "auto"  # auto (bars on a terminal), on, off
     threads: int = 0  # torch intra-op threads for the run; 0 = torch's default
     drift: bool = True  # the drift stage after the systems cells (bench/app/drift/)
+    drift_workers: int = 0  # processes generating the drift streams: 0 = automatic, 1 = this process
     continuation: bool = True  # the continuation stage: held-out contexts continued (bench/app/continuation.py)
     report: bool = True  # build <out>/report (tables, figures, HTML) at the end
     executor: str = "local"  # local (this process, one cell after another) or ray (a task per cell)
@@ -111,7 +114,7 @@ def _has_type(key: str, value: Any) -> bool:
         return isinstance(value, str)
     if kind == _NAMES:
         return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
-    if key == "threads":
+    if key in ("threads", "drift_workers"):
         return isinstance(value, int) and not isinstance(value, bool)
     if key in ("step_timeout_s", "cell_timeout_s"):
         return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -184,7 +184,8 @@ def _drift(plan: Plan, out: Path, progress: ProgressBar) -> list[dict[str, Any]]
         log.info("drift stage: complete with the same settings, skipped (--resume)")
         return []
     result = run_drift_stage(out, plan.preset, plan.workloads, plan.generators, plan.device, plan.dtype,
-                             drift_overrides=plan.drift_overrides, progress=progress)
+                             drift_overrides=plan.drift_overrides, progress=progress,
+                             workers=plan.config.drift_workers)
     return result.failed
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from bench.app.config import COMPILE_MODES, EXECUTORS, PROGRESS_MODES, RunConfig, split_overrides
-from bench.app.drift.config import drift_workload_for
+from bench.app.drift.config import MAX_DRIFT_WORKERS, drift_workload_for
 from bench.core.errors import ConfigError, did_you_mean
 from bench.core.presets import Preset, apply_overrides, get_preset
 from bench.core.registry import GENERATORS, NULL_GENERATOR, PHASED_NULL_GENERATOR
@@ -115,6 +115,10 @@ def _check_run_options(cfg: RunConfig) -> None:
         raise ConfigError(f"threads must be an integer >= 0 (0 = torch's default), got {cfg.threads!r}")
     if isinstance(cfg.threads, int) and cfg.threads > MAX_THREADS:
         raise ConfigError(f"threads must be <= {MAX_THREADS}, got {cfg.threads}")
+    workers = cfg.drift_workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= MAX_DRIFT_WORKERS:
+        raise ConfigError(f"drift_workers (--drift-workers) must be an integer from 0 (automatic) to "
+                          f"{MAX_DRIFT_WORKERS}, got {workers!r}")
     timeout = cfg.step_timeout_s
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
             or not 0 < timeout <= MAX_STEP_TIMEOUT_S:

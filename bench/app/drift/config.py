@@ -35,6 +35,7 @@ DRIFT_PROMPTS: tuple[str, ...] = (
 
 
 DRIFT_CONTEXTS = ("silence", "reference")
+MAX_DRIFT_WORKERS = 256  # worker processes of the drift streams (bench.app.drift.parallel)
 
 
 @dataclass(frozen=True)

@@ -55,46 +55,64 @@ def reference_contexts(drift: DriftWorkload, sample_rate: int) -> list[tuple[str
     return out
 
 
+def open_generator(
+    generator: str | type, preset: Preset, drift: DriftWorkload, device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32, generator_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Any, str]:
+    """(generator instance, its name) for the drift streams: built from a registry name or a class,
+    at ``drift``'s stream settings; ``generator_kwargs`` go to its constructor."""
+    factory = GENERATORS.get(generator) if isinstance(generator, str) else generator
+    gen = factory(preset, drift.stream.settings(), device=device, dtype=dtype, **dict(generator_kwargs or {}))
+    return gen, (generator if isinstance(generator, str) else (gen.name or factory.__name__))
+
+
+def generate_stream(gen: Any, name: str, drift: DriftWorkload, stream: int, out_dir: Path, runner: Runner,
+                    context: tuple[str, str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Generate stream ``stream`` of ``gen`` into ``out_dir/stream<stream>.wav``; its row of the
+    streams table. ``context`` is the stream's (clip id, prompt, mono audio) from
+    :func:`reference_contexts`, or None to start from silence. Call under ``torch.inference_mode()``.
+    A failure removes the partial WAV and propagates."""
+    writer = AudioWriter(Path(out_dir) / f"stream{stream}.wav", gen.spec.sample_rate, gen.spec.channels)
+    workload, context_audio, clip = drift.stream_workload(stream), None, ""
+    if context is not None:
+        clip, prompt, mono = context
+        workload = dataclasses.replace(workload, prompts=((0.0, prompt),))
+        context_audio = np.repeat(mono[None, :], gen.spec.channels, axis=0)
+    try:
+        _, _, row = runner.run_stream(gen, workload, stream, writer, {"generator": name, "workload": drift.name},
+                                      context_audio)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return {
+        "generator": name, "stream": stream, "seed": int(row["seed"]), "prompt": workload.prompts[0][1],
+        "context": drift.context, "context_clip": clip,
+        "audio_path": str(writer.path), "audio_s": float(row["audio_s"]), "n_blocks": int(row["n_blocks"]),
+        "sample_rate": int(gen.spec.sample_rate), "channels": int(gen.spec.channels),
+        "block_s": float(gen.spec.block_s), "peak_mem_bytes": int(row["peak_mem_bytes"]),
+        "peak_mem_kind": row["peak_mem_kind"], "wall_s": float(row["wall_s"]),
+    }
+
+
 @frozen_startup_heap()  # the runner's collection before each stream walks only what the streams made
 def generate_streams(
     generator: str | type, preset: Preset, drift: DriftWorkload, out_dir: Path, device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32, generator_kwargs: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Generate the drift streams of ``generator`` into ``out_dir/stream<i>.wav``; one row per stream.
+    """Generate the drift streams of ``generator`` into ``out_dir/stream<i>.wav``, one after another
+    in this process; one row per stream.
 
     Goes through the harness runner (wall clock, offline scenario, audio appended to the WAV block by
     block). ``generator_kwargs`` are passed to the generator's constructor (for example the onset of
-    a :mod:`baselines.degrading` generator).
+    a :mod:`baselines.degrading` generator). :mod:`bench.app.drift.parallel` runs the same streams
+    in worker processes.
     """
-    out_dir = Path(out_dir)
     runner = Runner(WallClock(), progress=progress, count_flops=False)
-    rows = []
     with torch.inference_mode():
-        factory = GENERATORS.get(generator) if isinstance(generator, str) else generator
-        gen = factory(preset, drift.stream.settings(), device=device, dtype=dtype, **dict(generator_kwargs or {}))
-        name = generator if isinstance(generator, str) else (gen.name or factory.__name__)
+        gen, name = open_generator(generator, preset, drift, device, dtype, generator_kwargs)
         contexts = reference_contexts(drift, gen.spec.sample_rate) if drift.context == "reference" else None
-        for i in range(drift.n_streams):
-            writer = AudioWriter(out_dir / f"stream{i}.wav", gen.spec.sample_rate, gen.spec.channels)
-            workload, context_audio, clip = drift.stream_workload(i), None, ""
-            if contexts is not None:
-                clip, prompt, mono = contexts[i]
-                workload = dataclasses.replace(workload, prompts=((0.0, prompt),))
-                context_audio = np.repeat(mono[None, :], gen.spec.channels, axis=0)
-            try:
-                _, _, row = runner.run_stream(gen, workload, i, writer, {"generator": name, "workload": drift.name},
-                                              context_audio)
-            except BaseException:
-                writer.abort()
-                raise
-            writer.close()
-            rows.append({
-                "generator": name, "stream": i, "seed": int(row["seed"]), "prompt": workload.prompts[0][1],
-                "context": drift.context, "context_clip": clip,
-                "audio_path": str(writer.path), "audio_s": float(row["audio_s"]), "n_blocks": int(row["n_blocks"]),
-                "sample_rate": int(gen.spec.sample_rate), "channels": int(gen.spec.channels),
-                "block_s": float(gen.spec.block_s), "peak_mem_bytes": int(row["peak_mem_bytes"]),
-                "peak_mem_kind": row["peak_mem_kind"], "wall_s": float(row["wall_s"]),
-            })
+        rows = [generate_stream(gen, name, drift, i, Path(out_dir), runner, contexts[i] if contexts else None)
+                for i in range(drift.n_streams)]
     return pd.DataFrame(rows)

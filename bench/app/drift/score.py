@@ -23,7 +23,7 @@ from bench.core.workloads import Workload, get_workloads
 from metrics.drift.descriptor_windows import WindowDescriber, describe_reference, stream_stability
 from metrics.drift.regression import DriftResult
 from metrics.drift.summary import band_rule_record, summarize_windows
-from metrics.drift.windowed import build_reference, windowed_metrics
+from metrics.drift.windowed import ReferenceSet, build_reference, windowed_metrics
 from metrics.embedders import create_embedder
 
 # Per-window columns that are bookkeeping, not metrics.
@@ -172,3 +172,31 @@ def load_drift_result(run_dir: str | Path, generator: str) -> DriftResult:
                           "prompts": [str(p) for p in s["prompt"]]})
     return DriftResult(generator, pick(windows), pick(summary).drop(columns=["generator"]), result_config,
                        pick(stream_windows), pick(stability) if stability is not None else None)
+
+
+class Scorer:
+    """Scores one generator's streams at a time (:func:`score_streams`); the reference set and the
+    embedders are prepared once per (sample rate, block) (:func:`prepare_scoring`)."""
+
+    def __init__(self, preset: Preset, drift: DriftWorkload, metrics_config: DriftMetricsConfig) -> None:
+        self.preset, self.drift, self.metrics_config = preset, drift, metrics_config
+        self._prepared: dict[tuple[int, float], tuple[Any, Any, Any]] = {}
+
+    def _prepare(self, streams: pd.DataFrame) -> tuple[Any, Any, Any]:
+        key = (int(streams["sample_rate"].iloc[0]), float(streams["block_s"].iloc[0]))
+        if key not in self._prepared:
+            self._prepared[key] = prepare_scoring(self.preset, self.drift, self.metrics_config, streams)
+        return self._prepared[key]
+
+    def __call__(self, streams: pd.DataFrame) -> DriftResult:
+        """The windowed metrics and summaries of ``streams`` (one generator's rows)."""
+        reference, embedder, clap = self._prepare(streams)
+        return score_streams(streams, self.drift, self.metrics_config, reference, embedder, clap)
+
+    def reference_for(self, streams: pd.DataFrame) -> ReferenceSet:
+        """The reference set that streams like ``streams`` are scored against."""
+        return self._prepare(streams)[0]
+
+    def references(self) -> list[tuple[int, ReferenceSet]]:
+        """(sample rate, reference set) of every prepared scoring, in preparation order."""
+        return [(rate, prepared[0]) for (rate, _), prepared in self._prepared.items()]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -19,11 +18,13 @@ import torch
 
 from bench.app.drift.config import DRIFT_SCHEMA_VERSION, DriftMetricsConfig, DriftWorkload, drift_workload_for
 from bench.app.drift.generate import generate_streams
-from bench.app.drift.score import prepare_scoring, score_streams
+from bench.app.drift.outcome import STATUS_COLUMNS, Outcome, score_outcome, status_record
+from bench.app.drift.parallel import WorkerPlan, plan_workers, run_in_workers
+from bench.app.drift.score import Scorer
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset
 from bench.core.storage import (
-    DRIFT_DIR, STATUS_FAILED, STATUS_OK, AudioWriter, atomic_write_text, safe_name, write_json, write_table,
+    DRIFT_DIR, STATUS_OK, AudioWriter, atomic_write_text, safe_name, write_json, write_table,
 )
 from bench.core.workloads import Workload
 from metrics.drift.regression import DriftResult
@@ -33,7 +34,6 @@ from reports.drift_summary import render_drift_summary
 
 log = logging.getLogger(__name__)
 REFERENCE_AUDIO = "reference/clip0.wav"  # relative to the drift folder
-STATUS_COLUMNS = ("generator", "status", "error", "wall_s", "generate_s", "score_s")
 
 
 @dataclass
@@ -53,29 +53,10 @@ class DriftStageResult:
         return [s for s in self.statuses if s["status"] != STATUS_OK]
 
 
-class _Scorer:
-    """Scores streams; the reference set and embedders are prepared once per (sample rate, block)."""
-
-    def __init__(self, preset: Preset, drift: DriftWorkload, metrics_config: DriftMetricsConfig) -> None:
-        self.preset, self.drift, self.metrics_config = preset, drift, metrics_config
-        self._prepared: dict[tuple[int, float], tuple[Any, Any, Any]] = {}
-
-    def __call__(self, streams: pd.DataFrame) -> DriftResult:
-        key = (int(streams["sample_rate"].iloc[0]), float(streams["block_s"].iloc[0]))
-        if key not in self._prepared:
-            self._prepared[key] = prepare_scoring(self.preset, self.drift, self.metrics_config, streams)
-        reference, embedder, clap = self._prepared[key]
-        return score_streams(streams, self.drift, self.metrics_config, reference, embedder, clap)
-
-    def references(self) -> list[tuple[int, ReferenceSet]]:
-        """(sample rate, reference set) of every prepared scoring, in preparation order."""
-        return [(rate, prepared[0]) for (rate, _), prepared in self._prepared.items()]
-
-
 def _generate(generator: str, preset: Preset, drift: DriftWorkload, folder: Path, device: str, dtype: torch.dtype,
               progress: Any) -> tuple[pd.DataFrame | None, dict[str, Any] | None, float]:
-    """(streams, failure status or None, seconds) of generating one generator's streams; a failure
-    is caught and returned as its status."""
+    """(streams, failure status or None, seconds) of generating one generator's streams here; a
+    failure is caught and returned as its status."""
     t0 = time.perf_counter()
     bar = None
     if progress is not None:
@@ -87,48 +68,38 @@ def _generate(generator: str, preset: Preset, drift: DriftWorkload, folder: Path
     except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
         generate_s = time.perf_counter() - t0
         log.error("drift %s: failed: %s", generator, exc)
-        return None, _status(generator, generate_s, None, exc), generate_s
+        return None, status_record(generator, generate_s, None, exc), generate_s
     finally:
         if bar is not None:
             bar.close()
     return streams, None, time.perf_counter() - t0
 
 
-def _score(generator: str, streams: pd.DataFrame, scorer: _Scorer, generate_s: float
-           ) -> tuple[DriftResult | None, dict[str, Any]]:
-    """(result, status) of scoring one generator's streams; a failure is caught into the status."""
-    t0 = time.perf_counter()
-    try:
-        result = scorer(streams)
-    except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
-        log.error("drift %s: scoring failed: %s", generator, exc)
-        return None, _status(generator, generate_s, time.perf_counter() - t0, exc)
-    score_s = time.perf_counter() - t0
-    log.info("drift %s: ok (generated in %.1f s, scored in %.1f s)", generator, generate_s, score_s)
-    return result, _status(generator, generate_s, score_s, None)
-
-
-def _status(generator: str, generate_s: float, score_s: float | None, exc: BaseException | None) -> dict[str, Any]:
-    """One generator's status record: ``wall_s`` is its generation plus scoring time; ``score_s`` is
-    None when generation failed (nothing was scored)."""
-    failed = exc is not None
-    return {"generator": generator, "status": STATUS_FAILED if failed else STATUS_OK,
-            "error": f"{type(exc).__name__}: {exc}" if failed else "",
-            "traceback": "".join(traceback.format_exception(exc)) if failed else "",
-            "wall_s": generate_s + (score_s or 0.0), "generate_s": generate_s, "score_s": score_s}
+def _run_here(generators: Sequence[str], preset: Preset, drift: DriftWorkload, metrics_config: DriftMetricsConfig,
+              folder: Path, device: str, dtype: torch.dtype, progress: Any
+              ) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
+    """Generate and score every generator's streams in this process, one after another: (outcomes,
+    (sample rate, reference set) of each reference scored against)."""
+    scorer = Scorer(preset, drift, metrics_config)
+    outcomes = []
+    for generator in generators:
+        streams, failure, generate_s = _generate(generator, preset, drift, folder, device, dtype, progress)
+        outcomes.append(Outcome(generator, failure) if streams is None else score_outcome(generator, streams, scorer, generate_s))
+    return outcomes, scorer.references()
 
 
 def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _stage_tables(folder: Path, stream_tables: list[pd.DataFrame], results: dict[str, DriftResult],
-                  statuses: list[dict[str, Any]], references: list[tuple[int, ReferenceSet]]
+def _stage_tables(folder: Path, outcomes: list[Outcome], references: list[tuple[int, ReferenceSet]]
                   ) -> dict[str, pd.DataFrame]:
     """The stage's tables; stream audio paths relative to ``folder``. The descriptor tables
     (``stream_stability``, ``reference_descriptors``) only when the descriptors ran."""
+    results = {o.generator: o.result for o in outcomes if o.result is not None}
+    statuses = [o.status for o in outcomes]
     tables = {
-        "streams": _concat(stream_tables),
+        "streams": _concat([o.streams for o in outcomes if o.streams is not None]),
         "windows": _concat([r.windows for r in results.values()]),
         "stream_windows": _concat([r.stream_windows for r in results.values()]),
         "summary": _concat([r.summary for r in results.values()]),
@@ -160,8 +131,10 @@ def _save_reference_audio(folder: Path, references: list[tuple[int, ReferenceSet
 
 
 def _config_record(drift: DriftWorkload, metrics_config: DriftMetricsConfig, results: dict[str, DriftResult],
-                   statuses: list[dict[str, Any]], reference_audio: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``drift/config.json``: the drift workload, metric settings, scoring record and statuses."""
+                   statuses: list[dict[str, Any]], reference_audio: dict[str, Any] | None = None,
+                   execution: WorkerPlan | None = None) -> dict[str, Any]:
+    """``drift/config.json``: the drift workload, metric settings, scoring record, how the streams
+    ran (``execution``: worker processes and threads) and statuses."""
     any_result = next(iter(results.values()), None)
     return {
         "kind": "drift_config", "drift_schema_version": DRIFT_SCHEMA_VERSION, "drift": drift.to_dict(),
@@ -176,6 +149,7 @@ def _config_record(drift: DriftWorkload, metrics_config: DriftMetricsConfig, res
             "descriptors": drift.descriptors, "descriptor_pitch_step_ms": drift.descriptor_pitch_step_ms,
         },
         "reference_audio": reference_audio,
+        "execution": execution.record() if execution is not None else None,
         "scoring": {k: v for k, v in (any_result.config.items() if any_result else [])
                     if k not in ("generator", "seeds", "prompts")},
         "statuses": statuses,
@@ -185,14 +159,17 @@ def _config_record(drift: DriftWorkload, metrics_config: DriftMetricsConfig, res
 def run_drift_stage(
     out: str | Path, preset: Preset, workloads: Sequence[Workload], generators: Sequence[str],
     device: str = "cpu", dtype: torch.dtype = torch.float32, *, drift_overrides: Mapping[str, Any] | None = None,
-    metrics_config: DriftMetricsConfig | None = None, progress: Any = None,
+    metrics_config: DriftMetricsConfig | None = None, progress: Any = None, workers: int = 1,
 ) -> DriftStageResult:
     """Run the drift stage for ``generators`` into ``<out>/drift/`` (layout in :mod:`bench.app.drift`).
 
     Uses the FIRST workload's stream (the run's main workload). A generator that fails is recorded
     with its traceback (status ``failed``) and the others still run. ``progress`` is a tqdm-like
     class (``progress(total=..., desc=...)``) or None. Each generator's status records its
-    generation and scoring seconds apart (``generate_s``, ``score_s``).
+    generation and scoring seconds apart (``generate_s``, ``score_s``). ``workers``: 1 generates
+    and scores the streams here, one after another; 0 (automatic) or N > 1 in worker processes
+    (:func:`bench.app.drift.parallel.plan_workers` at this process's torch thread count; one
+    worker: here), with the same audio and scores (:mod:`bench.app.drift.parallel`).
     """
     if not workloads:
         raise ConfigError("the drift stage needs a workload (its stream settings)")
@@ -200,27 +177,22 @@ def run_drift_stage(
     drift = drift_workload_for(workloads[0], drift_overrides)
     folder = Path(out) / DRIFT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("drift stage: %s, %d generator(s)", drift.description, len(generators))
-    scorer = _Scorer(preset, drift, metrics_config)
-    results: dict[str, DriftResult] = {}
-    statuses: list[dict[str, Any]] = []
-    stream_tables: list[pd.DataFrame] = []
-    for generator in generators:
-        streams, failure, generate_s = _generate(generator, preset, drift, folder, device, dtype, progress)
-        if streams is None:
-            statuses.append(failure)
-            continue
-        stream_tables.append(streams)
-        result, status = _score(generator, streams, scorer, generate_s)
-        if result is not None:
-            results[generator] = result
-        statuses.append(status)
-
-    tables = _stage_tables(folder, stream_tables, results, statuses, scorer.references())
+    execution = plan_workers(workers, device, len(generators) * drift.n_streams, torch.get_num_threads())
+    log.info("drift stage: %s, %d generator(s); %d process(es) x %d thread(s) (%s)", drift.description,
+             len(generators), execution.workers, execution.threads, execution.reason)
+    if execution.in_process:
+        outcomes, references = _run_here(generators, preset, drift, metrics_config, folder, device, dtype, progress)
+    else:
+        outcomes, references = run_in_workers(execution, generators, preset, drift, metrics_config, folder, dtype,
+                                              progress)
+    results = {o.generator: o.result for o in outcomes if o.result is not None}
+    statuses = [o.status for o in outcomes]
+    tables = _stage_tables(folder, outcomes, references)
     for name, table in tables.items():
         write_table(folder, name, table)
-    reference_audio = _save_reference_audio(folder, scorer.references())
-    write_json(folder / "config.json", _config_record(drift, metrics_config, results, statuses, reference_audio))
+    reference_audio = _save_reference_audio(folder, references)
+    write_json(folder / "config.json",
+               _config_record(drift, metrics_config, results, statuses, reference_audio, execution))
     markdown = render_drift_summary(Path(out))  # from the summary table and config.json just written
     atomic_write_text(folder / "drift.md", markdown)
     return DriftStageResult(results, statuses, markdown, folder, tables)

@@ -83,16 +83,16 @@ def test_stage_writes_tables_isolates_failures_and_is_deterministic(tmp_path: Pa
 
 def test_a_scoring_failure_fails_its_generator_only_and_keeps_its_audio(
         tmp_path: Path, registered: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.app.drift.stage as stage
+    import bench.app.drift.score as scoring
 
-    score = stage.score_streams
+    score = scoring.score_streams
 
     def score_streams(streams, *args, **kwargs):  # noqa: ANN001, ANN202
         if str(streams["generator"].iloc[0]) == "noise":
             raise RuntimeError("scorer broke")
         return score(streams, *args, **kwargs)
 
-    monkeypatch.setattr(stage, "score_streams", score_streams)
+    monkeypatch.setattr(scoring, "score_streams", score_streams)
     result = run(tmp_path / "run", registered[:2])
     statuses = {s["generator"]: s for s in result.statuses}
     assert statuses["drift-tilt-test"]["status"] == "ok" and list(result.results) == ["drift-tilt-test"]
