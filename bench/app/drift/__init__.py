@@ -12,6 +12,8 @@ metric's series is summarised (:mod:`metrics.drift.summary`). Modules, one idea 
 - :mod:`~bench.app.drift.score`: windowed metrics and summaries, the one-generator API
   (:func:`~bench.app.drift.score.run_drift`) and saved results;
 - :mod:`~bench.app.drift.stage`: the stage of ``python run_all.py`` (every generator, tables on disk);
+- :mod:`~bench.app.drift.parallel`: the stage's worker processes (streams and scoring as jobs);
+- :mod:`~bench.app.drift.outcome`: what the stage keeps of one generator (status, streams, result);
 - :mod:`~bench.app.drift.pytest_plugin`: the ``drift_baseline`` fixture for users' test suites.
 
 This file imports nothing, so that loading the pytest plugin stays cheap.
@@ -19,7 +21,8 @@ This file imports nothing, so that loading the pytest plugin stays cheap.
 Layout under the run folder (tables as Parquet + CSV, atomic writes)::
 
     drift/
-        config.json                     drift workload, metric config, reference, status per generator
+        config.json                     drift workload, metric config, reference, status per generator,
+                                        how the streams ran (execution: workers, threads per worker)
         audio/<generator>/stream<i>.wav
         streams.parquet|csv             one row per stream (seed, prompt, audio path, peak memory, wall s)
         windows.parquet|csv             one row per (generator, window): metrics and CIs over streams
