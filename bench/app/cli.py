@@ -123,8 +123,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-drift", dest="drift", action="store_false", default=None,
                         help="skip the drift stage (long streams scored window by window)")
     parser.add_argument("--drift-workers", dest="drift_workers", type=int, metavar="N",
-                        help="processes generating the drift streams: 0 (default) = automatic (on a CPU one per "
-                             "torch thread, at most one per stream; on a GPU this process), 1 = this process")
+                        help="processes generating and scoring the drift streams: 0 (default) = automatic (on a "
+                             "CPU one per torch thread, at most one per stream and per 1.5 GiB available; on a "
+                             "GPU this process), 1 = this process (docs/drift.md)")
     parser.add_argument("--no-continuation", dest="continuation", action="store_false", default=None,
                         help="skip the continuation stage (held-out music contexts continued by every regime and "
                              "its random-init twin, scored for pitch, context fidelity and KAD)")

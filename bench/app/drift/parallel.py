@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import pickle
+import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,6 +55,12 @@ from metrics.drift.windowed import ReferenceSet
 
 log = logging.getLogger(__name__)
 
+# What one worker may need: its peak RSS was 0.80-0.86 GiB while generating the cpu preset's
+# streams (runs/default-20, drift/streams.parquet), and its scorer (PESTO, librosa, the reference
+# set) adds to that. Larger models add their weights: set --drift-workers by hand for those.
+WORKER_MEMORY_BYTES = int(1.5 * 2**30)
+
+
 @dataclass(frozen=True)
 class WorkerPlan:
     """How the drift streams run: ``workers`` processes of ``threads`` torch threads each (one
@@ -73,11 +80,26 @@ class WorkerPlan:
         return {"workers": self.workers, "threads_per_worker": self.threads, "reason": self.reason}
 
 
-def plan_workers(requested: int, device: str | torch.device, n_jobs: int, thread_budget: int) -> WorkerPlan:
+def available_memory_bytes() -> int | None:
+    """The memory the kernel says new processes can use without swapping (Linux ``MemAvailable``);
+    None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def plan_workers(requested: int, device: str | torch.device, n_jobs: int, thread_budget: int,
+                 available_bytes: int | None = None) -> WorkerPlan:
     """Workers and threads per worker for ``n_jobs`` streams on ``device`` with ``thread_budget``
     torch threads in all. ``requested``: 0 = automatic (on a CPU one worker per thread, at most
-    one per stream; on any other device one), 1 = in this process, N = N processes (at most one per
-    stream). Each worker gets ``thread_budget // workers`` threads (at least one)."""
+    one per stream and one per :data:`WORKER_MEMORY_BYTES` of ``available_bytes`` when given; on
+    any other device one), 1 = in this process, N = N processes (at most one per stream). Each
+    worker gets ``thread_budget // workers`` threads (at least one)."""
     if isinstance(requested, bool) or int(requested) != requested or not 0 <= requested <= MAX_DRIFT_WORKERS:
         raise ConfigError(f"drift_workers must be an integer from 0 (automatic) to {MAX_DRIFT_WORKERS}, "
                           f"got {requested!r}")
@@ -92,10 +114,17 @@ def plan_workers(requested: int, device: str | torch.device, n_jobs: int, thread
                           f"{device}; use drift_workers = 1 (or 0, automatic)")
     wanted = budget if requested == 0 else int(requested)
     workers = max(1, min(wanted, n_jobs))
-    if workers == 1:
-        return WorkerPlan(1, budget, f"{n_jobs} stream(s) and {budget} thread(s): in this process")
     how = "automatic: one per thread" if requested == 0 else f"drift_workers = {requested}"
-    return WorkerPlan(workers, max(1, budget // workers), f"{how}, at most one per stream ({n_jobs})")
+    how += f", at most one per stream ({n_jobs})"
+    if requested == 0 and available_bytes is not None:
+        fit = int(available_bytes // WORKER_MEMORY_BYTES)
+        if fit < workers:
+            workers = max(1, fit)
+            how += (f", and one per {WORKER_MEMORY_BYTES / 2**30:g} GiB of the {available_bytes / 2**30:.1f} GiB "
+                    "available")
+    if workers == 1:
+        return WorkerPlan(1, budget, f"{how}: in this process")
+    return WorkerPlan(workers, max(1, budget // workers), how)
 
 
 @dataclass(frozen=True)
@@ -115,9 +144,11 @@ _current: dict[str, Any] = {}  # per worker: {"key": ..., "gen": ..., "name": ..
 
 
 def _init_worker(threads: int, log_level: int) -> None:
-    """Worker start: its torch threads and its logging (spawned workers start unconfigured): warnings
+    """Worker start: SIGINT ignored (the stage ends its workers when it is interrupted), its torch
+    threads and its logging (spawned workers start unconfigured): warnings
     and errors to stderr, everything when the run logs debug messages (each worker's model loads
     would repeat the run's information lines)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the stage decides
     torch.set_num_threads(threads)
     logging.basicConfig(level=log_level if log_level <= logging.DEBUG else max(log_level, logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s (drift worker): %(message)s")
@@ -220,8 +251,19 @@ class StreamPool:
     def __enter__(self) -> "StreamPool":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        # Interrupted (Ctrl-C) or failed: the jobs in flight are lost anyway, so end the workers now
+        # instead of waiting for their streams (a plain shutdown can also wait forever on workers
+        # whose queue it was interrupted while filling). Python 3.14 has terminate_workers() for this.
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _broken(exc: BaseException, generator: str, what: str) -> BaseException:
@@ -264,6 +306,18 @@ def run_in_workers(plan: WorkerPlan, generators: Sequence[str], preset: Preset, 
     """Generate and score every generator's drift streams on ``plan.workers`` worker processes:
     (one outcome per generator, in order; (sample rate, reference set) of each reference scored
     against). Audio goes to ``folder/audio/<generator>/``. ``progress``: a tqdm-like class or None."""
+    try:
+        return _run_pool(plan, generators, preset, drift, metrics_config, folder, dtype, progress)
+    except BaseException:  # interrupted: the ended workers' partial WAVs go (an in-process stream removes its own)
+        for generator in generators:
+            for partial in (folder / "audio" / safe_name(generator)).glob(".stream*.wav.tmp"):
+                partial.unlink(missing_ok=True)
+        raise
+
+
+def _run_pool(plan: WorkerPlan, generators: Sequence[str], preset: Preset, drift: DriftWorkload,
+              metrics_config: DriftMetricsConfig, folder: Path, dtype: torch.dtype, progress: Any,
+              ) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
     with StreamPool(plan) as pool:
         bar = None if progress is None else progress(
             total=len(generators) * drift.n_streams * drift.stream.n_blocks, desc=f"drift ({plan.workers} workers)",

@@ -19,7 +19,7 @@ import torch
 from bench.app.drift.config import DRIFT_SCHEMA_VERSION, DriftMetricsConfig, DriftWorkload, drift_workload_for
 from bench.app.drift.generate import generate_streams
 from bench.app.drift.outcome import STATUS_COLUMNS, Outcome, score_outcome, status_record
-from bench.app.drift.parallel import WorkerPlan, plan_workers, run_in_workers
+from bench.app.drift.parallel import WorkerPlan, available_memory_bytes, plan_workers, run_in_workers
 from bench.app.drift.score import Scorer
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset
@@ -177,7 +177,8 @@ def run_drift_stage(
     drift = drift_workload_for(workloads[0], drift_overrides)
     folder = Path(out) / DRIFT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    execution = plan_workers(workers, device, len(generators) * drift.n_streams, torch.get_num_threads())
+    execution = plan_workers(workers, device, len(generators) * drift.n_streams, torch.get_num_threads(),
+                             available_memory_bytes())
     log.info("drift stage: %s, %d generator(s); %d process(es) x %d thread(s) (%s)", drift.description,
              len(generators), execution.workers, execution.threads, execution.reason)
     if execution.in_process:

@@ -4,6 +4,7 @@ isolated, a dead worker named, the worker plan."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from baselines.degrading import TiltDriftGenerator
 from bench.app.cells import torch_threads
-from bench.app.drift.parallel import factory_for, plan_workers
+from bench.app.drift.parallel import available_memory_bytes, factory_for, plan_workers
 from bench.app.drift.stage import run_drift_stage
 from bench.core.errors import ConfigError
 from bench.core.presets import get_preset
@@ -40,9 +41,20 @@ class DyingGenerator(TiltDriftGenerator):
         return super().step(state, control) if recorder is None else super().step(state, control, recorder)
 
 
+class SlowGenerator(TiltDriftGenerator):
+    """Takes 0.25 s per block, so its streams are still running when the test interrupts the stage."""
+
+    name = "slow"
+
+    def step(self, state, control, recorder=None):  # noqa: ANN001
+        time.sleep(0.25)
+        return super().step(state, control) if recorder is None else super().step(state, control, recorder)
+
+
 @pytest.fixture()
 def registered():
-    names = {"drift-tilt-test": TiltDriftGenerator, "exploding-test": ExplodingGenerator, "dying-test": DyingGenerator}
+    names = {"drift-tilt-test": TiltDriftGenerator, "exploding-test": ExplodingGenerator, "dying-test": DyingGenerator,
+             "slow-test": SlowGenerator}
     for name, cls in names.items():
         GENERATORS.register(name, cls)
     yield
@@ -96,6 +108,26 @@ def test_a_dead_worker_fails_the_generators_it_took_down_and_keeps_finished_ones
     assert set(streams["generator"]) == {"noise"}
 
 
+def test_an_interrupted_stage_ends_its_workers_at_once_and_leaves_no_partial_audio(
+        tmp_path: Path, registered: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.app.drift.parallel as parallel
+
+    audio = tmp_path / "run" / "drift" / "audio" / "slow-test"
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C once a stream is being written
+        deadline = time.monotonic() + 120
+        while not list(audio.glob(".stream*.wav.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list(audio.glob(".stream*.wav.tmp")), "no stream started within 120 s"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "_collect_streams", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "run", ["slow-test"], workers=2)  # 2 streams of 16 blocks: 4 s each
+    assert multiprocessing.active_children() == []  # the workers are gone, not left running
+    assert list(audio.iterdir()) == []  # no stream was waited for (no WAV) and no partial WAV is left
+
+
 def test_plan_workers() -> None:
     plan = plan_workers(0, "cpu", n_jobs=18, thread_budget=2)
     assert (plan.workers, plan.threads, plan.in_process) == (2, 1, False)
@@ -105,6 +137,13 @@ def test_plan_workers() -> None:
     assert plan_workers(1, "cpu", 18, 16).in_process
     assert (plan_workers(4, "cpu", 18, 2).workers, plan_workers(4, "cpu", 18, 2).threads) == (4, 1)
     assert plan_workers(4, "cpu", 3, 2).workers == 3
+    gib = 2**30
+    assert plan_workers(0, "cpu", 18, 16, available_bytes=64 * gib).workers == 16
+    tight = plan_workers(0, "cpu", 18, 16, available_bytes=4 * gib)  # room for 2 workers of 1.5 GiB
+    assert (tight.workers, tight.threads) == (2, 8) and "GiB" in tight.reason
+    assert plan_workers(0, "cpu", 18, 16, available_bytes=gib).in_process
+    assert plan_workers(6, "cpu", 18, 16, available_bytes=gib).workers == 6  # asked for: not capped
+    assert available_memory_bytes() is None or available_memory_bytes() > 0
     gpu = plan_workers(0, torch.device("cuda"), 18, 16)
     assert gpu.in_process and "share" in gpu.reason
     with pytest.raises(ConfigError, match="CPU only"):
