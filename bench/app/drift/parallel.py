@@ -140,7 +140,7 @@ class StreamJob:
     dtype: torch.dtype
 
 
-_current: dict[str, Any] = {}  # per worker: {"key": ..., "gen": ..., "name": ..., "contexts": ...}
+_current: dict[str, Any] = {}  # per worker: {"key": ..., "gen": ..., "contexts": ...} of its last generator
 
 
 def _init_worker(threads: int, log_level: int) -> None:
@@ -339,39 +339,44 @@ def _run_pool(plan: WorkerPlan, generators: Sequence[str], preset: Preset, drift
             for future in queued[generator]:
                 future.add_done_callback(advance)
         try:
-            generated = {}
-            scoring: dict[str, Future] = {}
+            generated, scoring = {}, {}
             for generator in generators:  # each generator's scoring is queued as soon as its streams are done
                 generated[generator] = _collect_streams(generator, queued[generator], submitted_at)
                 if generated[generator][0] is not None:
                     scoring[generator] = pool.submit_scoring(generated[generator][0], preset, drift, metrics_config)
-            outcomes, references, here = [], {}, None
-            for generator in generators:
-                streams, error, generate_s = generated[generator]
-                if streams is None:
-                    log.error("drift %s: failed: %s", generator, error)
-                    outcomes.append(Outcome(generator, status_record(generator, generate_s, None, error)))
-                    continue
-                try:
-                    scored: Scored = scoring[generator].result()
-                except BrokenProcessPool:  # the streams are on disk: score them here instead
-                    log.warning("drift %s: a worker process died before its streams were scored; scoring them in "
-                                "the run's own process", generator)
-                    here = here or Scorer(preset, drift, metrics_config)
-                    outcomes.append(score_outcome(generator, streams, here, generate_s))
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
-                    log.error("drift %s: scoring failed: %s", generator, exc)
-                    outcomes.append(Outcome(generator, status_record(generator, generate_s, None, exc), streams))
-                    continue
-                log.info("drift %s: ok (generated in %.1f s, scored in %.1f s)", generator, generate_s, scored.score_s)
-                references.setdefault((scored.sample_rate, scored.reference.name), (scored.sample_rate, scored.reference))
-                outcomes.append(Outcome(generator, status_record(generator, generate_s, scored.score_s, None), streams,
-                                        scored.result))
+            return _scored_outcomes(generators, generated, scoring, Scorer(preset, drift, metrics_config))
         finally:
             if bar is not None:
                 bar.close()
-    if here is not None:
-        for rate, reference in here.references():
-            references.setdefault((rate, reference.name), (rate, reference))
+
+
+def _scored_outcomes(generators: Sequence[str], generated: dict[str, tuple[pd.DataFrame | None, Any, float]],
+                     scoring: dict[str, Future], here: Scorer) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
+    """Each generator's outcome from its streams and its scoring job, in generator order, and the
+    reference sets scored against. ``here`` (prepared only when used) scores streams whose scoring
+    job a dead worker took down: their audio is on disk."""
+    outcomes, references = [], {}
+    for generator in generators:
+        streams, error, generate_s = generated[generator]
+        if streams is None:
+            log.error("drift %s: failed: %s", generator, error)
+            outcomes.append(Outcome(generator, status_record(generator, generate_s, None, error)))
+            continue
+        try:
+            scored: Scored = scoring[generator].result()
+        except BrokenProcessPool:
+            log.warning("drift %s: a worker process died before its streams were scored; scoring them in the run's "
+                        "own process", generator)
+            outcomes.append(score_outcome(generator, streams, here, generate_s))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
+            log.error("drift %s: scoring failed: %s", generator, exc)
+            outcomes.append(Outcome(generator, status_record(generator, generate_s, None, exc), streams))
+            continue
+        log.info("drift %s: ok (generated in %.1f s, scored in %.1f s)", generator, generate_s, scored.score_s)
+        references.setdefault((scored.sample_rate, scored.reference.name), (scored.sample_rate, scored.reference))
+        outcomes.append(Outcome(generator, status_record(generator, generate_s, scored.score_s, None), streams,
+                                scored.result))
+    for rate, reference in here.references():
+        references.setdefault((rate, reference.name), (rate, reference))
     return outcomes, list(references.values())
