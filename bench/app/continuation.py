@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.app.guards import step_deadline
 from bench.app.runner import WEIGHTS_FIELDS
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset, apply_overrides
@@ -85,18 +86,22 @@ def _systems(preset: Preset, generators: Sequence[str], twins: bool) -> list[tup
 
 
 def _continue(generator: str, preset: Preset, workload: Workload, contexts: Sequence[np.ndarray],
-              prompts: Sequence[str], blocks: int, seed: int, device: str, dtype: torch.dtype) -> list[np.ndarray]:
-    """One stream per context: ``blocks`` blocks after priming -> (channels, samples) each."""
+              prompts: Sequence[str], blocks: int, seed: int, device: str, dtype: torch.dtype,
+              step_timeout_s: float | None = None) -> list[np.ndarray]:
+    """One stream per context: ``blocks`` blocks after priming -> (channels, samples) each. A start
+    (priming) or step running longer than ``step_timeout_s`` raises StepTimeout (None: no limit)."""
     gen = GENERATORS.create(generator, preset, workload.settings(), device=device, dtype=dtype)
     channels = gen.spec.channels
     out = []
     with torch.inference_mode():
         for i, (context, prompt) in enumerate(zip(contexts, prompts)):
             control = Control(prompt)
-            state = gen.start(control, seed=seed + i, context_audio=np.repeat(context[None, :], channels, axis=0))
+            with step_deadline(step_timeout_s, f"{generator}'s start() on clip {i}"):
+                state = gen.start(control, seed=seed + i, context_audio=np.repeat(context[None, :], channels, axis=0))
             pieces = []
-            for _ in range(blocks):
-                result, state = gen.step(state, control)
+            for block in range(blocks):
+                with step_deadline(step_timeout_s, f"{generator}'s step() on clip {i}, block {block}"):
+                    result, state = gen.step(state, control)
                 pieces.append(np.asarray(result.audio, dtype=np.float32))
             gen.stop(state)
             out.append(np.concatenate(pieces, axis=-1))
@@ -134,8 +139,10 @@ def _example(folder: Path, name: str, context: np.ndarray, continuation: np.ndar
 
 def run_continuation_stage(out: str | Path, preset: Preset, workload: Workload, generators: Sequence[str],
                            device: str = "cpu", dtype: torch.dtype = torch.float32,
-                           settings: ContinuationSettings | None = None) -> list[dict[str, Any]]:
-    """Run the stage into ``<out>/continuation/`` (module docstring); returns the failed statuses."""
+                           settings: ContinuationSettings | None = None,
+                           step_timeout_s: float | None = None) -> list[dict[str, Any]]:
+    """Run the stage into ``<out>/continuation/`` (module docstring); returns the failed statuses.
+    A generator whose start or step runs longer than ``step_timeout_s`` fails (None: no limit)."""
     from metrics.continuation_scores import ContinuationScorer
 
     settings = settings or ContinuationSettings()
@@ -169,7 +176,7 @@ def run_continuation_stage(out: str | Path, preset: Preset, workload: Workload, 
         name, started = f"{generator} ({label})" if label != "-" else generator, time.perf_counter()
         try:
             made = _continue(generator, system_preset, workload, contexts, prompts, settings.blocks, settings.seed,
-                             device, dtype)
+                             device, dtype, step_timeout_s)
             rows.append({"generator": generator, "weights": label,
                          **scorer.score([m.mean(axis=0) for m in made])})
             examples[name] = _example(folder, name, contexts[0], made[0], rate)

@@ -185,7 +185,7 @@ def _drift(plan: Plan, out: Path, progress: ProgressBar) -> list[dict[str, Any]]
         return []
     result = run_drift_stage(out, plan.preset, plan.workloads, plan.generators, plan.device, plan.dtype,
                              drift_overrides=plan.drift_overrides, progress=progress,
-                             workers=plan.config.drift_workers)
+                             workers=plan.config.drift_workers, step_timeout_s=float(plan.config.step_timeout_s))
     return result.failed
 
 
@@ -203,7 +203,8 @@ def _continuation(plan: Plan, out: Path) -> list[dict[str, Any]]:
         log.info("continuation stage: complete with the same settings, skipped (--resume)")
         return []
     with logging_redirect_tqdm(loggers=[logging.getLogger()]):
-        return run_continuation_stage(out, plan.preset, workload, plan.generators, plan.device, plan.dtype, settings)
+        return run_continuation_stage(out, plan.preset, workload, plan.generators, plan.device, plan.dtype, settings,
+                                      step_timeout_s=float(plan.config.step_timeout_s))
 
 
 def _summary(out: Path) -> None:

@@ -99,17 +99,18 @@ def generate_stream(gen: Any, name: str, drift: DriftWorkload, stream: int, out_
 def generate_streams(
     generator: str | type, preset: Preset, drift: DriftWorkload, out_dir: Path, device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32, generator_kwargs: Mapping[str, Any] | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, step_timeout_s: float | None = None,
 ) -> pd.DataFrame:
     """Generate the drift streams of ``generator`` into ``out_dir/stream<i>.wav``, one after another
     in this process; one row per stream.
 
     Goes through the harness runner (wall clock, offline scenario, audio appended to the WAV block by
     block). ``generator_kwargs`` are passed to the generator's constructor (for example the onset of
-    a :mod:`baselines.degrading` generator). :mod:`bench.app.drift.parallel` runs the same streams
-    in worker processes.
+    a :mod:`baselines.degrading` generator). A step running longer than ``step_timeout_s`` raises
+    :class:`bench.app.guards.StepTimeout` (None: no limit). :mod:`bench.app.drift.parallel` runs
+    the same streams in worker processes.
     """
-    runner = Runner(WallClock(), progress=progress, count_flops=False)
+    runner = Runner(WallClock(), progress=progress, count_flops=False, step_timeout_s=step_timeout_s)
     with torch.inference_mode():
         gen, name = open_generator(generator, preset, drift, device, dtype, generator_kwargs)
         contexts = reference_contexts(drift, gen.spec.sample_rate) if drift.context == "reference" else None

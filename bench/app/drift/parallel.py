@@ -138,6 +138,7 @@ class StreamJob:
     stream: int
     out_dir: Path
     dtype: torch.dtype
+    step_timeout_s: float | None = None  # a step running longer fails the stream (bench.app.guards)
 
 
 _current: dict[str, Any] = {}  # per worker: {"key": ..., "gen": ..., "contexts": ...} of its last generator
@@ -167,7 +168,7 @@ def _run_job(job: StreamJob) -> dict[str, Any]:
                         else None)
             _current.update(key=key, gen=gen, contexts=contexts)
         contexts = _current["contexts"]
-        runner = Runner(WallClock(), count_flops=False)
+        runner = Runner(WallClock(), count_flops=False, step_timeout_s=job.step_timeout_s)
         row = generate_stream(_current["gen"], job.name, job.drift, job.stream, job.out_dir, runner,
                               contexts[job.stream] if contexts else None)
     return {**row, "started_at": started_at, "ended_at": time.time()}
@@ -235,12 +236,13 @@ class StreamPool:
         )
 
     def submit(self, generator: str | type, preset: Preset, drift: DriftWorkload, out_dir: Path,
-               dtype: torch.dtype) -> list[Future]:
+               dtype: torch.dtype, step_timeout_s: float | None = None) -> list[Future]:
         """Queue the streams of ``generator`` (in stream order); one future per stream, each giving the
         stream's row (see :func:`_run_job`). Raises ConfigError when the generator cannot be sent."""
         factory = factory_for(generator)
         name = generator if isinstance(generator, str) else (getattr(factory, "name", "") or factory.__name__)
-        return [self._pool.submit(_run_job, StreamJob(factory, name, preset, drift, i, Path(out_dir), dtype))
+        return [self._pool.submit(_run_job, StreamJob(factory, name, preset, drift, i, Path(out_dir), dtype,
+                                                      step_timeout_s))
                 for i in range(drift.n_streams)]
 
     def submit_scoring(self, streams: pd.DataFrame, preset: Preset, drift: DriftWorkload,
@@ -302,12 +304,13 @@ def _collect_streams(generator: str, futures: list[Future] | Exception, submitte
 
 def run_in_workers(plan: WorkerPlan, generators: Sequence[str], preset: Preset, drift: DriftWorkload,
                    metrics_config: DriftMetricsConfig, folder: Path, dtype: torch.dtype, progress: Any = None,
-                   ) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
+                   step_timeout_s: float | None = None) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
     """Generate and score every generator's drift streams on ``plan.workers`` worker processes:
     (one outcome per generator, in order; (sample rate, reference set) of each reference scored
-    against). Audio goes to ``folder/audio/<generator>/``. ``progress``: a tqdm-like class or None."""
+    against). Audio goes to ``folder/audio/<generator>/``. ``progress``: a tqdm-like class or None.
+    A step running longer than ``step_timeout_s`` fails its generator (None: no limit)."""
     try:
-        return _run_pool(plan, generators, preset, drift, metrics_config, folder, dtype, progress)
+        return _run_pool(plan, generators, preset, drift, metrics_config, folder, dtype, progress, step_timeout_s)
     except BaseException:  # interrupted: the ended workers' partial WAVs go (an in-process stream removes its own)
         for generator in generators:
             for partial in (folder / "audio" / safe_name(generator)).glob(".stream*.wav.tmp"):
@@ -317,7 +320,7 @@ def run_in_workers(plan: WorkerPlan, generators: Sequence[str], preset: Preset, 
 
 def _run_pool(plan: WorkerPlan, generators: Sequence[str], preset: Preset, drift: DriftWorkload,
               metrics_config: DriftMetricsConfig, folder: Path, dtype: torch.dtype, progress: Any,
-              ) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
+              step_timeout_s: float | None) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
     with StreamPool(plan) as pool:
         bar = None if progress is None else progress(
             total=len(generators) * drift.n_streams * drift.stream.n_blocks, desc=f"drift ({plan.workers} workers)",
@@ -332,7 +335,7 @@ def _run_pool(plan: WorkerPlan, generators: Sequence[str], preset: Preset, drift
         for generator in generators:
             try:
                 queued[generator] = pool.submit(generator, preset, drift, folder / "audio" / safe_name(generator),
-                                                dtype)
+                                                dtype, step_timeout_s)
             except ConfigError as exc:  # this generator cannot go to a worker: its failure, named
                 queued[generator] = exc
                 continue

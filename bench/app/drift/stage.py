@@ -54,7 +54,8 @@ class DriftStageResult:
 
 
 def _generate(generator: str, preset: Preset, drift: DriftWorkload, folder: Path, device: str, dtype: torch.dtype,
-              progress: Any) -> tuple[pd.DataFrame | None, dict[str, Any] | None, float]:
+              progress: Any, step_timeout_s: float | None = None
+              ) -> tuple[pd.DataFrame | None, dict[str, Any] | None, float]:
     """(streams, failure status or None, seconds) of generating one generator's streams here; a
     failure is caught and returned as its status."""
     t0 = time.perf_counter()
@@ -64,7 +65,7 @@ def _generate(generator: str, preset: Preset, drift: DriftWorkload, folder: Path
                        leave=False)
     try:
         streams = generate_streams(generator, preset, drift, folder / "audio" / safe_name(generator), device, dtype,
-                                   progress=(bar.update if bar is not None else None))
+                                   progress=(bar.update if bar is not None else None), step_timeout_s=step_timeout_s)
     except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
         generate_s = time.perf_counter() - t0
         log.error("drift %s: failed: %s", generator, exc)
@@ -76,15 +77,17 @@ def _generate(generator: str, preset: Preset, drift: DriftWorkload, folder: Path
 
 
 def _run_here(generators: Sequence[str], preset: Preset, drift: DriftWorkload, metrics_config: DriftMetricsConfig,
-              folder: Path, device: str, dtype: torch.dtype, progress: Any
+              folder: Path, device: str, dtype: torch.dtype, progress: Any, step_timeout_s: float | None
               ) -> tuple[list[Outcome], list[tuple[int, ReferenceSet]]]:
     """Generate and score every generator's streams in this process, one after another: (outcomes,
     (sample rate, reference set) of each reference scored against)."""
     scorer = Scorer(preset, drift, metrics_config)
     outcomes = []
     for generator in generators:
-        streams, failure, generate_s = _generate(generator, preset, drift, folder, device, dtype, progress)
-        outcomes.append(Outcome(generator, failure) if streams is None else score_outcome(generator, streams, scorer, generate_s))
+        streams, failure, generate_s = _generate(generator, preset, drift, folder, device, dtype, progress,
+                                                 step_timeout_s)
+        outcomes.append(Outcome(generator, failure) if streams is None
+                        else score_outcome(generator, streams, scorer, generate_s))
     return outcomes, scorer.references()
 
 
@@ -160,6 +163,7 @@ def run_drift_stage(
     out: str | Path, preset: Preset, workloads: Sequence[Workload], generators: Sequence[str],
     device: str = "cpu", dtype: torch.dtype = torch.float32, *, drift_overrides: Mapping[str, Any] | None = None,
     metrics_config: DriftMetricsConfig | None = None, progress: Any = None, workers: int = 1,
+    step_timeout_s: float | None = None,
 ) -> DriftStageResult:
     """Run the drift stage for ``generators`` into ``<out>/drift/`` (layout in :mod:`bench.app.drift`).
 
@@ -169,7 +173,8 @@ def run_drift_stage(
     generation and scoring seconds apart (``generate_s``, ``score_s``). ``workers``: 1 generates
     and scores the streams here, one after another; 0 (automatic) or N > 1 in worker processes
     (:func:`bench.app.drift.parallel.plan_workers` at this process's torch thread count; one
-    worker: here), with the same audio and scores (:mod:`bench.app.drift.parallel`).
+    worker: here), with the same audio and scores (:mod:`bench.app.drift.parallel`). A generator
+    step running longer than ``step_timeout_s`` fails its generator (None: no limit).
     """
     if not workloads:
         raise ConfigError("the drift stage needs a workload (its stream settings)")
@@ -182,10 +187,11 @@ def run_drift_stage(
     log.info("drift stage: %s, %d generator(s); %d process(es) x %d thread(s) (%s)", drift.description,
              len(generators), execution.workers, execution.threads, execution.reason)
     if execution.in_process:
-        outcomes, references = _run_here(generators, preset, drift, metrics_config, folder, device, dtype, progress)
+        outcomes, references = _run_here(generators, preset, drift, metrics_config, folder, device, dtype, progress,
+                                         step_timeout_s)
     else:
         outcomes, references = run_in_workers(execution, generators, preset, drift, metrics_config, folder, dtype,
-                                              progress)
+                                              progress, step_timeout_s)
     results = {o.generator: o.result for o in outcomes if o.result is not None}
     statuses = [o.status for o in outcomes]
     tables = _stage_tables(folder, outcomes, references)

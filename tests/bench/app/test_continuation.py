@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +44,20 @@ class FailingNoise(NoiseGenerator):
         raise RuntimeError("no music today")
 
 
+class HangingNoise(NoiseGenerator):
+    def step(self, state, control, recorder=None):  # noqa: ANN001
+        time.sleep(60)  # far past the test's one-second step limit
+        return super().step(state, control)
+
+
 @pytest.fixture()
 def dataset(monkeypatch):
     monkeypatch.setattr(data_build, "load_dataset", lambda root=None: FakeDataset())
     GENERATORS.register("failing-test", FailingNoise)
+    GENERATORS.register("hanging-test", HangingNoise)
     yield
     GENERATORS.unregister("failing-test")
+    GENERATORS.unregister("hanging-test")
 
 
 def _run_folder(out: Path) -> Path:
@@ -79,6 +88,19 @@ def test_stage_scores_every_system_records_failures_and_renders(tmp_path: Path, 
     markdown = table.to_markdown()
     assert "failing-test: failed (RuntimeError: no music today)" in markdown and "(ceiling)" in markdown
     assert not table.best_mask().iloc[0].any()  # the true continuation is a reference, never "best"
+
+
+def test_a_hanging_generator_fails_at_the_step_time_limit(tmp_path: Path, dataset) -> None:
+    out = _run_folder(tmp_path / "run")
+    started = time.perf_counter()
+    failed = run_continuation_stage(out, get_preset("tiny"), get_workloads("smoke")[0], ["hanging-test", "noise"],
+                                    settings=ContinuationSettings(clips=2, blocks=1, n_boot=20), step_timeout_s=1.0)
+    assert time.perf_counter() - started < 60  # stopped, not waited for
+    assert [s["system"] for s in failed] == ["hanging-test"]
+    assert "hanging-test's step() on clip 0, block 0 did not return within 1 s" in failed[0]["error"]
+    assert "--step-timeout" in failed[0]["error"]
+    scores = pd.read_parquet(out / "continuation" / "scores.parquet")
+    assert list(scores["generator"]) == ["true continuation", "noise"]  # the others are scored
 
 
 def test_trained_regimes_get_a_random_init_twin() -> None:
@@ -160,6 +182,7 @@ def test_resume_skips_a_complete_stage_with_the_same_generators(tmp_path: Path, 
     class Plan:  # the fields _continuation reads
         class config:  # noqa: N801
             resume = True
+            step_timeout_s = 600.0
         workloads = get_workloads("smoke")
         generators = ["outpaint", "noise"]
         preset, device, dtype = get_preset("tiny"), "cpu", None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,17 @@ class ExplodingGenerator(TiltDriftGenerator):
     def step(self, state, control, recorder=None):  # noqa: ANN001
         if state.block_index == 5:
             raise RuntimeError("boom at block 5")
+        return super().step(state, control) if recorder is None else super().step(state, control, recorder)
+
+
+class HangingGenerator(TiltDriftGenerator):
+    """Hangs in its third block (a minute: far past the tests' one-second step limit)."""
+
+    name = "hanging"
+
+    def step(self, state, control, recorder=None):  # noqa: ANN001
+        if state.block_index == 2:
+            time.sleep(60)
         return super().step(state, control) if recorder is None else super().step(state, control, recorder)
 
 
@@ -209,3 +221,22 @@ def test_reference_context_primes_each_stream_with_its_clip(tmp_path: Path, monk
     with pytest.raises(ConfigError, match="one reference clip per stream"):
         generate_streams(_ContextEcho, get_preset("tiny"), drift_workload_for(workload, {"context": "reference",
                                                                                          "n_streams": 4}), tmp_path)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_hanging_step_fails_its_generator_at_the_step_time_limit(tmp_path: Path, workers: int) -> None:
+    GENERATORS.register("hanging-test", HangingGenerator)
+    try:
+        started = time.perf_counter()
+        result = run_drift_stage(tmp_path / "run", get_preset("tiny"), get_workloads("smoke"), ["hanging-test", "noise"],
+                                 drift_overrides={"horizon_s": 8.0, "window_s": 2.0, "hop_s": 2.0, "n_streams": 2},
+                                 workers=workers, step_timeout_s=1.0)
+        elapsed_s = time.perf_counter() - started
+    finally:
+        GENERATORS.unregister("hanging-test")
+    statuses = {s["generator"]: s for s in result.statuses}
+    assert statuses["noise"]["status"] == "ok"
+    hung = statuses["hanging-test"]
+    assert hung["status"] == "failed" and "StepTimeout" in hung["error"]
+    assert "did not return within 1 s" in hung["error"] and "--step-timeout" in hung["error"]
+    assert elapsed_s < 60  # the hung step was stopped, not waited for
