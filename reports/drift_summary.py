@@ -40,8 +40,10 @@ def _cell(r: Mapping[str, Any]) -> str:
             f"[{format_significant(r['slope_ci_low'])}, {format_significant(r['slope_ci_high'])}])")
 
 
-def _header_lines(drift: Mapping[str, Any], scoring: Mapping[str, Any]) -> list[str]:
-    """Title, the drift workload (description and seeds), and the scoring (embedder, reference, rule)."""
+def _header_lines(drift: Mapping[str, Any], scoring: Mapping[str, Any],
+                  execution: Mapping[str, Any] | None = None) -> list[str]:
+    """Title, the drift workload (description and seeds), the scoring (embedder, reference, rule),
+    and the worker processes when the streams ran in them."""
     seeds = drift["seeds"]  # seed of stream i, for i in 0..n_streams-1
     lines = [
         "## Drift over stream time",
@@ -61,6 +63,10 @@ def _header_lines(drift: Mapping[str, Any], scoring: Mapping[str, Any]) -> list[
             "thresholds in docs/drift.md). Every metric, with CIs: `drift/summary.csv`; per window: "
             "`drift/windows.csv`.",
         ]
+    if execution and int(execution.get("workers", 1)) > 1:
+        lines.append(f"Streams generated and scored in {int(execution['workers'])} worker processes of "
+                     f"{int(execution['threads_per_worker'])} torch thread(s) each ({execution.get('reason', '')}; "
+                     "docs/drift.md, \"Worker processes\").")
     return lines + [""]
 
 
@@ -135,7 +141,8 @@ def render_drift_summary(run_dir: Path) -> str:
     if config is None:
         return ""
     scoring = config.get("scoring") or {}
-    lines = _header_lines(config["drift"], scoring) + _failure_lines(config.get("statuses") or [])
+    lines = (_header_lines(config["drift"], scoring, config.get("execution"))
+             + _failure_lines(config.get("statuses") or []))
     summary = read_run_table(folder, "summary")
     if summary is None or summary.empty:
         lines.append("No drift results.")

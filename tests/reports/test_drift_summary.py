@@ -5,6 +5,7 @@ drift stage."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -75,6 +76,21 @@ def _drift_folder(run: Path, summary: pd.DataFrame, scoring: dict, statuses: lis
 def test_golden_drift_summary(tmp_path: Path) -> None:
     run = _drift_folder(tmp_path, pd.DataFrame(SUMMARY_ROWS, columns=SUMMARY_COLUMNS), SCORING, STATUSES)
     assert render_drift_summary(run) == GOLDEN
+
+
+def test_drift_summary_names_the_worker_processes(tmp_path: Path) -> None:
+    run = _drift_folder(tmp_path, pd.DataFrame(SUMMARY_ROWS, columns=SUMMARY_COLUMNS), SCORING, STATUSES)
+    config = json.loads((run / "drift" / "config.json").read_text())
+    for execution, line in [({"workers": 1, "threads_per_worker": 2, "reason": "drift_workers = 1"}, None),
+                            ({"workers": 2, "threads_per_worker": 1, "reason": "automatic: one per thread"},
+                             "Streams generated and scored in 2 worker processes of 1 torch thread(s) each "
+                             "(automatic: one per thread; docs/drift.md, \"Worker processes\").")]:
+        write_json(run / "drift" / "config.json", {**config, "execution": execution})
+        text = render_drift_summary(run)
+        if line is None:
+            assert text == GOLDEN  # in one process: nothing to add
+        else:
+            assert text == GOLDEN.replace("`drift/windows.csv`.\n", f"`drift/windows.csv`.\n{line}\n", 1)
 
 
 def test_drift_summary_without_results(tmp_path: Path) -> None:
