@@ -153,10 +153,18 @@ def test_plan_workers() -> None:
             plan_workers(bad, "cpu", 18, 2)
 
 
-def test_a_generator_that_cannot_reach_a_worker_is_named_with_the_fix() -> None:
+def test_a_generator_that_cannot_reach_a_worker_is_named_with_the_fix(tmp_path: Path) -> None:
     class LocalGenerator(TiltDriftGenerator):  # defined in a function: not importable by a worker
         name = "local"
 
     assert factory_for("noise") is GENERATORS.get("noise")
     with pytest.raises(ConfigError, match="define its class at module level.*--drift-workers 1"):
         factory_for(LocalGenerator)
+    GENERATORS.register("local-test", LocalGenerator)
+    try:  # in the stage: that generator's failure, named; no worker was needed for it
+        result = run(tmp_path / "run", ["local-test"], workers=2)
+    finally:
+        GENERATORS.unregister("local-test")
+    (status,) = result.statuses
+    assert status["status"] == "failed" and "cannot be sent to a drift worker process" in status["error"]
+    assert "--drift-workers 1" in status["error"] and result.results == {}
