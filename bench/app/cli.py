@@ -53,6 +53,7 @@ config file (TOML; flags given on the command line win):
   dtype = "float32"        # float32, bfloat16, float16
   out = "runs/my-run"
   executor = "ray"         # local (default) or ray
+  drift_workers = 0        # drift stage processes: 0 automatic, 1 this process (docs/drift.md)
   ray_address = "auto"     # the Ray cluster this machine belongs to
   [set]
   "workload.horizon_s" = 32
