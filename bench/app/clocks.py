@@ -70,19 +70,23 @@ def _accumulate(marks: list[tuple[str, int, int]]) -> dict[str, PhaseTiming]:
 
 
 class _WallMark:
-    """Context manager for one phase entry: two perf_counter_ns reads and one list append."""
+    """Context manager for the entries of one phase name: two perf_counter_ns reads and one list
+    append per entry. One per name and timer, reused by every entry (no object made per entry);
+    entries of one name may nest, as each entry's start is pushed on a stack and popped at its exit."""
 
-    __slots__ = ("marks", "name", "t0")
+    __slots__ = ("marks", "name", "starts")
 
     def __init__(self, marks: list, name: str) -> None:
         self.marks = marks
         self.name = name
+        self.starts: list[int] = []
 
     def __enter__(self) -> None:
-        self.t0 = time.perf_counter_ns()
+        self.starts.append(time.perf_counter_ns())
 
-    def __exit__(self, *exc: Any) -> None:
-        self.marks.append((self.name, self.t0, time.perf_counter_ns()))
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        t1 = time.perf_counter_ns()
+        self.marks.append((self.name, self.starts.pop(), t1))
 
 
 class WallTimer:
@@ -90,9 +94,13 @@ class WallTimer:
 
     def __init__(self) -> None:
         self.marks: list[tuple[str, int, int]] = []
+        self._by_name: dict[str, _WallMark] = {}
 
     def phase(self, name: str) -> _WallMark:
-        return _WallMark(self.marks, name)
+        mark = self._by_name.get(name)
+        if mark is None:
+            mark = self._by_name[name] = _WallMark(self.marks, name)
+        return mark
 
     def resolve(self) -> dict[str, PhaseTiming]:
         return _accumulate(self.marks)

@@ -57,6 +57,27 @@ def test_wall_timer_measures_at_least_the_time_spent():
     assert timing.calls == 2 and timing.total_ns >= 3_000_000
 
 
+def test_wall_timer_times_nested_entries_of_one_name_each_on_its_own(monkeypatch):
+    ticks = iter(range(0, 1000, 10))  # every clock read is 10 ns after the previous one
+    monkeypatch.setattr(time, "perf_counter_ns", lambda: next(ticks))
+    timer = WallClock().timer(0)
+    with timer.phase("depth"):  # enters at 0
+        with timer.phase("depth"):  # enters at 10
+            with timer.phase("temporal"):  # 20 .. 30
+                pass
+        # the inner depth exits at 40: 30 ns; the outer at 50: 50 ns
+    with timer.phase("depth"):  # 60 .. 70, the same name again after the nest
+        pass
+    assert timer.marks == [("temporal", 20, 30), ("depth", 10, 40), ("depth", 0, 50), ("depth", 60, 70)]
+    assert timer.resolve() == {"depth": PhaseTiming(3, 30 + 50 + 10), "temporal": PhaseTiming(1, 10)}
+    with pytest.raises(RuntimeError):  # an entry that raises is still timed, and the next starts clean
+        with timer.phase("decode"):  # 80 .. 90
+            raise RuntimeError("boom")
+    with timer.phase("decode"):  # 100 .. 110
+        pass
+    assert timer.marks[-2:] == [("decode", 80, 90), ("decode", 100, 110)]
+
+
 def test_wall_sleep_until_reaches_the_target():
     clock = WallClock()
     target = clock.now_ns() + 3_000_000
