@@ -163,9 +163,13 @@ def drift_table(runs: RunSet) -> Table:
         df.insert(1, "workload", drift_workload_name(run))
         frames.append(prefix_run(run, runs, df))
         desc = (run.drift_config.get("drift") or {})
+        execution = run.drift_config.get("execution") or {}
+        workers = int(execution.get("workers", 1))
         described.append(
             f"{desc.get('n_streams', '?')} streams x {desc.get('horizon_s', '?')} s, windows of "
             f"{desc.get('window_s', '?')} s every {desc.get('hop_s', '?')} s"
+            + (f", generated and scored in {workers} worker processes of {execution.get('threads_per_worker', '?')} "
+               "torch thread(s) each" if workers > 1 else "")
         )
     if not frames:
         return Table("drift", "Drift over stream time", pd.DataFrame(), [], [], [

@@ -104,6 +104,11 @@ def test_saved_run_tables(saved_run) -> None:
     assert collapse.drifted and 1.5 <= collapse.time_to_degrade_s <= 2.5  # onset at 2 s, windows of 0.5 s
     steady = drift[(drift.generator == "toy-cached") & (drift.metric == "loudness_lufs")].iloc[0]
     assert not steady.drifted and steady.time_to_degrade == "none"  # stationary noise keeps its level
+    assert "worker processes" not in tables["drift"].notes[0]  # the saved run's streams ran in one process
+    runs.runs[0].drift_config = {**runs.runs[0].drift_config,
+                                 "execution": {"workers": 2, "threads_per_worker": 1, "reason": "automatic"}}
+    note = build_tables(runs)["drift"].notes[0]
+    assert ", generated and scored in 2 worker processes of 1 torch thread(s) each." in note
 
 
 def test_not_a_run_folder(tmp_path) -> None:
