@@ -55,13 +55,18 @@ def reference_contexts(drift: DriftWorkload, sample_rate: int) -> list[tuple[str
     return out
 
 
+def resolve_factory(generator: str | type) -> Any:
+    """The class (factory) of ``generator``: a registry name looked up, a class returned as is."""
+    return GENERATORS.get(generator) if isinstance(generator, str) else generator
+
+
 def open_generator(
     generator: str | type, preset: Preset, drift: DriftWorkload, device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32, generator_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[Any, str]:
     """(generator instance, its name) for the drift streams: built from a registry name or a class,
     at ``drift``'s stream settings; ``generator_kwargs`` go to its constructor."""
-    factory = GENERATORS.get(generator) if isinstance(generator, str) else generator
+    factory = resolve_factory(generator)
     gen = factory(preset, drift.stream.settings(), device=device, dtype=dtype, **dict(generator_kwargs or {}))
     return gen, (generator if isinstance(generator, str) else (gen.name or factory.__name__))
 

@@ -41,14 +41,13 @@ import torch
 
 from bench.app.clocks import WallClock
 from bench.app.drift.config import MAX_DRIFT_WORKERS, DriftMetricsConfig, DriftWorkload
-from bench.app.drift.generate import generate_stream, open_generator, reference_contexts
+from bench.app.drift.generate import generate_stream, open_generator, reference_contexts, resolve_factory
 from bench.app.drift.outcome import Outcome, score_outcome, status_record
 from bench.app.drift.score import Scorer
 from bench.app.gc_heap import frozen_startup_heap
 from bench.app.runner import Runner
 from bench.core.errors import ConfigError
 from bench.core.presets import Preset
-from bench.core.registry import GENERATORS
 from bench.core.storage import safe_name
 from metrics.drift.regression import DriftResult
 from metrics.drift.windowed import ReferenceSet
@@ -215,7 +214,7 @@ def _run_score(job: ScoreJob) -> Scored:
 def factory_for(generator: str | type) -> Any:
     """The generator's class as it will be sent to a worker; ConfigError naming the fix when it
     cannot be pickled (a class defined inside a function, a lambda)."""
-    factory = GENERATORS.get(generator) if isinstance(generator, str) else generator
+    factory = resolve_factory(generator)
     try:
         pickle.dumps(factory)
     except Exception as exc:  # noqa: BLE001 - any pickling failure means the same thing here
@@ -235,13 +234,12 @@ class StreamPool:
             initargs=(plan.threads, logging.getLogger().getEffectiveLevel()),
         )
 
-    def submit(self, generator: str | type, preset: Preset, drift: DriftWorkload, out_dir: Path,
+    def submit(self, generator: str, preset: Preset, drift: DriftWorkload, out_dir: Path,
                dtype: torch.dtype, step_timeout_s: float | None = None) -> list[Future]:
-        """Queue the streams of ``generator`` (in stream order); one future per stream, each giving the
-        stream's row (see :func:`_run_job`). Raises ConfigError when the generator cannot be sent."""
+        """Queue the streams of registered ``generator`` (in stream order); one future per stream, each
+        giving the stream's row (see :func:`_run_job`). Raises ConfigError when it cannot be sent."""
         factory = factory_for(generator)
-        name = generator if isinstance(generator, str) else (getattr(factory, "name", "") or factory.__name__)
-        return [self._pool.submit(_run_job, StreamJob(factory, name, preset, drift, i, Path(out_dir), dtype,
+        return [self._pool.submit(_run_job, StreamJob(factory, generator, preset, drift, i, Path(out_dir), dtype,
                                                       step_timeout_s))
                 for i in range(drift.n_streams)]
 
@@ -268,16 +266,16 @@ class StreamPool:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _broken(exc: BaseException, generator: str, what: str) -> BaseException:
+def _broken(exc: BaseException, generator: str) -> BaseException:
     """``exc``, or for a worker that died (BrokenProcessPool) an error naming the likely causes and
     the fix, with ``exc`` as its cause."""
     if not isinstance(exc, BrokenProcessPool):
         return exc
     broken = RuntimeError(
         f"a drift worker process ended abruptly (killed, out of memory, a crash in native code, or a main script "
-        f"without an `if __name__ == '__main__':` guard) before {generator}'s {what}; generators already done are "
-        "kept. Rerun with --drift-workers 1 to run the drift streams in the run's own process, where a Python "
-        "error names its cause")
+        f"without an `if __name__ == '__main__':` guard) before {generator}'s streams were all generated; generators "
+        "already done are kept. Rerun with --drift-workers 1 to run the drift streams in the run's own process, "
+        "where a Python error names its cause")
     broken.__cause__ = exc
     return broken
 
@@ -296,7 +294,7 @@ def _collect_streams(generator: str, futures: list[Future] | Exception, submitte
     except Exception as exc:  # noqa: BLE001 - one failure never stops the other generators
         for future in futures if isinstance(futures, list) else []:
             future.cancel()
-        return None, _broken(exc, generator, "streams were all generated"), \
+        return None, _broken(exc, generator), \
             time.time() - min([r["started_at"] for r in rows] or [submitted_at])
     generate_s = max(r.pop("ended_at") for r in rows) - min(r.pop("started_at") for r in rows)
     return pd.DataFrame(rows), None, generate_s
