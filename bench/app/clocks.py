@@ -133,8 +133,8 @@ class WallClock:
 
 
 class _EventPool:
-    """CUDA timing events reused across steps: a step with many phase entries (the LMM: ~850 per
-    block) records events taken from here instead of constructing two new ones per entry inside
+    """CUDA timing events reused across steps: a step with many phase entries (the LMM: about
+    two per frame) records events taken from here instead of constructing two new ones per entry inside
     the timed step. Events go back once their step is resolved (synchronised)."""
 
     def __init__(self) -> None:
@@ -156,21 +156,33 @@ class _CudaMark:
 
     def __enter__(self) -> None:
         self.start = self.timer.pool.take()
-        self.start.record()
+        self.timer.record(self.start)
 
     def __exit__(self, *exc: Any) -> None:
         end = self.timer.pool.take()
-        end.record()
+        self.timer.record(end)
         self.timer.marks.append((self.name, self.start, end))
 
 
 class CudaTimer:
     """Phase timer on CUDA events (from the clock's pool); nothing is synchronised until
-    :meth:`resolve`, which hands the events back."""
+    :meth:`resolve`, which hands the events back.
 
-    def __init__(self, pool: _EventPool | None = None) -> None:
+    ``stream``: where the events are recorded (the step's stream, looked up once per step by
+    :class:`CudaClock`); None records on the current stream at each entry, which constructs a
+    Python stream object per event (``torch.cuda.Event.record()`` without an argument)."""
+
+    def __init__(self, pool: _EventPool | None = None, stream: Any = None) -> None:
         self.pool = pool or _EventPool()
+        self.stream = stream
         self.marks: list[tuple[str, Any, Any]] = []
+
+    def record(self, event: Any) -> None:
+        """Record ``event`` on this timer's stream."""
+        if self.stream is None:
+            event.record()
+        else:
+            event.record(self.stream)
 
     def phase(self, name: str) -> _CudaMark:
         return _CudaMark(self, name)
@@ -202,7 +214,7 @@ class CudaClock:
         torch.cuda.synchronize(self.device)
 
     def timer(self, block_index: int) -> CudaTimer:
-        return CudaTimer(self._pool)
+        return CudaTimer(self._pool, torch.cuda.current_stream(self.device))
 
     def sleep_until_ns(self, t_ns: int) -> None:
         _sleep_until_wall(t_ns)

@@ -102,8 +102,9 @@ def test_cuda_timer_reuses_its_events_across_steps(monkeypatch):
             made.append(self)
             self.t = 0.0
 
-        def record(self) -> None:
+        def record(self, stream: object = None) -> None:
             self.t = float(len(made))
+            self.stream = stream
 
         def synchronize(self) -> None:
             pass
@@ -122,3 +123,10 @@ def test_cuda_timer_reuses_its_events_across_steps(monkeypatch):
         assert timings["depth"].calls == 5 and timings["depth"].total_ns == 5_000_000
     assert len(made) == 10  # 5 phases x (start, end), made in the first step only
     assert len(pool.free) == 10
+    assert all(event.stream is None for event in made)  # no stream given: the current one at each record
+    stream = object()  # CudaClock passes the step's stream, looked up once per step
+    timer = clocks.CudaTimer(pool, stream)
+    with timer.phase("depth"):
+        pass
+    assert [event.stream for _, start, end in timer.marks for event in (start, end)] == [stream, stream]
+    assert timer.resolve()["depth"].calls == 1
