@@ -13,10 +13,14 @@ Per block (``B`` frames of ``Q`` RVQ levels, context of ``F`` frames):
    teacher-forced learned to copy the previous frame and ignored its context, measured as
    continuations whose chroma was unrelated to their contexts); it cross-attends to the encoder
    output.
-3. ``depth`` (B * Q times): per frame, one causal step per RVQ level with a KV cache that lives
-   for the frame; input = temporal output + previous level's token embedding; each level has its
-   own output head over the codebook. The token is sampled right there (temperature, top-k,
-   classifier-free guidance by batch doubling with the style masked in the negative branch).
+3. ``depth`` (B times, one phase entry per frame): per frame, one causal step per RVQ level
+   (``Q`` steps) with a KV cache that lives for the frame; input = temporal output + previous
+   level's token embedding; each level has its own output head over the codebook. The token is
+   sampled right there (temperature, top-k, classifier-free guidance by batch doubling with the
+   style masked in the negative branch). One phase entry covers a frame's ``Q`` steps: on CUDA
+   each entry records two timing events, which cost the host tens of microseconds on the H200
+   measured (docs/lmm.md), so an entry per step (``B * Q``, 800 at paper scale) would inflate
+   the block the LMM is judged by.
 4. ``decode`` (once): tokens -> latents (RVQ codeword sums) -> audio with the codec, given the
    frame before the block. The block's tokens become the tail of the next block's context.
 
@@ -262,7 +266,7 @@ class LiveMusicModelGenerator(StreamingGenerator):
             last_latent = latents[-1].clone()
         info = StepInfo(
             block_index=state.block_index,
-            phase_calls={PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames * levels, PHASE_DECODE: 1},
+            phase_calls={PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames, PHASE_DECODE: 1},
             tokens_processed=b * (self.encoder_tokens + frames + frames * levels),
             cache_len=frames,
             analytic_flops=dict(self._block_flops[state.block_index == 0]),
@@ -340,13 +344,13 @@ class LiveMusicModelGenerator(StreamingGenerator):
                     h = net.temporal(torch.cat(t_inputs, dim=1), causal=True, cross_kvs=cross_kvs)[:, -1:]
             if trace is not None:
                 trace.setdefault("temporal", []).append(h[:, 0].float())
-            if d_caches is not None:
-                for cache in d_caches:
-                    cache.reset()
-            d_inputs: list[torch.Tensor] = []
-            level_tokens, level_embeds = [], []
-            for level in range(levels):
-                with recorder.phase(PHASE_DEPTH):
+            with recorder.phase(PHASE_DEPTH):  # the frame's Q levels (module docstring, step 3)
+                if d_caches is not None:
+                    for cache in d_caches:
+                        cache.reset()
+                d_inputs: list[torch.Tensor] = []
+                level_tokens, level_embeds = [], []
+                for level in range(levels):
                     x = h + self._depth_pos[level]  # (b, 1, d)
                     if level_embeds:
                         x = x + level_embeds[-1]
@@ -362,8 +366,8 @@ class LiveMusicModelGenerator(StreamingGenerator):
                     embed = net.token_embed(token + level * vocab)  # (1, d)
                     level_tokens.append(token)
                     level_embeds.append(embed.view(1, 1, d).expand(b, 1, d))
-                if trace is not None:
-                    trace.setdefault("depth", []).append(logits)
+                    if trace is not None:
+                        trace.setdefault("depth", []).append(logits)
             rows.append(torch.cat(level_tokens))  # (Q,)
             frame_in = torch.stack(level_embeds).sum(dim=0)  # (b, 1, d)
         return torch.stack(rows)  # (B, Q)

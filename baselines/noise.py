@@ -6,7 +6,7 @@ overhead per block (timer reads, the phase recorder, the Python call) plus that 
 Every run reports it next to the real regimes (MLPerf's "null SUT" idea).
 
 ``noise-phased`` (:class:`PhasedNoiseGenerator`) returns the same audio through as many phase
-entries per block as the LMM of the preset (encode, ``B`` temporal, ``B x Q`` depth, decode), each
+entries per block as the LMM of the preset (encode, ``B`` temporal, ``B`` depth, decode), each
 with an empty body: its latency minus ``noise``'s, over the extra entries, is the harness's cost
 per phase entry (the run's ``overhead`` table), measured rather than assumed.
 
@@ -112,8 +112,8 @@ class PhasedNoiseGenerator(NoiseGenerator):
         super().__init__(preset, settings, device, dtype)
         lmm = preset.lmm
         _, frames = settings.frames(lmm.codec.frame_rate_hz)
-        self.frames, self.levels = frames, lmm.rvq_levels
-        self._calls = {PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames * lmm.rvq_levels, PHASE_DECODE: 1}
+        self.frames = frames
+        self._calls = {PHASE_ENCODE: 1, PHASE_TEMPORAL: frames, PHASE_DEPTH: frames, PHASE_DECODE: 1}
 
     @property
     def phase_entries(self) -> int:
@@ -126,9 +126,8 @@ class PhasedNoiseGenerator(NoiseGenerator):
         for _ in range(self.frames):
             with recorder.phase(PHASE_TEMPORAL):
                 pass
-            for _ in range(self.levels):
-                with recorder.phase(PHASE_DEPTH):
-                    pass
+            with recorder.phase(PHASE_DEPTH):  # the LMM's depth phase covers a frame's RVQ levels
+                pass
         audio = self._noise_block(state, recorder)  # the same one decode phase as the null generator's
         info = StepInfo(block_index=state.block_index, phase_calls=dict(self._calls), tokens_processed=0, cache_len=0,
                         analytic_flops=self.analytic_flops(False))

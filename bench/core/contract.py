@@ -15,7 +15,7 @@ Phases (names in :mod:`bench.core.phases`). A step is made of named phases (pref
 depth, decode). The generator wraps each phase in ``recorder.phase(name)``; the harness passes a
 recorder that times phases (wall clock, CUDA events, a fake clock) or counts their FLOPs, so
 the generator never times itself and every regime is measured the same way. A phase may be entered
-many times per step (the LMM's depth decoder runs once per RVQ level); recorders accumulate.
+many times per step (the LMM's temporal decoder runs once per frame); recorders accumulate.
 
 Randomness comes only from the seed given to ``start``: use :func:`block_generator` to derive a
 ``torch.Generator`` for (seed, block index, purpose), never the global RNG.

@@ -189,7 +189,8 @@ def test_step_info_counts():
     result, _ = gen.step(gen.start(PROMPT, 0), PROMPT)
     info, cfg, frames = result.info, gen.cfg, gen.block_frames
     n_enc = cfg.style_tokens + gen.context_frames * cfg.encoder_levels
-    assert info.phase_calls == {"encode": 1, "temporal": frames, "depth": frames * cfg.rvq_levels, "decode": 1}
+    # one depth entry per frame covers its Q levels (fewer CUDA timing events per block)
+    assert info.phase_calls == {"encode": 1, "temporal": frames, "depth": frames, "decode": 1}
     assert info.tokens_processed == 2 * (n_enc + frames + frames * cfg.rvq_levels) == gen.token_passes()
     assert info.cache_len == frames
     assert gen.kv_cache_bytes(None) == 0 and info.transient_kv_bytes == gen.block_kv_bytes() > 0
