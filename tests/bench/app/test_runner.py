@@ -336,3 +336,48 @@ def test_the_attention_probe_reads_the_same_ops_as_key_averages() -> None:
     with attention_probe(torch.device("cpu"), found):
         torch.softmax(q, dim=-1)
     assert found[0].startswith("_scaled_dot_product") and found[1] == "none"
+
+
+def test_attention_kernels_are_aten_ops_not_the_compiled_kernels_named_after_them() -> None:
+    from bench.app.runner import attention_kernel_names
+
+    # event names of one compiled cell on an H200 (torch 2.11, inductor, CUDA graphs), abridged
+    fused = "triton_per_fused__scaled_dot_product_cudnn_attention__unsafe_view_native_layer_norm_select_transpose_view_8"
+    names = {
+        "aten::_scaled_dot_product_cudnn_attention", "aten::scaled_dot_product_attention", "aten::mm", fused,
+        f"CachingAutotuner.benchmark_all_configs_data: kernel_name={fused}, is_backward=False, compile_id=0/3",
+    }
+    assert attention_kernel_names(names) == "_scaled_dot_product_cudnn_attention"
+    assert attention_kernel_names({fused, "aten::mm"}) == "none"  # attention lowered into the graph's kernels
+    assert attention_kernel_names({"aten::_scaled_dot_product_flash_attention_for_cpu",
+                                   "aten::_scaled_dot_product_attention_math"}) == (
+        "_scaled_dot_product_attention_math,_scaled_dot_product_flash_attention_for_cpu")
+
+
+@pytest.mark.parametrize("cuda_graphs, warm_streams", [(False, 1), (True, 2)])
+def test_cuda_graph_runs_warm_up_every_pass_past_its_recording(cuda_graphs, warm_streams) -> None:
+    """CUDA graph trees record a pass at its second call: with graphs the warm-up stream runs twice,
+    so a pass called once per stream (a bootstrap) is recorded before the timed stream."""
+    from baselines.noise import NoiseGenerator
+
+    class CountingNoise(NoiseGenerator):
+        starts = 0
+        steps = 0
+
+        def start(self, control, seed, context_audio=None):  # noqa: ANN001, ANN202
+            CountingNoise.starts += 1
+            return super().start(control, seed, context_audio)
+
+        def step(self, state, control, recorder=None):  # noqa: ANN001, ANN202
+            CountingNoise.steps += 1
+            return super().step(state, control, recorder)
+
+    preset = get_preset("tiny")
+    workload = dataclasses.replace(get_workloads("smoke")[0], warmup_blocks=2)
+    progressed: list[int] = []
+    runner = Runner(FakeClock(), progress=progressed.append)
+    runner.execution = {"execution": "compiled:reduce-overhead", "cuda_graphs": cuda_graphs}
+    kernels = runner.warm_up(CountingNoise(preset, preset.settings), workload)
+    assert (CountingNoise.starts, CountingNoise.steps) == (warm_streams, 2 * warm_streams)
+    assert sum(progressed) == workload.warmup_blocks  # the progress total counts one warm-up stream
+    assert kernels == "none"  # profiled once, in the first stream's first block: no attention in noise
