@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from metrics import numba_cache
+
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 64  # one entry per (octave, sample rate, parameters); 7 octaves per chroma setting
@@ -89,7 +91,7 @@ class FilterMemo:
 def install() -> FilterMemo | None:
     """Wrap librosa's filter builder in a :class:`FilterMemo` (once per process); the memo, or
     None when this librosa has no such function (warned once per process)."""
-    import librosa
+    librosa = numba_cache.librosa()  # compiled by one process at a time
     from librosa.core import constantq
 
     global _warned

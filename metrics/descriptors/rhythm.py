@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metrics import numba_cache
+
 
 @dataclass(frozen=True)
 class OnsetEnvelope:
@@ -40,7 +42,7 @@ class OnsetEnvelope:
 
 def onset_envelope(audio: np.ndarray, sample_rate: int, hop_s: float = 0.016) -> OnsetEnvelope:
     """Onset-strength envelope of a mono clip (samples,) float32 (validated by the caller)."""
-    import librosa
+    librosa = numba_cache.librosa()  # compiled by one process at a time
 
     hop = max(1, int(round(hop_s * sample_rate)))
     strength = librosa.onset.onset_strength(y=np.asarray(audio, dtype=np.float32), sr=sample_rate, hop_length=hop)
@@ -50,7 +52,7 @@ def onset_envelope(audio: np.ndarray, sample_rate: int, hop_s: float = 0.016) ->
 
 def onset_times_s(envelope: OnsetEnvelope) -> np.ndarray:
     """(N,) onset times in seconds (peak picking within this envelope)."""
-    import librosa
+    librosa = numba_cache.librosa()  # compiled by one process at a time
 
     if envelope.strength.shape[0] < 3:
         return np.zeros(0)
@@ -69,7 +71,7 @@ def onset_rate_hz(envelope: OnsetEnvelope, duration_s: float) -> float:
 
 def beat_times_s(envelope: OnsetEnvelope, start_bpm: float = 120.0) -> np.ndarray:
     """(B,) beat times in seconds from librosa's beat tracker on this envelope."""
-    import librosa
+    librosa = numba_cache.librosa()  # compiled by one process at a time
 
     if envelope.strength.shape[0] < 3 or not envelope.strength.any():
         return np.zeros(0)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from metrics import numba_cache
 from metrics.descriptors.pitch import PITCH_CLASS_NAMES
 
 MODES = ("major", "minor")  # key_mode: 0.0 = major, 1.0 = minor
@@ -99,7 +100,7 @@ def chroma_hop_samples(sample_rate: int, hop_s: float) -> int:
 
 def chroma_cqt(audio: np.ndarray, sample_rate: int, hop_s: float = 0.032) -> ChromaTrack:
     """Chromagram of a mono clip (samples,) float32 (validated by the caller). See module docstring."""
-    import librosa
+    librosa = numba_cache.librosa()  # compiled by one process at a time
 
     from metrics.descriptors import cqt_filters
 

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
+from metrics import numba_cache
 from metrics.audio_io import AudioError
 from metrics.embedders.base import RESAMPLER, Embedder, EmbedderError, require_offline_hub
 from metrics.weights import (
@@ -125,6 +126,7 @@ def check_tokenizer(tokenizer: Any, source: str, vocab_rows: int | None = None) 
 def _import_laion() -> tuple[Any, Any]:
     """laion-clap's ``create_model`` and ``get_audio_features`` (imported lazily)."""
     require_offline_hub("laion-clap")
+    numba_cache.librosa()  # laion-clap imports librosa: its numba cache is compiled by one process at a time
     try:
         import laion_clap  # noqa: F401  (puts clap_module on sys.path)
         from clap_module.factory import create_model

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from metrics import numba_cache
 from metrics.embedders.base import RESAMPLER, EmbedderError, TorchEmbedder, require_offline_hub
 from metrics.weights import load_torch_model
 
@@ -31,6 +32,7 @@ POOLS = ((2, 2), (2, 2), (2, 2), (2, 2), (2, 2), (1, 1))  # the pools Cnn14_16k'
 def build_cnn14_16k() -> Any:
     """A randomly initialised ``Cnn14_16k`` from frechet-audio-distance (eval mode)."""
     require_offline_hub("frechet-audio-distance (it imports laion-clap)")
+    numba_cache.librosa()  # the package imports librosa: its numba cache is compiled by one process at a time
     try:
         from frechet_audio_distance.models.pann import Cnn14_16k
     except ImportError as exc:
