@@ -6,12 +6,17 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 1. ``pytest -m gpu tests/gpu``: no host sync inside a step before its audio copy, CUDA-event phase
    times against a synchronised wall clock, bfloat16 streams of every regime, and
    ``--compile reduce-overhead`` (CUDA graphs) streams of the diffusion regimes against eager;
-2. ``run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16`` on the three
-   diffusion regimes and the LMM, horizon shortened to ``--horizon-s`` (drift, continuation and
-   the report skipped): per-block latency, RTF, phases, FLOPs, attainable times at paper scale;
-3. the same diffusion regimes on stable-audio-tools' own SAO-small DiT (``dit.arch=sat``).
+2. ``scripts/timer_cost.py``: the host's cost of one phase entry per timer (wall, CUDA events);
+3. ``run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16`` on the three
+   diffusion regimes, the LMM and ``noise-phased`` (the harness's cost per phase entry in a run),
+   horizon shortened to ``--horizon-s`` (drift, continuation and the report skipped): per-block
+   latency, RTF, phases, FLOPs, attainable times at paper scale;
+4. the same diffusion regimes on stable-audio-tools' own SAO-small DiT (``dit.arch=sat``);
+5. ``paper-compiled``: step 3's diffusion regimes with ``--compile reduce-overhead`` (CUDA graphs;
+   last, since compiling takes minutes: 231 s on the H200 of 2026-12-04, docs/gpu.md).
 
-``--out`` receives: ``pytest.txt`` (the test log), ``paper/`` and ``paper-sat/`` (each run's
+``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``, ``paper/``, ``paper-sat/``
+and ``paper-compiled/`` (each run's
 ``summary.md``, its CSV tables and ``manifest.json``; the audio and parquet files are left out),
 and ``gpu_check.json`` (what ran, exit codes, seconds). ``--archive FILE`` also packs that folder
 into one ``.tar.gz`` (the lent GPU machine's tool brings back at most 8 files). Exit status: 0 when
@@ -45,7 +50,7 @@ KEEP = ("summary.md", "manifest.json", "peak.json")
 # what the steps import (run_all.py, the reports and tests/gpu), by import name
 NEEDED = ("numpy", "scipy", "pandas", "pyarrow", "matplotlib", "tqdm", "safetensors", "soundfile", "pyloudnorm",
           "threadpoolctl", "pytest", "pytest_benchmark", "transformers")
-RUNS = ("paper", "paper-sat")
+RUNS = ("paper", "paper-sat", "paper-compiled")
 PYTEST_SHARE = 0.40  # of --budget-s, at most, for the gpu tests (their CUDA-graph compiles included)
 
 
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="sao-small")
     parser.add_argument("--workload", default="paper")
     parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which runs (default: both)")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="which runs (default: all)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     record: dict = {"device_arg": args.device, "steps": []}
@@ -135,13 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         record.update(cuda=True, device=torch.cuda.get_device_name(0))
     deadline = time.perf_counter() + args.budget_s
     python = sys.executable
-    steps = [("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"])]
+    steps = [("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"]),
+             ("timer_cost", [python, "scripts/timer_cost.py"])]
     common = ["--workload", args.workload, "--preset", args.preset, "--device", args.device, "--dtype", args.dtype,
               "--no-drift", "--no-continuation", "--no-report", "--progress", "off",
               "--set", f"workload.horizon_s={args.horizon_s:g}"]
-    runs = {"paper": ["--generators", "outpaint,lmdm-encdec,lmdm-causal,lmm"],
+    runs = {"paper": ["--generators", "outpaint,lmdm-encdec,lmdm-causal,lmm,noise-phased"],
             "paper-sat": ["--generators", "outpaint,lmdm-encdec,lmdm-causal", "--set", "dit.arch=sat",
-                          "--set", "dit.config=builtin:sao-small"]}
+                          "--set", "dit.config=builtin:sao-small"],
+            "paper-compiled": ["--generators", "outpaint,lmdm-encdec,lmdm-causal,noise-phased",
+                               "--compile", "reduce-overhead"]}
     for name in args.runs:
         steps.append((name, [python, "run_all.py", *common, *runs[name], "--out", str(args.out / f"{name}-run")]))
     for name, cmd in steps:
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         limit_s = min(left, PYTEST_SHARE * args.budget_s) if name == "pytest" else left  # the runs take the rest
         result = _run(cmd, args.out / f"{name}.txt", limit_s)
         record["steps"].append({"name": name, **result})
-        if name != "pytest":
+        if name in RUNS:
             _compact(args.out / f"{name}-run", args.out / name)
             shutil.rmtree(args.out / f"{name}-run", ignore_errors=True)
         print(f"{name}: exit {result['exit_code']} in {result['seconds']} s")

@@ -29,15 +29,18 @@ def test_every_step_runs_on_the_cpu_into_one_archive(gpu_check, tmp_path):
                            "--horizon-s", "1", "--runs", "paper", "--out", str(out), "--archive", str(archive)])
     record = json.loads((out / "gpu_check.json").read_text())
     assert code == 0, record
-    assert [s["name"] for s in record["steps"]] == ["pytest", "paper"]
+    assert [s["name"] for s in record["steps"]] == ["pytest", "timer_cost", "paper"]
     assert all(s["exit_code"] == 0 for s in record["steps"])
     assert "skipped" in (out / "pytest.txt").read_text()  # the gpu tests ran, and skipped without CUDA
     summary = (out / "paper" / "summary.md").read_text()
-    assert all(f"| {name} |" in summary for name in ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm"))
+    assert all(f"| {name} |" in summary for name in ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm", "noise-phased"))
+    assert "Harness cost per phase entry" in summary
+    assert '"timer": "wall"' in (out / "timer_cost.txt").read_text()
     assert not (out / "paper-run").exists()  # the full run folder (audio, parquet) is not kept
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    assert {"gpu-results/gpu_check.json", "gpu-results/pytest.txt", "gpu-results/paper/summary.md",
+    assert {"gpu-results/gpu_check.json", "gpu-results/pytest.txt", "gpu-results/timer_cost.txt",
+            "gpu-results/paper/summary.md",
             "gpu-results/paper/manifest.json"} <= names
     assert not any(n.endswith((".wav", ".parquet", ".tgz", ".partial")) for n in names)
 
