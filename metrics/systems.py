@@ -289,7 +289,8 @@ def pairwise_ratios(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 OVERHEAD_COLUMNS = ["workload", "null_generator", "null_median_ms", "reference", "reference_median_ms",
-                    "overhead_fraction", "phased_null_median_ms", "extra_phase_entries", "per_phase_entry_us"]
+                    "overhead_fraction", "null_work_ms", "harness_ms", "harness_fraction",
+                    "phased_null_median_ms", "extra_phase_entries", "per_phase_entry_us"]
 
 
 def _steady_entries(phases: pd.DataFrame | None, workload: str, generator: str) -> float:
@@ -300,13 +301,26 @@ def _steady_entries(phases: pd.DataFrame | None, workload: str, generator: str) 
     return float(rows["calls"].sum()) if not rows.empty else float("nan")
 
 
+def _steady_phase_ms(phases: pd.DataFrame | None, workload: str, generator: str) -> float:
+    """Median ms per steady block inside ``generator``'s phases (sum over its phases), NaN if unknown."""
+    if phases is None or phases.empty or "median_ms" not in phases:
+        return float("nan")
+    rows = phases[(phases.workload == workload) & (phases.generator == generator) & (phases.block_kind == "steady")]
+    return float(rows["median_ms"].sum()) if not rows.empty else float("nan")
+
+
 def null_overhead(summary: pd.DataFrame, phases: pd.DataFrame | None = None, null: str = NULL_GENERATOR,
                   reference: str = REFERENCE_GENERATOR, phased: str = PHASED_NULL_GENERATOR) -> pd.DataFrame:
     """The null generator's median block latency per workload (the harness's own overhead per
     block plus minimal work), and its share of ``reference``'s median block latency. When the run
     also has ``phased`` (the null generator with the LMM's phase entries) and ``phases`` (the
     :func:`phase_summary` table): the harness's cost per phase entry, ``(p50(phased) - p50(null)) /
-    (entries(phased) - entries(null))`` in microseconds."""
+    (entries(phased) - entries(null))`` in microseconds.
+
+    With ``phases`` (its ``median_ms`` column), the null block is also split into the null
+    generator's own work inside its phases (``null_work_ms``: drawing its noise) and the rest,
+    the harness around them (``harness_ms``, and ``harness_fraction`` of the reference's block).
+    Both are differences of medians, not medians of per-block differences."""
     rows = []
     for work, group in summary.groupby("workload", sort=False):
         nulls = group[group.generator == null]
@@ -319,9 +333,13 @@ def null_overhead(summary: pd.DataFrame, phases: pd.DataFrame | None = None, nul
         phased_ms = float(phased_rows.iloc[0]["p50_ms"]) if not phased_rows.empty else float("nan")
         extra = _steady_entries(phases, work, phased) - _steady_entries(phases, work, null)
         per_entry_us = 1000.0 * (phased_ms - null_ms) / extra if extra > 0 else float("nan")
+        work_ms = _steady_phase_ms(phases, work, null)
+        harness_ms = null_ms - work_ms
         rows.append({
             "workload": work, "null_generator": null, "null_median_ms": null_ms, "reference": reference,
             "reference_median_ms": ref_ms, "overhead_fraction": null_ms / ref_ms if ref_ms > 0 else float("nan"),
+            "null_work_ms": work_ms, "harness_ms": harness_ms,
+            "harness_fraction": harness_ms / ref_ms if ref_ms > 0 else float("nan"),
             "phased_null_median_ms": phased_ms, "extra_phase_entries": extra, "per_phase_entry_us": per_entry_us,
         })
     return pd.DataFrame(rows, columns=OVERHEAD_COLUMNS)

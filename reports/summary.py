@@ -227,6 +227,11 @@ def _overhead_lines(overhead: pd.DataFrame | None, workload: str) -> list[str]:
     share = format_fixed(o.overhead_fraction, 3, 100.0)
     lines = [f"Null generator (`{o.null_generator}`) block latency: {format_fixed(o.null_median_ms, 3)} ms median, "
              f"{share}% of `{o.reference}`'s median block latency ({format_fixed(o.reference_median_ms, 2)} ms).", ""]
+    work_ms = getattr(o, "null_work_ms", float("nan"))
+    if pd.notna(work_ms):
+        lines[0] += (f" Of it, {format_fixed(work_ms, 3)} ms is the null generator's own work inside its phases "
+                     f"(drawing its noise) and {format_fixed(o.harness_ms, 3)} ms "
+                     f"({format_fixed(o.harness_fraction, 3, 100.0)}%) the harness around them (differences of medians).")
     per_entry = getattr(o, "per_phase_entry_us", float("nan"))
     if pd.notna(per_entry):
         lines += [f"Harness cost per phase entry: {format_fixed(per_entry, 2)} us (the null generator with "

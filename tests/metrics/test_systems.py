@@ -185,18 +185,25 @@ def test_summary_pairs_and_null_overhead():
     over = null_overhead(s.reset_index(), null="noise", reference="a").iloc[0]
     assert over.null_median_ms == pytest.approx(0.1) and over.overhead_fraction == pytest.approx(0.1 / 200)
     assert np.isnan(over.per_phase_entry_us)  # no phased null generator in this run: not measured
+    assert np.isnan(over.null_work_ms) and np.isnan(over.harness_ms)  # no phase table given: not split
 
 
 def test_cost_per_phase_entry_from_the_phased_null_generator():
     summary = pd.DataFrame([{"workload": "w", "generator": g, "p50_ms": ms}
                             for g, ms in [("noise", 0.06), ("noise-phased", 0.83), ("lmm", 39.0)]])
-    phases = pd.DataFrame([{"workload": "w", "generator": g, "phase": p, "block_kind": "steady", "calls": c}
-                           for g, p, c in [("noise", "decode", 1), ("noise-phased", "encode", 1),
-                                           ("noise-phased", "temporal", 25), ("noise-phased", "depth", 50),
-                                           ("noise-phased", "decode", 1)]])
+    phases = pd.DataFrame([{"workload": "w", "generator": g, "phase": p, "block_kind": k, "calls": c, "median_ms": ms}
+                           for g, p, k, c, ms in [("noise", "decode", "steady", 1, 0.045),
+                                                  ("noise", "decode", "first", 1, 0.5),  # not a steady block
+                                                  ("noise-phased", "encode", "steady", 1, 0.001),
+                                                  ("noise-phased", "temporal", "steady", 25, 0.01),
+                                                  ("noise-phased", "depth", "steady", 50, 0.02),
+                                                  ("noise-phased", "decode", "steady", 1, 0.045)]])
     over = null_overhead(summary, phases, reference="lmm").iloc[0]
     assert over.extra_phase_entries == 76 and over.phased_null_median_ms == pytest.approx(0.83)
     assert over.per_phase_entry_us == pytest.approx(1000 * (0.83 - 0.06) / 76)
+    # the null block: its own work inside its one steady phase, the harness around it
+    assert over.null_work_ms == pytest.approx(0.045) and over.harness_ms == pytest.approx(0.06 - 0.045)
+    assert over.harness_fraction == pytest.approx((0.06 - 0.045) / 39.0)
 
 
 def test_pairs_cover_every_combination():
