@@ -17,7 +17,8 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 
 ``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``, ``paper/``, ``paper-sat/``
 and ``paper-compiled/`` (each run's
-``summary.md``, its CSV tables and ``manifest.json``; the audio and parquet files are left out),
+``summary.md``, its CSV tables and ``manifest.json``, and under ``cells/`` each cell's CSV tables
+and ``status.json``, which is all a run cut off by the budget leaves; audio and parquet are left out),
 and ``gpu_check.json`` (what ran, exit codes, seconds). ``--archive FILE`` also packs that folder
 into one ``.tar.gz`` (the lent GPU machine's tool brings back at most 8 files). Exit status: 0 when
 every step passed, 1 when one failed, 2 without a CUDA device (nothing run), 3 when a package the
@@ -78,13 +79,20 @@ def _run(cmd: list[str], log: Path, timeout_s: float) -> dict:
 
 
 def _compact(run_dir: Path, dest: Path) -> None:
-    """Copy a run folder's summary, manifest and CSV tables (no audio, no parquet)."""
+    """Copy a run folder's summary, manifest and CSV tables, and each cell's CSV tables and
+    ``status.json`` (no audio, no parquet). The cells' own tables are what a run cut off by the
+    budget leaves: its finished cells' blocks and phases come back without a summary."""
     dest.mkdir(parents=True, exist_ok=True)
     if not run_dir.is_dir():
         return
     for path in run_dir.iterdir():
         if path.name in KEEP or path.suffix == ".csv":
             shutil.copy2(path, dest / path.name)
+    for cell in sorted((run_dir / "cells").glob("*")):
+        for path in cell.glob("*"):
+            if path.name == "status.json" or path.suffix == ".csv":
+                (dest / "cells" / cell.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest / "cells" / cell.name / path.name)
 
 
 def _archive(folder: Path, archive: Path) -> None:

@@ -37,12 +37,30 @@ def test_every_step_runs_on_the_cpu_into_one_archive(gpu_check, tmp_path):
     assert "Harness cost per phase entry" in summary
     assert '"timer": "wall"' in (out / "timer_cost.txt").read_text()
     assert not (out / "paper-run").exists()  # the full run folder (audio, parquet) is not kept
+    cell = out / "paper" / "cells" / "lmm__smoke"  # each cell's own tables come back too
+    assert {"blocks.csv", "phases.csv", "status.json"} <= {p.name for p in cell.iterdir()}
+    assert not any(p.suffix in (".wav", ".parquet") for p in cell.iterdir())
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {"gpu-results/gpu_check.json", "gpu-results/pytest.txt", "gpu-results/timer_cost.txt",
             "gpu-results/paper/summary.md",
             "gpu-results/paper/manifest.json"} <= names
     assert not any(n.endswith((".wav", ".parquet", ".tgz", ".partial")) for n in names)
+
+
+def test_a_run_cut_off_by_the_budget_still_brings_back_its_finished_cells(gpu_check, tmp_path):
+    run = tmp_path / "paper-run"  # killed after its first cell: no summary, no run tables
+    cell = run / "cells" / "lmdm-causal__paper"
+    (cell / "audio").mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    (cell / "blocks.csv").write_text("block_index,latency_ms\n0,114.3\n")
+    (cell / "status.json").write_text('{"status": "ok"}')
+    (cell / "blocks.parquet").write_bytes(b"PAR1")
+    (cell / "audio" / "repeat0.wav").write_bytes(b"RIFF")
+    (run / "cells" / "lmm__paper").mkdir()  # started, nothing written yet
+    gpu_check._compact(run, tmp_path / "paper")
+    kept = sorted(str(p.relative_to(tmp_path / "paper")) for p in (tmp_path / "paper").rglob("*") if p.is_file())
+    assert kept == ["cells/lmdm-causal__paper/blocks.csv", "cells/lmdm-causal__paper/status.json", "manifest.json"]
 
 
 def test_a_missing_package_stops_it_before_anything_runs(gpu_check, tmp_path, monkeypatch, capsys):
