@@ -10,8 +10,8 @@ the drift stage's two worker processes imported librosa at the same moment (both
 did every run after), and two processes doing so reproduce it in about one try of three. The test
 suite's pytest-xdist workers race the same way.
 
-:func:`librosa` takes a machine-wide advisory lock (``fcntl.flock`` on a file in the temporary
-folder) before this process's first import of librosa, imports it, makes every librosa call of
+:func:`librosa` takes a machine-wide advisory lock (``fcntl.flock`` on a file of this user's in the
+temporary folder; where it cannot be opened, a warning, and no lock) before this process's first import of librosa, imports it, makes every librosa call of
 the descriptors once on a short synthetic clip (compiling the lazily compiled functions for the
 dtypes the descriptors pass), and releases the lock. The descriptors and the embedders that import
 librosa (CLAP, PANNs) import it through here. A process that waited then finds a complete
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -36,7 +37,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE_NAME = "live-music-bench-numba-cache.lock"
+LOCK_FILE_STEM = "live-music-bench-numba-cache"
 WARM_SAMPLE_RATE = 22050
 WARM_DURATION_S = 3.0
 
@@ -45,8 +46,10 @@ _module: ModuleType | None = None
 
 
 def lock_path() -> Path:
-    """The lock file every process of this machine takes before its first librosa import."""
-    return Path(tempfile.gettempdir()) / LOCK_FILE_NAME
+    """The lock file every process of this user takes before its first librosa import (one per
+    user: on a shared machine another user's lock file would not be writable)."""
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"{LOCK_FILE_STEM}-{user}.lock"
 
 
 @contextlib.contextmanager
@@ -57,8 +60,15 @@ def exclusive(path: Path) -> Iterator[None]:
     except ImportError:  # Windows: no advisory file locks here
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")
+    except OSError as exc:  # an unwritable temporary folder must not stop the descriptors
+        log.warning("cannot open the lock file %s (%s): librosa's numba cache is compiled without it; if two "
+                    "processes compile at once it can be corrupted (docs/drift.md)", path, exc)
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -50,8 +51,10 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def test_the_first_librosa_import_waits_for_another_process_holding_the_lock(tmp_path):
-    lock = tmp_path / numba_cache.LOCK_FILE_NAME  # the child's temporary folder is tmp_path
+def test_the_first_librosa_import_waits_for_another_process_holding_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the child's temporary folder is tmp_path too
+    lock = numba_cache.lock_path()
+    assert lock.parent == tmp_path and str(os.getuid()) in lock.name  # one lock file per user
     with numba_cache.exclusive(lock):
         child = subprocess.Popen([sys.executable, "-c", WATCHED_USER], env=_env(TMPDIR=str(tmp_path)),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -60,6 +63,15 @@ def test_the_first_librosa_import_waits_for_another_process_holding_the_lock(tmp
     out, err = child.communicate(timeout=300)
     assert child.returncode == 0, err
     assert float(out.strip().splitlines()[-1]) >= released_at  # its import of librosa began after the release
+
+
+def test_a_lock_file_that_cannot_be_opened_warns_and_does_not_stop_the_caller(tmp_path, caplog):
+    (tmp_path / "a-file").write_text("")
+    ran = []
+    with caplog.at_level("WARNING", logger="metrics.numba_cache"):
+        with numba_cache.exclusive(tmp_path / "a-file" / "x.lock"):  # its folder is a file
+            ran.append(True)
+    assert ran == [True] and "cannot open the lock file" in caplog.text
 
 
 def test_librosa_is_returned_once_ready_and_the_warm_up_clip_has_onsets():
