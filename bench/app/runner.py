@@ -366,27 +366,32 @@ class Runner:
         if workload.warmup_blocks == 0:
             return NOT_PROBED
         found: list[str] = []
-        controls = self.controls(workload)
-        for warm_stream in range(2 if self.execution.get("cuda_graphs") else 1):
-            state = gen.start(controls[0], workload.seed)
-            audio_s = 0.0
-            try:
-                for k in range(workload.warmup_blocks):
-                    control = controls[workload.prompt_index_at(audio_s)]
-                    timer = self.clock.timer(k)
-                    probed = k == 0 and warm_stream == 0
-                    probe = attention_probe(gen.device, found) if probed else contextlib.nullcontext()
-                    with self._deadline(f"warm-up block {k}"), probe:
-                        result, state = gen.step(state, control, timer)
-                    timer.resolve()
-                    check_block(result.audio, gen.spec, k)
-                    audio_s += result.audio.shape[1] / gen.spec.sample_rate
-                    if warm_stream == 0:  # total_steps counts one warm-up stream
-                        self.progress(1)
-            finally:
-                gen.stop(state)
+        self._warm_stream(gen, workload, found)
+        if self.execution.get("cuda_graphs"):
+            self._warm_stream(gen, workload, None)
         self.clock.barrier()
         return found[0] if found else NOT_PROBED
+
+    def _warm_stream(self, gen: StreamingGenerator, workload: Workload, found: list[str] | None) -> None:
+        """One untimed warm-up stream. ``found``: profile its first block and append the attention
+        kernels there, and count its blocks as progress (None: a second stream, neither)."""
+        controls = self.controls(workload)
+        state = gen.start(controls[0], workload.seed)
+        audio_s = 0.0
+        try:
+            for k in range(workload.warmup_blocks):
+                control = controls[workload.prompt_index_at(audio_s)]
+                timer = self.clock.timer(k)
+                probe = attention_probe(gen.device, found) if k == 0 and found is not None else contextlib.nullcontext()
+                with self._deadline(f"warm-up block {k}"), probe:
+                    result, state = gen.step(state, control, timer)
+                timer.resolve()
+                check_block(result.audio, gen.spec, k)
+                audio_s += result.audio.shape[1] / gen.spec.sample_rate
+                if found is not None:  # total_steps counts one warm-up stream
+                    self.progress(1)
+        finally:
+            gen.stop(state)
 
     def run_stream(self, gen: StreamingGenerator, workload: Workload, repeat: int, writer: AudioWriter | None,
                    labels: dict[str, Any], context_audio: np.ndarray | None = None
