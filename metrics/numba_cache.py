@@ -66,6 +66,8 @@ def exclusive(path: Path) -> Iterator[None]:
     except OSError as exc:  # an unwritable temporary folder must not stop the descriptors
         log.warning("cannot open the lock file %s (%s): librosa's numba cache is compiled without it; if two "
                     "processes compile at once it can be corrupted (docs/drift.md)", path, exc)
+        handle = None
+    if handle is None:
         yield
         return
     with handle:
