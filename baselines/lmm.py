@@ -18,9 +18,9 @@ Per block (``B`` frames of ``Q`` RVQ levels, context of ``F`` frames):
    level's token embedding; each level has its own output head over the codebook. The token is
    sampled right there (temperature, top-k, classifier-free guidance by batch doubling with the
    style masked in the negative branch). One phase entry covers a frame's ``Q`` steps: on CUDA
-   each entry records two timing events, which cost the host tens of microseconds on the H200
-   measured (docs/lmm.md), so an entry per step (``B * Q``, 800 at paper scale) would inflate
-   the block the LMM is judged by.
+   each entry records two timing events, which cost the host 26-34 us on an H200 (about 4 us
+   once recorded on a stream looked up per step; docs/lmm.md), so an entry per step (``B * Q``,
+   800 at paper scale) would inflate the block the LMM is judged by.
 4. ``decode`` (once): tokens -> latents (RVQ codeword sums) -> audio with the codec, given the
    frame before the block. The block's tokens become the tail of the next block's context.
 

@@ -10,10 +10,11 @@ the drift stage's two worker processes imported librosa at the same moment (both
 did every run after), and two processes doing so reproduce it in about one try of three. The test
 suite's pytest-xdist workers race the same way.
 
-:func:`librosa` takes a machine-wide advisory lock (``fcntl.flock`` on a file of this user's in the
-temporary folder; where it cannot be opened, a warning, and no lock) before this process's first import of librosa, imports it, makes every librosa call of
-the descriptors once on a short synthetic clip (compiling the lazily compiled functions for the
-dtypes the descriptors pass), and releases the lock. The descriptors and the embedders that import
+:func:`librosa` takes an advisory lock shared by this user's processes (``fcntl.flock`` on a
+file in the temporary folder; where it cannot be opened, a warning, and no lock) before this
+process's first import of librosa, imports it, makes every librosa call of the descriptors once on
+a short synthetic clip (compiling the lazily compiled functions for the dtypes the descriptors
+pass), and releases the lock. The descriptors and the embedders that import
 librosa (CLAP, PANNs) import it through here. A process that waited then finds a complete
 cache and only reads it. Later calls return the module at once. Where ``fcntl`` does not exist
 (Windows) there is no lock and the race remains possible.
@@ -100,7 +101,7 @@ def _warm_up(module: ModuleType) -> None:
 
 def librosa() -> ModuleType:
     """The librosa module; this process's first call imports it and compiles what the descriptors
-    use under the machine-wide lock (module docstring)."""
+    use under the lock shared by this user's processes (module docstring)."""
     global _module
     with _guard:
         if _module is not None:

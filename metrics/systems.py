@@ -293,20 +293,13 @@ OVERHEAD_COLUMNS = ["workload", "null_generator", "null_median_ms", "reference",
                     "phased_null_median_ms", "extra_phase_entries", "per_phase_entry_us"]
 
 
-def _steady_entries(phases: pd.DataFrame | None, workload: str, generator: str) -> float:
-    """Phase entries per steady block of ``generator`` (sum of its phases' calls), NaN if unknown."""
-    if phases is None or phases.empty:
+def _steady_sum(phases: pd.DataFrame | None, workload: str, generator: str, column: str) -> float:
+    """``column`` summed over ``generator``'s phases in a steady block (``calls``: its phase entries;
+    ``median_ms``: its time inside phases), NaN if unknown."""
+    if phases is None or phases.empty or column not in phases:
         return float("nan")
     rows = phases[(phases.workload == workload) & (phases.generator == generator) & (phases.block_kind == "steady")]
-    return float(rows["calls"].sum()) if not rows.empty else float("nan")
-
-
-def _steady_phase_ms(phases: pd.DataFrame | None, workload: str, generator: str) -> float:
-    """Median ms per steady block inside ``generator``'s phases (sum over its phases), NaN if unknown."""
-    if phases is None or phases.empty or "median_ms" not in phases:
-        return float("nan")
-    rows = phases[(phases.workload == workload) & (phases.generator == generator) & (phases.block_kind == "steady")]
-    return float(rows["median_ms"].sum()) if not rows.empty else float("nan")
+    return float(rows[column].sum()) if not rows.empty else float("nan")
 
 
 def null_overhead(summary: pd.DataFrame, phases: pd.DataFrame | None = None, null: str = NULL_GENERATOR,
@@ -331,9 +324,9 @@ def null_overhead(summary: pd.DataFrame, phases: pd.DataFrame | None = None, nul
         ref_ms = float(refs.iloc[0]["p50_ms"]) if not refs.empty else float("nan")
         phased_rows = group[group.generator == phased]
         phased_ms = float(phased_rows.iloc[0]["p50_ms"]) if not phased_rows.empty else float("nan")
-        extra = _steady_entries(phases, work, phased) - _steady_entries(phases, work, null)
+        extra = _steady_sum(phases, work, phased, "calls") - _steady_sum(phases, work, null, "calls")
         per_entry_us = 1000.0 * (phased_ms - null_ms) / extra if extra > 0 else float("nan")
-        work_ms = _steady_phase_ms(phases, work, null)
+        work_ms = _steady_sum(phases, work, null, "median_ms")
         harness_ms = null_ms - work_ms
         rows.append({
             "workload": work, "null_generator": null, "null_median_ms": null_ms, "reference": reference,

@@ -89,10 +89,11 @@ def _compact(run_dir: Path, dest: Path) -> None:
         if path.name in KEEP or path.suffix == ".csv":
             shutil.copy2(path, dest / path.name)
     for cell in sorted((run_dir / "cells").glob("*")):
-        for path in cell.glob("*"):
-            if path.name == "status.json" or path.suffix == ".csv":
-                (dest / "cells" / cell.name).mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, dest / "cells" / cell.name / path.name)
+        kept = [path for path in cell.glob("*") if path.name == "status.json" or path.suffix == ".csv"]
+        if kept:
+            (dest / "cells" / cell.name).mkdir(parents=True, exist_ok=True)
+        for path in kept:
+            shutil.copy2(path, dest / "cells" / cell.name / path.name)
 
 
 def _archive(folder: Path, archive: Path) -> None:
