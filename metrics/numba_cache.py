@@ -7,7 +7,8 @@ at once can each pick the same data file for different signatures, and the index
 then points a signature at the other's machine code. Every later process that loads it crashes
 with a segmentation fault, until the cache files are deleted. This happened on a fresh install:
 the drift stage's two worker processes imported librosa at the same moment (both crashed, and so
-did every run after), and two processes doing so reproduce it in about one try of three. The test
+did every run after). Two processes doing so corrupted it in 1 of 3 tries on the venv's cache and 4
+of 4 on an empty one (NUMBA_CACHE_DIR). The test
 suite's pytest-xdist workers race the same way.
 
 :func:`librosa` takes an advisory lock shared by this user's processes (``fcntl.flock`` on a
