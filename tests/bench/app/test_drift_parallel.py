@@ -168,3 +168,29 @@ def test_a_generator_that_cannot_reach_a_worker_is_named_with_the_fix(tmp_path: 
     (status,) = result.statuses
     assert status["status"] == "failed" and "cannot be sent to a drift worker process" in status["error"]
     assert "--drift-workers 1" in status["error"] and result.results == {}
+
+
+def _ignore_sigterm_and_sleep(ready) -> None:  # noqa: ANN001 - a multiprocessing Event
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(120)
+
+
+def test_a_worker_that_outlives_sigterm_is_killed(caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
+
+    from bench.app.drift.parallel import StreamPool
+
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    stubborn = context.Process(target=_ignore_sigterm_and_sleep, args=(ready,))
+    stubborn.start()
+    assert ready.wait(60)
+    pool = StreamPool.__new__(StreamPool)  # only its worker table is needed
+    pool._pool = SimpleNamespace(_processes={stubborn.pid: stubborn})
+    started = time.monotonic()
+    pool._end_workers(wait_s=1.0)
+    assert not stubborn.is_alive() and stubborn.exitcode == -9  # SIGKILL, after SIGTERM was ignored
+    assert time.monotonic() - started < 30 and "did not end on SIGTERM" in caplog.text
