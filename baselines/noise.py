@@ -1,8 +1,12 @@
 """The null system under test: a block of seeded Gaussian noise, returned at once.
 
-It does the least work a generator can do (one ``torch.randn`` on the host inside one
-``decode`` phase, no model, no device work), so its measured block latency is the harness's own
-overhead per block (timer reads, the phase recorder, the Python call) plus that minimal work.
+It does the least work a generator on its device can do: one ``torch.randn`` on the run's device
+and the block's copy to the host (the copy every regime makes at the end of its ``decode`` phase),
+inside one ``decode`` phase, no model. Its measured block latency is the harness's own overhead
+per block (timer reads, the phase recorder, the Python call) plus that minimal work; the run's
+``overhead`` table splits the two. (Until 2026-12-04 the noise was drawn on the host on every
+device: on an H200 host that draw alone was 0.72 ms a block, work no regime does, while the
+host copy the regimes do make was left out.)
 Every run reports it next to the real regimes (MLPerf's "null SUT" idea).
 
 ``noise-phased`` (:class:`PhasedNoiseGenerator`) returns the same audio through as many phase
@@ -12,7 +16,8 @@ per phase entry (the run's ``overhead`` table), measured rather than assumed.
 
 Audio: white Gaussian noise with standard deviation :data:`NOISE_STD` (about -20 dBFS RMS) at the
 preset's sample rate and channel count; block length follows the DiT codec's frame rate, like the
-diffusion regimes. Randomness comes only from ``block_generator(seed, block_index, "noise")``.
+diffusion regimes. Randomness comes only from ``block_generator(seed, block_index, "noise", device)``:
+the same audio on every CPU run; a CUDA run draws other (equally seeded) noise.
 """
 
 from __future__ import annotations
@@ -77,11 +82,12 @@ class NoiseGenerator(StreamingGenerator):
         return NoiseState(seed=int(seed), block_index=0)
 
     def _noise_block(self, state: NoiseState, recorder: PhaseRecorder) -> np.ndarray:
-        """The block's audio (C, S) float32, drawn inside one decode phase."""
+        """The block's audio (C, S) float32, drawn on the run's device and copied to the host
+        inside one decode phase (the copy ends every regime's decode phase)."""
         with recorder.phase(PHASE_DECODE):
-            gen = block_generator(state.seed, state.block_index, "noise", "cpu")
-            noise = torch.randn(self._block_shape, generator=gen, device="cpu")  # on the host: no model here
-            return (noise * NOISE_STD).numpy()
+            gen = block_generator(state.seed, state.block_index, "noise", self.device)
+            noise = torch.randn(self._block_shape, generator=gen, device=self.device)  # (C, S)
+            return (noise * NOISE_STD).to("cpu", torch.float32).numpy()  # the step's one host copy
 
     def step(self, state: NoiseState, control: Control, recorder: PhaseRecorder = NULL_RECORDER) -> tuple[StepResult, NoiseState]:
         audio = self._noise_block(state, recorder)

@@ -62,7 +62,7 @@ def _stream(name: str, preset_name: str = "tiny", dtype: torch.dtype = torch.flo
     return gen, gen.start(Control("warm organ chords"), seed=0)
 
 
-@pytest.mark.parametrize("name", REGIMES)
+@pytest.mark.parametrize("name", REGIMES + ["noise", "noise-phased"])
 def test_a_step_never_syncs_the_host_before_its_audio_copy(name):
     """Steady blocks, then (ours; MusicGen's T5 reads its padding mask on the host, docs/musicgen.md)
     a block with a new prompt: its tokens are uploaded without waiting for the stream."""
