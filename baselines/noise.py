@@ -4,9 +4,8 @@ It does the least work a generator on its device can do: one ``torch.randn`` on 
 and the block's copy to the host (the copy every regime makes at the end of its ``decode`` phase),
 inside one ``decode`` phase, no model. Its measured block latency is the harness's own overhead
 per block (timer reads, the phase recorder, the Python call) plus that minimal work; the run's
-``overhead`` table splits the two. (Until 2026-12-04 the noise was drawn on the host on every
-device: on an H200 host that draw alone was 0.72 ms a block, work no regime does, while the
-host copy the regimes do make was left out.)
+``overhead`` table splits the two. (A null drawing on the host would time the host's RNG, work
+no regime does, and skip the copy every regime makes: docs/gpu.md, "Machine 4".)
 Every run reports it next to the real regimes (MLPerf's "null SUT" idea).
 
 ``noise-phased`` (:class:`PhasedNoiseGenerator`) returns the same audio through as many phase
