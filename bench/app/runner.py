@@ -276,17 +276,21 @@ NOT_PROBED = "not probed (no warm-up block)"
 
 
 @contextlib.contextmanager
-def attention_probe(device: torch.device, found: list[str]) -> Iterator[None]:
+def attention_probe(found: list[str]) -> Iterator[None]:
     """Profile what runs inside (an untimed warm-up block) and append to ``found`` the attention
     kernels it dispatched: the aten ``scaled_dot_product`` variants (flash / efficient / cudnn /
     math, CPU or CUDA), or "none" when no such op ran (no attention, or a compiled graph that
-    lowered attention into its own kernels: then that is what ran). Never guessed from flags."""
+    lowered attention into its own kernels: then that is what ran). Never guessed from flags.
+
+    The profiler records host activity only, on every device: the aten ops are host-side events
+    (recorded so on an H200 too), and device activity would start NVIDIA's CUPTI, which PyTorch
+    does not always detach afterwards (``TEARDOWN_CUPTI=0`` where CUDA graphs are in use), so the
+    later CUDA calls of the process, timed steps included, could pay for its callbacks."""
     from torch.profiler import ProfilerActivity, profile  # only here: the timed path never imports it
 
     os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # its CPU-only "gpuGetDeviceCount failed" is no error of ours
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         yield
     found.append(attention_kernel_names(profiled_op_names(prof)))
 
@@ -382,7 +386,7 @@ class Runner:
             for k in range(workload.warmup_blocks):
                 control = controls[workload.prompt_index_at(audio_s)]
                 timer = self.clock.timer(k)
-                probe = attention_probe(gen.device, found) if k == 0 and found is not None else contextlib.nullcontext()
+                probe = attention_probe(found) if k == 0 and found is not None else contextlib.nullcontext()
                 with self._deadline(f"warm-up block {k}"), probe:
                     result, state = gen.step(state, control, timer)
                 timer.resolve()

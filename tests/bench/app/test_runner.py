@@ -331,9 +331,9 @@ def test_the_attention_probe_reads_the_same_ops_as_key_averages() -> None:
     bare = SimpleNamespace(profiler=None, key_averages=prof.key_averages)
     assert profiled_op_names(bare) == fast
     found: list[str] = []
-    with attention_probe(torch.device("cpu"), found):
+    with attention_probe(found):
         F.scaled_dot_product_attention(q, q, q)
-    with attention_probe(torch.device("cpu"), found):
+    with attention_probe(found):
         torch.softmax(q, dim=-1)
     assert found[0].startswith("_scaled_dot_product") and found[1] == "none"
 
