@@ -1,0 +1,112 @@
+"""Whether a ``torch.profiler`` session leaves a cost behind in the process that ran it.
+
+    python scripts/profiler_after_effect.py none    # the control: no profiler in between
+    python scripts/profiler_after_effect.py cpu     # host activity only (what the attention probe records)
+    python scripts/profiler_after_effect.py cuda    # host and device activity (starts NVIDIA's CUPTI)
+
+Every cell's first warm-up block runs under the profiler (``bench.app.runner.attention_probe``),
+and the timed blocks, this cell's and the next cells' of the same process, come after it. This
+script times, before and after one profiled call of ``scaled_dot_product_attention``, the host
+cost of a small op (``add_`` on a 64 x 64 tensor, synchronised per loop on CUDA) and of a phase
+entry of the run's clock (CUDA events on CUDA, the wall clock on the CPU), medians of repeated
+loops, and prints one JSON line, with the SDPA events the profiler recorded. Compare ``after``
+with ``before`` within a line: separate processes on a shared host differ more than the effect
+(docs/gpu.md, "Machine 5").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def op_cost_us(x: Any, device: str, ops: int = 2000, loops: int = 9) -> float:
+    """Median host microseconds per ``x.add_(1.0)`` over ``loops`` loops of ``ops`` calls."""
+    per_op = []
+    for _ in range(loops):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(ops):
+            x.add_(1.0)
+        _sync(device)
+        per_op.append((time.perf_counter() - t0) / ops * 1e6)
+    return round(statistics.median(per_op), 3)
+
+
+def entry_cost_us(device: str, entries: int = 113, loops: int = 14) -> float:
+    """Median host microseconds per empty phase entry of the run's clock on ``device``."""
+    from bench.app.clocks import CudaClock, WallClock
+
+    clock = CudaClock() if device == "cuda" else WallClock()
+    per_entry = []
+    for _ in range(loops + 1):  # the first loop warms the event pool
+        timer = clock.timer(0)
+        _sync(device)
+        t0 = time.perf_counter_ns()
+        for _ in range(entries):
+            with timer.phase("depth"):
+                pass
+        per_entry.append((time.perf_counter_ns() - t0) / entries / 1e3)
+        timer.resolve()
+    return round(statistics.median(per_entry[1:]), 3)
+
+
+def measure(mode: str) -> dict[str, Any]:
+    """Costs before and after one profiled (``mode`` "cpu" or "cuda") or plain ("none") SDPA call."""
+    import torch
+    import torch.nn.functional as F
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if mode == "cuda" and device != "cuda":
+        raise SystemExit("mode 'cuda' needs a CUDA device")
+    x = torch.randn(64, 64, device=device)
+    q = torch.randn(1, 4, 128, 32, device=device)
+
+    def attend() -> None:
+        for _ in range(3):
+            F.scaled_dot_product_attention(q, q, q)
+        _sync(device)
+
+    attend()
+    before = {"op_us": op_cost_us(x, device), "entry_us": entry_cost_us(device)}
+    sdpa_events: list[str] = []
+    if mode == "none":
+        attend()
+    else:
+        from torch.profiler import ProfilerActivity, profile
+
+        from bench.app.runner import profiled_op_names
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if mode == "cuda" else [])
+        with profile(activities=activities) as prof:
+            attend()
+        sdpa_events = sorted(name for name in profiled_op_names(prof) if name.startswith("aten::")
+                             and "scaled_dot_product" in name)
+    after = {"op_us": op_cost_us(x, device), "entry_us": entry_cost_us(device)}
+    return {"mode": mode, "device": device, "before": before, "after": after, "sdpa_events": sdpa_events}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("none", "cpu", "cuda"))
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.mode)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
