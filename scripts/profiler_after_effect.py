@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # timer_cost, beside this script
 
 
 def _sync(device: str) -> None:
@@ -34,7 +35,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def op_cost_us(x: Any, device: str, ops: int = 2000, loops: int = 9) -> float:
+def op_cost_us(x: Any, device: str, ops: int = 2000, loops: int = 7) -> float:
     """Median host microseconds per ``x.add_(1.0)`` over ``loops`` loops of ``ops`` calls."""
     per_op = []
     for _ in range(loops):
@@ -47,22 +48,14 @@ def op_cost_us(x: Any, device: str, ops: int = 2000, loops: int = 9) -> float:
     return round(statistics.median(per_op), 3)
 
 
-def entry_cost_us(device: str, entries: int = 113, loops: int = 14) -> float:
-    """Median host microseconds per empty phase entry of the run's clock on ``device``."""
+def entry_cost_us(device: str, entries: int = 113, repeats: int = 14) -> float:
+    """Median host microseconds per empty phase entry of the run's clock on ``device``
+    (:func:`timer_cost.entry_cost_us`, the loop of ``scripts/timer_cost.py``)."""
     from bench.app.clocks import CudaClock, WallClock
+    from timer_cost import entry_cost_us as loop_cost_us
 
     clock = CudaClock() if device == "cuda" else WallClock()
-    per_entry = []
-    for _ in range(loops + 1):  # the first loop warms the event pool
-        timer = clock.timer(0)
-        _sync(device)
-        t0 = time.perf_counter_ns()
-        for _ in range(entries):
-            with timer.phase("depth"):
-                pass
-        per_entry.append((time.perf_counter_ns() - t0) / entries / 1e3)
-        timer.resolve()
-    return round(statistics.median(per_entry[1:]), 3)
+    return loop_cost_us(lambda: clock.timer(0), entries, repeats)["median_us"]
 
 
 def measure(mode: str) -> dict[str, Any]:
@@ -74,7 +67,8 @@ def measure(mode: str) -> dict[str, Any]:
     if mode == "cuda" and device != "cuda":
         raise SystemExit("mode 'cuda' needs a CUDA device")
     x = torch.randn(64, 64, device=device)
-    q = torch.randn(1, 4, 128, 32, device=device)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    q = torch.randn(1, 8, 256, 64, device=device, dtype=dtype)  # (B, H, T, Dh)
 
     def attend() -> None:
         for _ in range(3):
