@@ -6,7 +6,9 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 1. ``pytest -m gpu tests/gpu``: no host sync inside a step before its audio copy, CUDA-event phase
    times against a synchronised wall clock, bfloat16 streams of every regime, and
    ``--compile reduce-overhead`` (CUDA graphs) streams of the diffusion regimes against eager;
-2. ``scripts/timer_cost.py``: the host's cost of one phase entry per timer (wall, CUDA events);
+2. ``scripts/timer_cost.py``: the host's cost of one phase entry per timer (wall, CUDA events),
+   then ``scripts/profiler_after_effect.py --interleave 2``: a launch's and an entry's cost before
+   and after a profiled call, with host and with host and device activity (six processes);
 3. ``run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16`` on the three
    diffusion regimes, the LMM and ``noise-phased`` (the harness's cost per phase entry in a run),
    horizon shortened to ``--horizon-s`` (drift, continuation and the report skipped): per-block
@@ -15,7 +17,7 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 5. ``paper-compiled``: step 3's diffusion regimes with ``--compile reduce-overhead`` (CUDA graphs;
    last, since compiling takes minutes: 231 s on the H200 of 2026-12-04, docs/gpu.md).
 
-``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``, ``paper/``, ``paper-sat/``
+``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``, ``profiler_after_effect.txt``, ``paper/``, ``paper-sat/``
 and ``paper-compiled/`` (each run's
 ``summary.md``, its CSV tables and ``manifest.json``, and under ``cells/`` each cell's CSV tables
 and ``status.json``, which is all a run cut off by the budget leaves; audio and parquet are left out),
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.perf_counter() + args.budget_s
     python = sys.executable
     steps = [("pytest", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests/gpu", "-rs"]),
-             ("timer_cost", [python, "scripts/timer_cost.py"])]
+             ("timer_cost", [python, "scripts/timer_cost.py"]),
+             ("profiler_after_effect", [python, "scripts/profiler_after_effect.py", "--interleave", "2"])]
     common = ["--workload", args.workload, "--preset", args.preset, "--device", args.device, "--dtype", args.dtype,
               "--no-drift", "--no-continuation", "--no-report", "--progress", "off",
               "--set", f"workload.horizon_s={args.horizon_s:g}"]

@@ -3,6 +3,7 @@
     python scripts/profiler_after_effect.py none    # the control: no profiler in between
     python scripts/profiler_after_effect.py cpu     # host activity only (what the attention probe records)
     python scripts/profiler_after_effect.py cuda    # host and device activity (starts NVIDIA's CUPTI)
+    python scripts/profiler_after_effect.py --interleave 3   # each mode 3 times, fresh processes
 
 Every cell's first warm-up block runs under the profiler (``bench.app.runner.attention_probe``),
 and the timed blocks, this cell's and the next cells' of the same process, come after it. This
@@ -11,7 +12,9 @@ cost of a small op (``add_`` on a 64 x 64 tensor, synchronised per loop on CUDA)
 entry of the run's clock (CUDA events on CUDA, the wall clock on the CPU), medians of repeated
 loops, and prints one JSON line, with the SDPA events the profiler recorded. Compare ``after``
 with ``before`` within a line: separate processes on a shared host differ more than the effect
-(docs/gpu.md, "Machine 5").
+(docs/gpu.md, "Machine 5"). ``--interleave N`` runs every mode this machine has (``cuda`` only
+with a CUDA device) ``N`` times in fresh processes, rotating their order, prints each line, then
+one line with each mode's median after / before ratios.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,10 +98,38 @@ def measure(mode: str) -> dict[str, Any]:
     return {"mode": mode, "device": device, "before": before, "after": after, "sdpa_events": sdpa_events}
 
 
+def interleaved(rounds: int) -> list[dict[str, Any]]:
+    """Every mode this machine has, ``rounds`` times, each in a fresh process, the order rotated
+    each round; the lines as they came, then a summary of median after / before ratios per mode."""
+    import torch
+
+    modes = ["none", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    lines = []
+    for r in range(rounds):
+        for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+            out = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True)
+            line = json.loads(out.stdout.strip().splitlines()[-1])
+            print(json.dumps(line), flush=True)
+            lines.append(line)
+    summary: dict[str, Any] = {"summary": "median after / before"}
+    for mode in modes:
+        rows = [x for x in lines if x["mode"] == mode]
+        summary[mode] = {key: round(statistics.median(x["after"][key] / x["before"][key] for x in rows), 3)
+                         for key in ("op_us", "entry_us")}
+    return lines + [summary]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("none", "cpu", "cuda"))
+    parser.add_argument("mode", nargs="?", choices=("none", "cpu", "cuda"))
+    parser.add_argument("--interleave", type=int, default=0, metavar="N",
+                        help="run every mode N times in fresh processes instead of one mode here")
     args = parser.parse_args(argv)
+    if args.interleave > 0:
+        print(json.dumps(interleaved(args.interleave)[-1]))
+        return 0
+    if args.mode is None:
+        parser.error("give a mode (none, cpu, cuda) or --interleave N")
     print(json.dumps(measure(args.mode)))
     return 0
 

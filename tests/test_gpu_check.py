@@ -29,13 +29,14 @@ def test_every_step_runs_on_the_cpu_into_one_archive(gpu_check, tmp_path):
                            "--horizon-s", "1", "--runs", "paper", "--out", str(out), "--archive", str(archive)])
     record = json.loads((out / "gpu_check.json").read_text())
     assert code == 0, record
-    assert [s["name"] for s in record["steps"]] == ["pytest", "timer_cost", "paper"]
+    assert [s["name"] for s in record["steps"]] == ["pytest", "timer_cost", "profiler_after_effect", "paper"]
     assert all(s["exit_code"] == 0 for s in record["steps"])
     assert "skipped" in (out / "pytest.txt").read_text()  # the gpu tests ran, and skipped without CUDA
     summary = (out / "paper" / "summary.md").read_text()
     assert all(f"| {name} |" in summary for name in ("outpaint", "lmdm-encdec", "lmdm-causal", "lmm", "noise-phased"))
     assert "Harness cost per phase entry" in summary
     assert '"timer": "wall"' in (out / "timer_cost.txt").read_text()
+    assert '"summary": "median after / before"' in (out / "profiler_after_effect.txt").read_text()
     assert not (out / "paper-run").exists()  # the full run folder (audio, parquet) is not kept
     cell = out / "paper" / "cells" / "lmm__smoke"  # each cell's own tables come back too
     assert {"blocks.csv", "phases.csv", "status.json"} <= {p.name for p in cell.iterdir()}

@@ -32,3 +32,15 @@ def test_the_control_profiles_nothing(after_effect):
 def test_device_activity_needs_a_cuda_device(after_effect):
     with pytest.raises(SystemExit, match="needs a CUDA device"):
         after_effect.measure("cuda")
+
+
+def test_interleaved_runs_every_mode_in_fresh_processes_and_summarises(after_effect, capsys):
+    lines = after_effect.interleaved(1)
+    printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    modes = ["none", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    assert [x["mode"] for x in printed] == modes == [x["mode"] for x in lines[:-1]]
+    summary = lines[-1]
+    assert summary["summary"] == "median after / before"
+    for mode in modes:  # one round: the ratio is that process's own after / before
+        row = next(x for x in lines if x.get("mode") == mode)
+        assert summary[mode]["op_us"] == round(row["after"]["op_us"] / row["before"]["op_us"], 3)
