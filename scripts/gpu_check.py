@@ -9,16 +9,17 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 2. ``scripts/timer_cost.py``: the host's cost of one phase entry per timer (wall, CUDA events),
    then ``scripts/profiler_after_effect.py --interleave 2``: a launch's and an entry's cost before
    and after a profiled call, with host and with host and device activity (six processes);
-3. ``run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16`` on the three
-   diffusion regimes, the LMM and ``noise-phased`` (the harness's cost per phase entry in a run),
+3. ``run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16`` on both null
+   generators (first: ``noise-phased`` gives the harness's cost per phase entry in a run), the
+   three diffusion regimes and the LMM (last, the slowest cell),
    horizon shortened to ``--horizon-s`` (drift, continuation and the report skipped): per-block
    latency, RTF, phases, FLOPs, attainable times at paper scale;
 4. the same diffusion regimes on stable-audio-tools' own SAO-small DiT (``dit.arch=sat``);
 5. ``paper-compiled``: step 3's diffusion regimes with ``--compile reduce-overhead`` (CUDA graphs;
    last, since compiling takes minutes: 231 s on the H200 of 2026-12-04, docs/gpu.md).
 
-``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``, ``profiler_after_effect.txt``, ``paper/``, ``paper-sat/``
-and ``paper-compiled/`` (each run's
+``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``,
+``profiler_after_effect.txt``, ``paper/``, ``paper-sat/`` and ``paper-compiled/`` (each run's
 ``summary.md``, its CSV tables and ``manifest.json``, and under ``cells/`` each cell's CSV tables
 and ``status.json``, which is all a run cut off by the budget leaves; audio and parquet are left out),
 and ``gpu_check.json`` (what ran, exit codes, seconds). ``--archive FILE`` also packs that folder
