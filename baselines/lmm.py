@@ -24,9 +24,13 @@ Per block (``B`` frames of ``Q`` RVQ levels, context of ``F`` frames):
 4. ``decode`` (once): tokens -> latents (RVQ codeword sums) -> audio with the codec, given the
    frame before the block. The block's tokens become the tail of the next block's context.
 
-Sampling never reads a device value on the host: :func:`sample_tokens` draws with the
-exponential race (``argmax(p / e)``, ``e ~ Exp(1)``), which is what ``torch.multinomial`` does
-for one sample, minus its host-side validity checks (those call ``.item()``).
+Sampling never reads a device value on the host: :func:`~baselines.token_sampler.sample_tokens`
+draws with the exponential race (``argmax(p / e)``, ``e ~ Exp(1)``), which is what
+``torch.multinomial`` does for one sample, minus its host-side validity checks (those call
+``.item()``).
+
+``--compile`` runs the temporal and depth passes at static shapes instead
+(:mod:`baselines.lmm_static`, docs/lmm.md "Compile mode").
 
 Tokens share one embedding table with a row block per level (level ``l``, code ``c`` -> row
 ``l * codebook_size + c``), like a T5 vocabulary with per-level offsets; style ids have their own
@@ -49,6 +53,7 @@ from torch import nn
 from baselines.codec import ResidualVQ
 from baselines.codecs import make_codec
 from baselines.conditioning import style_ids
+from baselines.token_sampler import guide, sample_tokens
 from baselines.transformer import Stack, init_parameters, memory_kv_flops, sinusoids, stack_flops
 from baselines.weights import load_checkpoint, resolve_weights
 from bench.core.contract import (
@@ -67,31 +72,6 @@ from bench.core.settings import Control, StreamSettings
 
 SAMPLE_PURPOSE = "lmm-sample"  # block_generator purpose of the token sampler
 RVQ_CODEBOOKS_KEY = "rvq.codebooks"  # optional checkpoint entry: (levels, size, dim) codebooks
-
-
-def sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator) -> torch.Tensor:
-    """Sample one token per row of ``logits`` (R, V) -> (R,) int64, without a host sync.
-
-    ``top_k == 0`` (or >= V) keeps every token. Equivalent to
-    ``torch.multinomial(softmax(top_k(logits / temperature)), 1, generator=generator)`` (the same
-    random draws give the same tokens), but with no ``.item()`` validity checks.
-    """
-    scaled = logits.float() / temperature  # (R, V)
-    vocab = scaled.shape[-1]
-    if 0 < top_k < vocab:
-        kth = torch.topk(scaled, top_k, dim=-1).values[..., -1:]  # (R, 1)
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)  # (R, V)
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    race = race.clamp_min(torch.finfo(race.dtype).tiny)
-    return (probs / race).argmax(dim=-1)
-
-
-def guide(logits: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance over a doubled batch: rows [cond | uncond] (2R, V) -> (R, V),
-    ``u + scale * (c - u)``."""
-    cond, uncond = logits.chunk(2, dim=0)
-    return uncond + scale * (cond - uncond)
 
 
 class LMMNet(nn.Module):
@@ -172,6 +152,7 @@ class LiveMusicModelGenerator(StreamingGenerator):
         self._style_cache: dict[str, torch.Tensor] = {}  # prompt -> (b, S) ids on the device
         # the FLOP bookkeeping is Python arithmetic: done once here, never inside the timed step
         self._block_flops = {first: self.analytic_flops(first) for first in (True, False)}
+        self._static: Any = None  # the compiled static-shape token passes (compile), else None
 
     # ------------------------------------------------------------------ construction
     def _build_model(self) -> LMMNet:
@@ -220,6 +201,17 @@ class LiveMusicModelGenerator(StreamingGenerator):
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
+
+    def compile(self, mode: str) -> dict[str, Any]:
+        """Compile the temporal frame and depth level passes at static shapes
+        (:mod:`baselines.lmm_static`: device-side positions into caches of every slot, masked),
+        one graph each, ``fullgraph=True``: a graph break or a recompilation past a few is an
+        error, never a silent eager pass. Compilation happens at the first block (the warm-up).
+        The encoder, the token draws and the decode stay eager (the record says so)."""
+        from baselines.lmm_static import StaticTokenPasses  # noqa: PLC0415 - compile mode only
+
+        self._static = StaticTokenPasses(self, compile_mode=mode)
+        return self._static.record()
 
     def start(self, control: Control, seed: int, context_audio: np.ndarray | None = None) -> LMMState:
         """Quantise the context (silence when None) to ``encoder_levels`` RVQ tokens."""
@@ -328,6 +320,10 @@ class LiveMusicModelGenerator(StreamingGenerator):
         collects the temporal outputs (b, d) and the sampled-from logits (1, V) per step.
         """
         net, b, d = self.model, self.batch, self.cfg.width
+        if self._static is not None and use_cache and trace is None:
+            # compiled: the static-shape passes (a trace is a feature of the eager passes)
+            first = net.temporal_start.view(1, 1, d).expand(b, 1, d) if start is None else start
+            return self._static.decode_tokens(cross_kvs, generator, first, recorder)
         levels, vocab = self.cfg.rvq_levels, self.cfg.codebook_size
         t_caches = net.temporal.new_caches(b, self.block_frames, self.device, self.dtype) if use_cache else None
         d_caches = net.depth.new_caches(b, levels, self.device, self.dtype) if use_cache else None

@@ -38,7 +38,7 @@ EnCodec's codes of digital silence in the codec's look-back.
 
 Sampling (per position, per codebook): CFG over the doubled batch (``musicgen.cfg_scale``), then
 ``musicgen.temperature`` and ``musicgen.top_k`` (MusicGen's own defaults, 1.0 and 250; the workload's
-LMM temperature and top-k are not used), drawn with :func:`baselines.lmm.sample_tokens` from
+LMM temperature and top-k are not used), drawn with :func:`baselines.token_sampler.sample_tokens` from
 ``block_generator(seed, block, "musicgen-sample")``: no host reads inside the step.
 """
 
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.lmm import guide, sample_tokens
+from baselines.token_sampler import guide, sample_tokens
 from baselines.musicgen_decoder import DelayLayout, MusicgenStepper, delay_grid, generate_mask, undelay
 from baselines.musicgen_flops import (
     decoder_layers_flops,

@@ -18,6 +18,7 @@ depend on the stream's lengths (a checkpoint loads whatever the context / block 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,21 @@ class KVCache:
         self.length += t
         return self.k[:, :, :self.length], self.v[:, :, :self.length]
 
+    def extend(self, k: torch.Tensor, v: torch.Tensor, causal: bool,
+               position: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Append (B, H, T, Dh) new keys/values -> (every filled key, value, mask or None): with
+        ``causal`` and T > 1 query i (absolute ``length + i``) sees keys j <= length + i. The
+        position is the host's ``length``; ``position`` is for static caches and must be None."""
+        if position is not None:
+            raise ValueError("a KVCache appends at its own length; position is for a StaticKVCache")
+        past, t = self.length, k.shape[2]
+        keys, values = self.append(k, v)  # (B, H, past + T, Dh)
+        mask = None
+        if causal and t > 1:
+            rows = torch.arange(t, device=k.device)[:, None] + past
+            mask = torch.arange(past + t, device=k.device)[None, :] <= rows  # (T, past + T)
+        return keys, values, mask
+
     def reset(self) -> None:
         self.length = 0
 
@@ -77,21 +93,19 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=False, device=device, dtype=dtype)
         self.out = nn.Linear(width, width, bias=False, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = False) -> torch.Tensor:
-        """x (B, T, D) -> (B, T, D). With ``cache`` the new keys are appended and the queries
-        attend to every cached position (``causal`` then masks only among the new ones)."""
+    def forward(self, x: torch.Tensor, cache: Any = None, causal: bool = False,
+                position: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) -> (B, T, D). With ``cache`` (a :class:`KVCache`, or a
+        :class:`~baselines.lmm_static.StaticKVCache` written at the device-side ``position``) the
+        new keys are added and the queries attend to every cached position (``causal`` then masks
+        only among the new ones)."""
         b, t, d = x.shape
         qkv = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, H, T, Dh)
         q, k, v = qkv[0], qkv[1], qkv[2]
         mask = None
         is_causal = False
         if cache is not None:
-            past = cache.length
-            k, v = cache.append(k, v)  # (B, H, past + T, Dh)
-            if causal and t > 1:
-                # query i (absolute past + i) sees keys j <= past + i
-                rows = torch.arange(t, device=x.device)[:, None] + past
-                mask = torch.arange(past + t, device=x.device)[None, :] <= rows  # (T, past + T)
+            k, v, mask = cache.extend(k, v, causal, position)  # (B, H, S, Dh) x 2, mask or None
         else:
             is_causal = causal and t > 1
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)  # (B, H, T, Dh)
@@ -152,9 +166,10 @@ class Block(nn.Module):
         self.norm_mlp = nn.RMSNorm(width, eps=1e-6, device=device, dtype=dtype)
         self.mlp = GatedMLP(width, mlp_hidden, device=device, dtype=dtype)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, causal: bool = False,
-                cross_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x = x + self.self_attn(self.norm_self(x), cache=cache, causal=causal)
+    def forward(self, x: torch.Tensor, cache: Any = None, causal: bool = False,
+                cross_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                position: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.norm_self(x), cache=cache, causal=causal, position=position)
         if self.cross_attn is not None:
             if cross_kv is None:
                 raise ValueError("this block has cross-attention: pass cross_kv (from Stack.memory_kv)")
@@ -187,15 +202,18 @@ class Stack(nn.Module):
             out.append(block.cross_attn.memory_kv(memory))
         return out
 
-    def forward(self, x: torch.Tensor, caches: list[KVCache] | None = None, causal: bool = False,
-                cross_kvs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
-        """x (B, T, D) -> normalised output (B, T, D)."""
+    def forward(self, x: torch.Tensor, caches: list[Any] | None = None, causal: bool = False,
+                cross_kvs: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                position: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, D) -> normalised output (B, T, D). ``position``: where static caches write
+        (a 0-d int64 tensor on the device; None for :class:`KVCache`)."""
         for i, block in enumerate(self.blocks):
             x = block(
                 x,
                 cache=None if caches is None else caches[i],
                 causal=causal,
                 cross_kv=None if cross_kvs is None else cross_kvs[i],
+                position=position,
             )
         return self.norm(x)
 

@@ -15,8 +15,9 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
    horizon shortened to ``--horizon-s`` (drift, continuation and the report skipped): per-block
    latency, RTF, phases, FLOPs, attainable times at paper scale;
 4. the same diffusion regimes on stable-audio-tools' own SAO-small DiT (``dit.arch=sat``);
-5. ``paper-compiled``: step 3's diffusion regimes with ``--compile reduce-overhead`` (CUDA graphs;
-   last, since compiling takes minutes: 231 s on the H200 of 2026-12-04, docs/gpu.md).
+5. ``paper-compiled``: step 3's regimes with ``--compile reduce-overhead`` (CUDA graphs; last,
+   since compiling takes minutes: 231 s for the diffusion regimes on the H200 of 2026-12-04,
+   docs/gpu.md; the LMM last within it).
 
 ``--out`` receives: ``pytest.txt`` (the test log), ``timer_cost.txt``,
 ``profiler_after_effect.txt``, ``paper/``, ``paper-sat/`` and ``paper-compiled/`` (each run's
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {"paper": ["--generators", "noise,noise-phased,outpaint,lmdm-encdec,lmdm-causal,lmm"],
             "paper-sat": ["--generators", "outpaint,lmdm-encdec,lmdm-causal", "--set", "dit.arch=sat",
                           "--set", "dit.config=builtin:sao-small"],
-            "paper-compiled": ["--generators", "noise,noise-phased,outpaint,lmdm-encdec,lmdm-causal",
+            "paper-compiled": ["--generators", "noise,noise-phased,outpaint,lmdm-encdec,lmdm-causal,lmm",
                                "--compile", "reduce-overhead"]}
     for name in args.runs:
         steps.append((name, [python, "run_all.py", *common, *runs[name], "--out", str(args.out / f"{name}-run")]))

@@ -131,6 +131,31 @@ def test_cuda_graph_streams_equal_eager(name):
     assert np.abs(a.audio).max() > 1e-3
 
 
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_lmm_streams_equal_eager_and_never_sync(mode):
+    """The LMM's compile mode on CUDA (static-shape passes; with ``reduce-overhead`` replayed as
+    CUDA graphs writing their caches in place): the eager stream's audio, and once recorded (two
+    blocks: graph trees record a pass at its second call) no host sync before the audio copy."""
+    eager, _ = _stream("lmm")
+    compiled, _ = _stream("lmm")
+    assert compiled.compile(mode)["cuda_graphs"] is (mode == "reduce-overhead")
+    control = Control("warm organ chords")
+    states = [eager.start(control, seed=1), compiled.start(control, seed=1)]
+    with torch.inference_mode():
+        for block in range(5):
+            prompt = Control("bright synth arpeggio") if block == 4 else control  # a new prompt too
+            a, states[0] = eager.step(states[0], prompt)
+            torch.cuda.synchronize()
+            if block >= 2:
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                b, states[1] = compiled.step(states[1], prompt, SyncGuard())
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            assert np.abs(a.audio - b.audio).max() <= 1e-3, block
+    assert np.abs(a.audio).max() > 1e-3
+
+
 def test_attainable_replays_time_the_device_not_the_hosts_round_trip():
     """The attainable model's replays on CUDA: a large matmul's time per call agrees with a
     synchronised wall clock over many calls; a tiny op is not charged the host's launch and wait,

@@ -66,11 +66,44 @@ def test_a_compiled_cell_records_what_ran(tmp_path):
     assert "scaled_dot_product" in next(iter(eager_streams["attention_kernels"]))
 
 
+def test_compiled_lmm_stream_equals_eager_with_one_graph_per_pass():
+    """The LMM's compile mode: its temporal and depth passes at static shapes (device-side
+    positions), one graph each for every frame and level, the eager stream's tokens and audio."""
+    preset = get_preset("tiny")
+    settings = dataclasses.replace(preset.settings, cfg=True)
+    eager = GENERATORS.create("lmm", preset, settings)
+    compiled = GENERATORS.create("lmm", preset, settings)
+    record = compiled.compile("default")
+    assert record == {"compiled": ["lmm temporal frame pass", "lmm depth level pass"], "backend": "inductor",
+                      "fullgraph": True, "dynamic": False, "kv_caches": "static (every slot, masked)",
+                      "cuda_graphs": False, "eager": "encode, token draw and embedding, decode"}
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    a, b = _blocks(eager), _blocks(compiled)
+    # 2 captures for 4 blocks of 4 frames x 4 levels: a recompilation per position would fail the
+    # step (fail_on_recompile_limit_hit) or show here
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 2
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) <= 1e-5
+    assert max(float(np.abs(x).max()) for x in a) > 1e-3
+
+
+def test_a_compiled_lmm_cell_records_what_ran_and_counts_its_static_passes(tmp_path):
+    workload = dataclasses.replace(get_workloads("smoke")[0], warmup_blocks=1)
+    result = Runner(FakeClock(), compile_mode="default").run_cell("lmm", get_preset("tiny"), workload, "cpu",
+                                                                  torch.float32, tmp_path)
+    assert set(result.streams["execution"]) == {"compiled:default"}
+    assert result.info["execution"]["kv_caches"] == "static (every slot, masked)"
+    ratio = result.flops.set_index(["block_index", "phase"])["ratio"]
+    # the FLOPs pass counts what the static passes compute: every slot attended, so more than the
+    # filled slots' analytic count in temporal and depth, and exactly it in encode and decode
+    assert (ratio.xs("temporal", level="phase") > 1).all() and (ratio.xs("depth", level="phase") > 1).all()
+    assert (ratio.xs("encode", level="phase") == 1).all() and (ratio.xs("decode", level="phase") == 1).all()
+
+
 def test_generators_without_a_compile_mode_refuse_it_and_bad_modes_are_config_errors():
     preset = get_preset("tiny")
-    lmm = GENERATORS.create("lmm", preset, preset.settings)
-    with pytest.raises(ConfigError, match="'lmm' has no compile mode"):
-        lmm.compile("default")
+    musicgen = GENERATORS.create("musicgen", preset, preset.settings)
+    with pytest.raises(ConfigError, match="'musicgen' has no compile mode"):
+        musicgen.compile("default")
     assert GENERATORS.create("noise", preset, preset.settings).compile("default") == {"compiled": [], "backend": "none"}
     with pytest.raises(ConfigError, match="compile 'fast'.*off, default, reduce-overhead, max-autotune"):
         build_plan(RunConfig(preset="tiny", workloads=["smoke"], generators=["lmdm-causal"], compile="fast"))
