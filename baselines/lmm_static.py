@@ -34,7 +34,7 @@ distributions (1e-5), and compiled ones its stream.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -99,6 +99,7 @@ class StaticTokenPasses:
         self.cross: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cuda_graphs = compile_mode == "reduce-overhead" and device.type == "cuda"
         self.compile_mode = compile_mode
+        self._strict = False  # inside _compile_limits (compiled passes refuse to run outside it)
         self.temporal: Callable[..., torch.Tensor] = self.temporal_pass
         self.depth: Callable[..., torch.Tensor] = self.depth_pass
         if compile_mode is not None:
@@ -134,24 +135,41 @@ class StaticTokenPasses:
     def _compiled(self, eager: Callable[..., torch.Tensor], mode: str) -> Callable[..., torch.Tensor]:
         options = {} if mode == "default" else {"mode": mode}
         compiled = torch.compile(eager, fullgraph=True, dynamic=False, **options)
-        import torch._inductor.config as inductor_config  # noqa: PLC0415 - compile mode only
 
         def run(*args: Any) -> torch.Tensor:
             if _get_current_dispatch_mode() is not None:
                 # a dispatch mode (the FLOPs pass's FlopCounterMode) counts these passes' math
                 # eager; a mode must not trigger a second compilation
                 return eager(*args)
-            # every pass must compile to one graph: past the limit dynamo would run eager in silence;
-            # under CUDA graphs a pass that cannot be captured raises instead of running without one
-            graph_errors = (inductor_config.patch({"triton.cudagraph_or_error": True}) if self.cuda_graphs
-                            else contextlib.nullcontext())
-            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True), \
-                    graph_errors:
-                out = compiled(*args)
+            if not self._strict:
+                raise RuntimeError("a compiled LMM pass runs inside StaticTokenPasses.decode_tokens "
+                                   "(which sets its compile limits)")
+            out = compiled(*args)
             # graph trees start a new iteration at every call and may reuse this output's memory
             # at the next replay: the depth passes of a frame read the temporal output after that
             return out.clone() if self.cuda_graphs else out
         return run
+
+    @contextlib.contextmanager
+    def _compile_limits(self) -> Iterator[None]:
+        """Around a whole block (entered once, not at each of its ~950 calls: the two config
+        patches cost the host 15-30 us each time): every pass must compile to one graph, since
+        past the recompile limit dynamo would run eager in silence; under CUDA graphs a pass that
+        cannot be captured raises instead of running without one."""
+        if self.compile_mode is None:
+            yield
+            return
+        import torch._inductor.config as inductor_config  # noqa: PLC0415 - compile mode only
+
+        graph_errors = (inductor_config.patch({"triton.cudagraph_or_error": True}) if self.cuda_graphs
+                        else contextlib.nullcontext())
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True), \
+                graph_errors:
+            self._strict = True
+            try:
+                yield
+            finally:
+                self._strict = False
 
     # ------------------------------------------------------------------ one block
     def _allocate(self, cross_kvs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -190,18 +208,19 @@ class StaticTokenPasses:
         # inference mode would be a different graph input to dynamo's guards)
         first_previous = torch.zeros(1, 1, d, device=gen.device, dtype=gen.dtype)
         rows = []
-        for i in range(gen.block_frames):
-            with recorder.phase(PHASE_TEMPORAL):
-                h = self.temporal(frame_in, self.positions[i])  # (b, 1, d)
-            with recorder.phase(PHASE_DEPTH):
-                previous, tokens, embeds = first_previous, [], []
-                for level in range(levels):
-                    probs = self.depth(h, previous, self.positions[level])  # (1, V)
-                    token = race_sample(probs, generator)  # (1,)
-                    previous = embed(token + level * vocab).view(1, 1, d)
-                    tokens.append(token)
-                    embeds.append(previous)
-            rows.append(torch.cat(tokens))  # (Q,)
-            frame_in = torch.stack(embeds).sum(dim=0)  # (1, 1, d)
+        with self._compile_limits():
+            for i in range(gen.block_frames):
+                with recorder.phase(PHASE_TEMPORAL):
+                    h = self.temporal(frame_in, self.positions[i])  # (b, 1, d)
+                with recorder.phase(PHASE_DEPTH):
+                    previous, tokens, embeds = first_previous, [], []
+                    for level in range(levels):
+                        probs = self.depth(h, previous, self.positions[level])  # (1, V)
+                        token = race_sample(probs, generator)  # (1,)
+                        previous = embed(token + level * vocab).view(1, 1, d)
+                        tokens.append(token)
+                        embeds.append(previous)
+                rows.append(torch.cat(tokens))  # (Q,)
+                frame_in = torch.stack(embeds).sum(dim=0)  # (1, 1, d)
         return torch.stack(rows)  # (B, Q)
 

@@ -350,6 +350,12 @@ class Runner:
         gen = GENERATORS.create(generator, preset, workload.settings(), device=device, dtype=dtype)
         self.execution = {"execution": "eager"}
         if self.compile_mode != "off":
+            # each cell compiles its own passes under its own recompile limit: dynamo counts the
+            # graphs of a code object over the whole process, so the earlier cells' shapes (other
+            # workloads) would use up a later cell's limit (found: in one run of five workloads the
+            # sixth compiled lmm cell and the seventh lmdm-causal one failed, FailOnRecompileLimitHit).
+            # The reset also frees the earlier cells' CUDA graph trees; inductor's disk cache stays.
+            torch._dynamo.reset()
             record = gen.compile(self.compile_mode)
             self.execution = {"execution": f"compiled:{self.compile_mode}", **record}
         return gen

@@ -114,3 +114,37 @@ def test_compile_mode_is_part_of_the_cell_identity():
     eager = cell_hash("lmdm-causal", preset, workload, "cpu", torch.float32)
     assert eager == cell_hash("lmdm-causal", preset, workload, "cpu", torch.float32, "off")
     assert eager != cell_hash("lmdm-causal", preset, workload, "cpu", torch.float32, "default")
+
+
+def test_a_compiled_lmm_pass_past_its_recompile_limit_fails_instead_of_running_eager(monkeypatch):
+    """The compile limits are set once per block around the passes (not at each call): a pass
+    that would need another graph raises, and a compiled pass called outside a block refuses."""
+    from baselines import lmm_static
+
+    monkeypatch.setattr(lmm_static, "RECOMPILE_LIMIT", 1)
+    torch._dynamo.reset()  # the earlier tests' graphs of the same code (what the runner does per cell)
+    preset = get_preset("tiny")
+    gen = GENERATORS.create("lmm", preset, preset.settings)
+    gen.compile("default")
+    _blocks(gen, 1)  # one graph per pass
+    passes, d = gen._static, preset.lmm.width
+    strided = torch.zeros(1, 1, 2 * d)[..., ::2]  # another stride: a second graph would be needed
+    with pytest.raises(torch._dynamo.exc.FailOnRecompileLimitHit), torch.inference_mode(), passes._compile_limits():
+        passes.temporal(strided, passes.positions[0])
+    with pytest.raises(RuntimeError, match="inside StaticTokenPasses.decode_tokens"):
+        passes.temporal(torch.zeros(1, 1, d), passes.positions[0])
+
+
+@pytest.mark.parametrize("generator", ["lmm", "lmdm-causal"])
+def test_every_compiled_cell_of_a_run_has_its_own_recompile_limit(generator, tmp_path, monkeypatch):
+    """Cells of other shapes in one process (here three context lengths) must not use up a later
+    cell's recompile limit: the runner resets dynamo's caches at each compiled cell."""
+    from baselines import diffusion, lmm_static
+
+    monkeypatch.setattr(lmm_static, "RECOMPILE_LIMIT", 1)  # one graph per pass and cell
+    monkeypatch.setattr(diffusion, "RECOMPILE_LIMIT", 4)  # lmdm-causal: 3-4 pass shapes per cell here
+    runner = Runner(FakeClock(), compile_mode="default")
+    for workload in get_workloads("context-sweep")[:3]:
+        short = dataclasses.replace(workload, warmup_blocks=1, horizon_s=4 * workload.block_s)
+        result = runner.run_cell(generator, get_preset("tiny"), short, "cpu", torch.float32, tmp_path / workload.name)
+        assert set(result.streams["execution"]) == {"compiled:default"}
