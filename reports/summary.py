@@ -40,7 +40,7 @@ from reports.formatting import (
     markdown_table,
     markdown_text,
 )
-from reports.systems_rows import playback_views, systems_record
+from reports.systems_rows import playback_views, systems_record, what_ran
 
 SYSTEMS_HEADER = ["regime", "TTFA ms", "p50 ms", "p90 ms", "p99 ms", "RTF", "x real time", "look-ahead s",
                   "underruns (live)", "min pre-buffer s (live)", "verdict (live)", "offline verdict (throughput)",
@@ -127,6 +127,24 @@ def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any],
             lines.append(f"  - to finish the failed cells (same configuration): `{again}`")
         lines += _hardware_lines(cells)
     return lines + [""]
+
+
+def _what_ran_lines(streams: pd.DataFrame | None) -> list[str]:
+    """One row per regime: how its cells ran (eager or compiled:<mode>) and the attention kernels
+    of their first warm-up block; nothing for a run without streams."""
+    ran = what_ran(streams) if streams is not None else {}
+    if not ran:
+        return []
+    per_generator: dict[str, dict[str, list[str]]] = {}
+    for (generator, _), record in ran.items():
+        entry = per_generator.setdefault(generator, {"execution": [], "attention_kernels": []})
+        for key, value in record.items():
+            if value not in entry[key]:
+                entry[key].append(value)
+    rows = [[markdown_text(g), markdown_text(" / ".join(e["execution"])),
+             markdown_text(" / ".join(e["attention_kernels"]))] for g, e in per_generator.items()]
+    return ["What ran (every cell records it; attention kernels: the aten ops of its first warm-up block):", "",
+            *markdown_table(["regime", "execution", "attention kernels"], rows), ""]
 
 
 def _percentile_cell(record: dict[str, Any], name: str) -> str:
@@ -266,6 +284,7 @@ def render_summary(run_dir: Path) -> str:
     if summary is None or summary.empty:
         lines.append("No completed cells: nothing to summarise.")
         return "\n".join(lines) + "\n"
+    lines += _what_ran_lines(read_run_table(run_dir, "streams"))
     pairs, overhead = read_run_table(run_dir, "pairs"), read_run_table(run_dir, "overhead")
     phases = read_run_table(run_dir, "phase_summary")
     for workload, group in summary.groupby("workload", sort=False):

@@ -100,4 +100,24 @@ def systems_record(s: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
-__all__ = ["systems_summary", "systems_record", "playback_views"]
+NOT_RECORDED = "not recorded"
+
+
+def what_ran(streams: pd.DataFrame) -> dict[tuple[str, str], dict[str, str]]:
+    """(generator, workload) -> {"execution", "attention_kernels"}: what each cell ran, from its
+    streams (``eager`` or ``compiled:<mode>``; the aten attention kernels of its first warm-up
+    block), "not recorded" in runs made before the streams held them. Repeats of one cell agree
+    (one build); differing values are joined with " / "."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    if streams is None or streams.empty:
+        return out
+    for (generator, workload), rows in streams.groupby(["generator", "workload"], sort=False):
+        record = {}
+        for key in ("execution", "attention_kernels"):
+            values = [str(v) for v in rows[key].dropna().unique()] if key in rows else []
+            record[key] = " / ".join(values) if values else NOT_RECORDED
+        out[(str(generator), str(workload))] = record
+    return out
+
+
+__all__ = ["systems_summary", "systems_record", "playback_views", "what_ran", "NOT_RECORDED"]

@@ -19,7 +19,7 @@ from bench.core.phases import PHASE_ORDER
 from bench.core.run_folder import RunData, RunSet
 from reports.formatting import format_fixed, is_finite
 from reports.order_statistics import median_ci
-from reports.systems_rows import systems_record, systems_summary
+from reports.systems_rows import NOT_RECORDED, systems_record, systems_summary, what_ran
 from reports.table_model import Column, Table, prefix_run, run_columns, sort_rows
 
 # Data columns of the latency and compute tables (their CSV columns, in this order).
@@ -34,7 +34,7 @@ COMPUTE_KEYS = (
     "generator", "workload", "params_m", "analytic_gflop_per_block", "measured_gflop_per_block",
     "measured_over_analytic", "measured_gflop_per_audio_s", "achieved_gflop_per_s", "achieved_gflop_per_s_ci_low",
     "achieved_gflop_per_s_ci_high", "peak_fraction", "peak_fraction_ci_low", "peak_fraction_ci_high", "peak_mem_mib",
-    "peak_mem_kind", "kv_cache_mib",
+    "peak_mem_kind", "kv_cache_mib", "execution", "attention_kernels",
 )
 
 
@@ -166,7 +166,7 @@ def phase_table(runs: RunSet) -> Table:
                  ["not in this run: no completed cell"])
 
 
-def _compute_row(run: RunData, s: pd.Series) -> dict[str, Any]:
+def _compute_row(run: RunData, s: pd.Series, ran: dict[tuple[str, str], dict[str, str]]) -> dict[str, Any]:
     _, steady = _cell_blocks(run, s)
     peak = run.peak_flops_per_s
     achieved = steady.analytic_flops.to_numpy() / (steady.latency_ns.to_numpy() / 1e9)  # FLOP/s per steady block
@@ -177,6 +177,7 @@ def _compute_row(run: RunData, s: pd.Series) -> dict[str, Any]:
     record.update({
         "achieved_gflop_per_s": med, "achieved_gflop_per_s_ci_low": lo, "achieved_gflop_per_s_ci_high": hi,
         "peak_fraction": frac[0], "peak_fraction_ci_low": frac[1], "peak_fraction_ci_high": frac[2],
+        **ran.get((str(s.generator), str(s.workload)), {"execution": NOT_RECORDED, "attention_kernels": NOT_RECORDED}),
     })
     return {key: record[key] for key in COMPUTE_KEYS}
 
@@ -200,11 +201,14 @@ def compute_table(runs: RunSet) -> Table:
             continue
         peaks.append(_peak_text(run, runs))
         kinds.update(str(kind) for kind in summary.peak_mem_kind)
-        rows = [_compute_row(run, s) for _, s in summary.iterrows()]
+        ran = what_ran(run.streams)
+        rows = [_compute_row(run, s, ran) for _, s in summary.iterrows()]
         frames.append(prefix_run(run, runs, pd.DataFrame(rows)))
     data = sort_rows(pd.concat(frames, ignore_index=True), []) if frames else pd.DataFrame()
     columns = run_columns(runs) + [
         Column("generator", "regime", kind="text"), Column("workload", "workload", kind="text"),
+        Column("execution", "execution", kind="text"),
+        Column("attention_kernels", "attention kernels (first warm-up block)", kind="text"),
         Column("params_m", "params (M)"),
         Column("analytic_gflop_per_block", "analytic GFLOP per block"),
         Column("measured_over_analytic", "measured / analytic"),
@@ -218,6 +222,9 @@ def compute_table(runs: RunSet) -> Table:
         "FLOPs of a steady block: analytic (matmul-level formula) and measured (FlopCounterMode, separate untimed "
         "pass); achieved GFLOP/s = analytic FLOPs of a steady block / its latency (median over steady blocks).",
         "Machine peak (square-matmul micro-benchmark): " + "; ".join(peaks) + ".",
+        "Execution: eager, or compiled:<mode> (torch.compile; reduce-overhead on a GPU adds CUDA graphs); the "
+        "attention kernels are the aten scaled-dot-product ops the cell's first warm-up block dispatched, read "
+        "from the profiler (none: no such op, e.g. attention lowered into a compiled graph's own kernels).",
         "Peak memory: " + ", ".join(sorted(kinds)) + (
             "" if kinds == {"cuda_allocator"} else
             " (on the CPU the whole process's peak RSS: Python, libraries and earlier cells included, so it is "

@@ -357,7 +357,9 @@ class Runner:
             # The reset also frees the earlier cells' CUDA graph trees; inductor's disk cache stays.
             torch._dynamo.reset()
             record = gen.compile(self.compile_mode)
-            self.execution = {"execution": f"compiled:{self.compile_mode}", **record}
+            # a generator with nothing to compile (the null generator) ran eager, and says so
+            ran = f"compiled:{self.compile_mode}" if record.get("compiled") else "eager (nothing to compile)"
+            self.execution = {"execution": ran, **record}
         return gen
 
     @staticmethod

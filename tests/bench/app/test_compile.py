@@ -92,6 +92,9 @@ def test_a_compiled_lmm_cell_records_what_ran_and_counts_its_static_passes(tmp_p
                                                                   torch.float32, tmp_path)
     assert set(result.streams["execution"]) == {"compiled:default"}
     assert result.info["execution"]["kv_caches"] == "static (every slot, masked)"
+    null = Runner(FakeClock(), compile_mode="default").run_cell("noise", get_preset("tiny"), workload, "cpu",
+                                                                torch.float32, tmp_path / "noise")
+    assert set(null.streams["execution"]) == {"eager (nothing to compile)"}  # the null has no model
     ratio = result.flops.set_index(["block_index", "phase"])["ratio"]
     # the FLOPs pass counts what the static passes compute: every slot attended, so more than the
     # filled slots' analytic count in temporal and depth, and exactly it in encode and decode
