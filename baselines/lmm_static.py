@@ -19,7 +19,7 @@ replay one pass for all. Here every pass of a stack has the same shapes:
   every frame and level: the position and level are device tensors, the level heads one stacked
   (Q, V, d) weight indexed by the level (a copy of the untied heads, made once).
 - Eager around them: the encoder (once per block), the draw from the probabilities
-  (:func:`~baselines.lmm.race_sample`: its seeded ``torch.Generator`` cannot enter a graph),
+  (:func:`~baselines.token_sampler.race_sample`: its seeded ``torch.Generator`` cannot enter a graph),
   the token embeddings, and the decode.
 
 What differs from the eager passes: attention covers every slot (masked) instead of the filled
@@ -27,8 +27,8 @@ ones, extra work the analytic FLOP count (of the math) does not include: at pape
 temporal keys instead of 28.5 on average and 16 depth keys instead of 8.5, on one query each.
 The FLOPs pass of a compiled cell counts these passes' math (run eager under its counting
 mode), so its measured temporal and depth FLOPs exceed the analytic ones by the masked slots'
-attention products: the ``ratio`` column shows it. Tests: the static passes run eager equal the eager LMM's tokens and
-distributions (1e-5), and compiled ones its stream.
+attention products: the ``ratio`` column shows it. Tests: the static passes run eager equal the
+eager LMM's tokens and distributions (1e-5), and compiled ones its stream.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class StaticKVCache:
         self.k = torch.zeros(batch, heads, capacity, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.slots = torch.arange(capacity, device=device)  # (capacity,)
-        self.capacity = capacity
 
     def extend(self, k: torch.Tensor, v: torch.Tensor, causal: bool,
                position: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,9 +68,6 @@ class StaticKVCache:
         self.k.index_copy_(2, index, k)
         self.v.index_copy_(2, index, v)
         return self.k, self.v, (self.slots <= position).view(1, 1, 1, -1)
-
-    def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.k, self.v]
