@@ -12,7 +12,9 @@ records every aten operation the phase dispatches. Then:
   not a peak figure;
 - every other operation that moves data (elementwise, norms, softmax, copies, concatenation) is
   charged its bytes (inputs + outputs) at the machine's measured memory bandwidth (a large
-  copy); views move nothing and cost nothing.
+  copy); views move nothing and cost nothing. A gather (an embedding lookup, ``index_select``)
+  is charged the rows it selects, not its whole table, and a write at a position (a cache's
+  ``index_copy_``) the rows it writes, not the whole destination (:func:`moved_bytes`).
 
 The phase's attainable time is the sum. It is a lower bound of what this machine needs for the
 phase's own operations, one after another, with no Python, no allocator and no synchronisation
@@ -114,8 +116,49 @@ def _signature(tree: Any) -> Any:
     return _spec(tree)
 
 
+# operations that read only the rows they select from their first argument (a table: an
+# embedding's weight, index_select's input), not the whole of it
+GATHERS = {"embedding", "index_select", "gather", "index", "take"}
+# in-place operations that write only the rows they are given into their first argument (a cache
+# written at a position) and read only the destination rows they accumulate into (``*_add_``)
+SCATTERS = {"index_copy_", "index_put_", "scatter_", "index_fill_", "masked_scatter_"}
+SCATTER_ADDS = {"index_add_", "scatter_add_", "scatter_reduce_"}
+# in-place operations that write their first argument without reading it
+WRITES = {"copy_", "fill_", "zero_", "normal_", "uniform_", "exponential_", "bernoulli_", "random_",
+          "geometric_", "log_normal_", "cauchy_"}
+
+
 def _nbytes(tensors: list[torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
+    """Bytes an operation touches in ``tensors``: each one's elements, or the memory its layout
+    spans when that is less (an ``expand``ed operand, stride 0, is read once)."""
+    return sum(min(t.numel(), _extent(tuple(t.shape), tuple(t.stride()))) * t.element_size() for t in tensors)
+
+
+def moved_bytes(name: str, args: tuple, kwargs: dict, out: Any) -> int:
+    """Bytes a non-view operation named ``name`` moves: what it reads plus what it writes.
+
+    By default every tensor argument is read whole and every output written whole. Exceptions,
+    so an op is not charged a table or a cache it touches a few rows of: a gather (:data:`GATHERS`)
+    reads its indices and the selected rows (the output's size) and writes the output; an
+    in-place scatter (:data:`SCATTERS`) reads its indices and source and writes the source's size
+    into the destination (:data:`SCATTER_ADDS` also read those destination rows); an in-place
+    write (:data:`WRITES`: ``copy_``, fills, random draws) writes its destination without
+    reading it."""
+    tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+    outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    rest = [t for t in tensors if t is not first]
+    if first is None:
+        return _nbytes(tensors) + _nbytes(outputs)
+    if name in GATHERS:
+        return _nbytes(rest) + 2 * _nbytes(outputs)
+    if name in SCATTERS or name in SCATTER_ADDS:
+        sources = [t for t in rest if t.dtype == first.dtype]  # the values written (not the indices)
+        written = _nbytes(sources[-1:]) if sources else 0
+        return _nbytes(rest) + written * (2 if name in SCATTER_ADDS else 1)
+    if name in WRITES:
+        return _nbytes(rest) + _nbytes([first])
+    return _nbytes(tensors) + _nbytes(outputs)
 
 
 @dataclass
@@ -154,9 +197,7 @@ class _Capture(TorchDispatchMode):
             self.ops.flops += float(formula(*args, out_val=out, **kwargs))
         if getattr(func, "is_view", False):
             return out
-        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-        outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
-        moved = _nbytes(tensors) + _nbytes(outputs)
+        moved = moved_bytes(name, args, kwargs, out)
         if name in REPLAYED:
             self.ops.replayed[(func, _signature(args), tuple(sorted((k, _signature(v)) for k, v in kwargs.items())))] += 1
             self.ops.replayed_bytes += moved

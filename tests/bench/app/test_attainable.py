@@ -40,6 +40,41 @@ def test_capture_separates_replayed_matmuls_from_memory_bound_ops_and_counts_flo
         assert ops.flops == count_flops(_work, x, layer) == 2 * 8 * 16 * 32
 
 
+def _other_bytes(fn) -> int:  # noqa: ANN001
+    recorder = AttainableRecorder()
+    with torch.inference_mode(), recorder.phase("p"):
+        fn()
+    ops = recorder.phases["p"]
+    assert not ops.replayed
+    return ops.other_bytes
+
+
+def test_gathers_and_writes_at_a_position_are_charged_the_rows_they_touch():
+    """An embedding lookup or index_select reads its indices and the selected rows, not the whole
+    table (a 1024-token table charged whole at every token made the LMM's depth phase look bound
+    by memory traffic it never does); a cache write at a position writes the rows it is given."""
+    table = torch.randn(1024, 64)  # 256 KiB
+    tokens = torch.tensor([3, 900])  # int64
+    row = 64 * 4
+    # read 2 indices + 2 rows, write 2 rows
+    assert _other_bytes(lambda: torch.nn.functional.embedding(tokens, table)) == 2 * 8 + 2 * row + 2 * row
+    level = torch.tensor([5])
+    assert _other_bytes(lambda: table.index_select(0, level)) == 8 + row + row
+    cache = torch.zeros(2, 4, 16, 32)  # (B, H, slots, Dh)
+    k, slot = torch.randn(2, 4, 1, 32), torch.tensor([7])
+    # read index + the new keys, write that many bytes into the cache (not the 16 slots)
+    assert _other_bytes(lambda: cache.index_copy_(2, slot, k)) == 8 + 2 * k.numel() * 4
+    src = torch.randn(8, 32)
+    dst = torch.empty(8, 32)
+    assert _other_bytes(lambda: dst.copy_(src)) == 2 * 8 * 32 * 4  # read src, write dst
+    assert _other_bytes(lambda: dst.zero_()) == 8 * 32 * 4  # a write only
+    # an elementwise op reads its inputs whole and writes its output; an expanded operand
+    # (stride 0) is charged the memory it spans, read once
+    wide = torch.randn(1, 32).expand(8, 32)
+    assert _other_bytes(lambda: src + wide) == (8 * 32 + 32 + 8 * 32) * 4
+    assert _other_bytes(lambda: torch.relu(src)) == 2 * 8 * 32 * 4
+
+
 def test_attainable_time_is_replay_times_calls_plus_bytes_over_bandwidth():
     machine = MachineModel()
     machine._bandwidth["cpu"] = 1e9  # bytes/s, set: the closed form below
