@@ -24,12 +24,14 @@ Per block (``B`` frames of ``Q`` RVQ levels, context of ``F`` frames):
 4. ``decode`` (once): tokens -> latents (RVQ codeword sums) -> audio with the codec, given the
    frame before the block. The block's tokens become the tail of the next block's context.
 
-Sampling never reads a device value on the host: :func:`~baselines.token_sampler.sample_tokens`
-draws with the exponential race (``argmax(p / e)``, ``e ~ Exp(1)``), which is what
+Sampling never reads a device value on the host: tokens are drawn with the exponential race
+(``argmax(p / e)``, ``e ~ Exp(1)``; :mod:`baselines.token_sampler`), which is what
 ``torch.multinomial`` does for one sample, minus its host-side validity checks (those call
-``.item()``).
+``.item()``). The race's random numbers of a frame's ``Q`` levels are drawn in one call at the
+start of its depth phase, (Q, V), so that a compiled graph can run all of a frame's levels (on
+the CPU one (Q, V) draw equals ``Q`` draws of one row; on CUDA it is a different stream).
 
-``--compile`` runs the temporal and depth passes at static shapes instead
+``--compile`` runs the temporal pass and each frame's depth levels at static shapes instead
 (:mod:`baselines.lmm_static`, docs/lmm.md "Compile mode").
 
 Tokens share one embedding table with a row block per level (level ``l``, code ``c`` -> row
@@ -53,7 +55,7 @@ from torch import nn
 from baselines.codec import ResidualVQ
 from baselines.codecs import make_codec
 from baselines.conditioning import style_ids
-from baselines.token_sampler import guide, sample_tokens
+from baselines.token_sampler import guide, race_argmax, race_noise, token_probs
 from baselines.transformer import Stack, init_parameters, memory_kv_flops, sinusoids, stack_flops
 from baselines.weights import load_checkpoint, resolve_weights
 from bench.core.contract import (
@@ -203,11 +205,12 @@ class LiveMusicModelGenerator(StreamingGenerator):
         return [self.model]
 
     def compile(self, mode: str) -> dict[str, Any]:
-        """Compile the temporal frame and depth level passes at static shapes
-        (:mod:`baselines.lmm_static`: device-side positions into caches of every slot, masked),
-        one graph each, ``fullgraph=True``: a graph break or a recompilation past a few is an
-        error, never a silent eager pass. Compilation happens at the first block (the warm-up).
-        The encoder, the token draws and the decode stay eager (the record says so)."""
+        """Compile the temporal pass and the depth frame (a frame's Q levels, draws included) at
+        static shapes (:mod:`baselines.lmm_static`: device-side positions into caches of every
+        slot, masked), one graph each, ``fullgraph=True``: a graph break or a recompilation past a
+        few is an error, never a silent eager pass. Compilation happens at the first block (the
+        warm-up). The encoder, the race noise (one draw per frame) and the decode stay eager
+        (the record says so)."""
         from baselines.lmm_static import StaticTokenPasses  # noqa: PLC0415 - compile mode only
 
         self._static = StaticTokenPasses(self, compile_mode=mode)
@@ -346,6 +349,7 @@ class LiveMusicModelGenerator(StreamingGenerator):
                         cache.reset()
                 d_inputs: list[torch.Tensor] = []
                 level_tokens, level_embeds = [], []
+                race = race_noise(levels, vocab, generator, self.device)  # (Q, V): one draw per frame
                 for level in range(levels):
                     x = h + self._depth_pos[level]  # (b, 1, d)
                     if level_embeds:
@@ -358,7 +362,8 @@ class LiveMusicModelGenerator(StreamingGenerator):
                     logits = net.level_logits(level, y[:, 0]).float()  # (b, V)
                     if b == 2:
                         logits = guide(logits, self.cfg.cfg_scale)  # (1, V)
-                    token = sample_tokens(logits, self.settings.temperature, self.top_k, generator)  # (1,)
+                    probs = token_probs(logits, self.settings.temperature, self.top_k)  # (1, V)
+                    token = race_argmax(probs, race[level:level + 1])  # (1,)
                     embed = net.token_embed(token + level * vocab)  # (1, d)
                     level_tokens.append(token)
                     level_embeds.append(embed.view(1, 1, d).expand(b, 1, d))

@@ -14,13 +14,15 @@ replay one pass for all. Here every pass of a stack has the same shapes:
 - The temporal decoder's cross-attention keys/values are copied once per block into buffers that
   also live as long as the generator (a pass reads them at fixed addresses).
 - Two passes are compiled (``fullgraph=True``, ``dynamic=False``): the temporal frame (input +
-  position embedding, the temporal stack) and the depth level (input, the depth stack, the
-  level's head, classifier-free guidance, temperature and top-k softmax). Each is one graph for
-  every frame and level: the position and level are device tensors, the level heads one stacked
-  (Q, V, d) weight indexed by the level (a copy of the untied heads, made once).
-- Eager around them: the encoder (once per block), the draw from the probabilities
-  (:func:`~baselines.token_sampler.race_sample`: its seeded ``torch.Generator`` cannot enter a graph),
-  the token embeddings, and the decode.
+  position embedding, the temporal stack) and the depth frame: all ``Q`` levels of a frame, each
+  its input, the depth stack, the level's head, classifier-free guidance, temperature and top-k
+  softmax, the draw (the race's argmax) and the token's embedding, so a block makes two compiled
+  calls per frame (112 at paper scale) instead of ``1 + Q`` (952). Each is one graph for every
+  frame: the positions and levels are device tensors, the level heads one stacked (Q, V, d)
+  weight indexed by the level (a copy of the untied heads, made once).
+- Eager around them: the encoder (once per block), the race's random numbers (one (Q, V) draw
+  per frame, :func:`~baselines.token_sampler.race_noise`, as the eager LMM draws them: a seeded
+  ``torch.Generator`` cannot enter a graph), and the decode.
 
 What differs from the eager passes: attention covers every slot (masked) instead of the filled
 ones, extra work the analytic FLOP count (of the math) does not include: at paper scale 56
@@ -39,7 +41,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from baselines.token_sampler import guide, race_sample, token_probs
+from baselines.token_sampler import guide, race_argmax, race_noise, token_probs
 from bench.core.contract import NULL_RECORDER, PhaseRecorder
 from bench.core.phases import PHASE_DEPTH, PHASE_TEMPORAL
 
@@ -96,17 +98,17 @@ class StaticTokenPasses:
         self.cuda_graphs = compile_mode == "reduce-overhead" and device.type == "cuda"
         self.compile_mode = compile_mode
         self._strict = False  # inside _compile_limits (compiled passes refuse to run outside it)
-        self.temporal: Callable[..., torch.Tensor] = self.temporal_pass
-        self.depth: Callable[..., torch.Tensor] = self.depth_pass
+        self.temporal: Callable[..., Any] = self.temporal_pass
+        self.depth_frame: Callable[..., Any] = self.depth_frame_pass
         if compile_mode is not None:
             self.temporal = self._compiled(self.temporal_pass, compile_mode)
-            self.depth = self._compiled(self.depth_pass, compile_mode)
+            self.depth_frame = self._compiled(self.depth_frame_pass, compile_mode)
 
     def record(self) -> dict[str, Any]:
         """What the compile mode runs, for the cell's record."""
-        return {"compiled": ["lmm temporal frame pass", "lmm depth level pass"], "backend": "inductor",
+        return {"compiled": ["lmm temporal frame pass", "lmm depth frame pass (all levels)"], "backend": "inductor",
                 "fullgraph": True, "dynamic": False, "kv_caches": "static (every slot, masked)",
-                "cuda_graphs": self.cuda_graphs, "eager": "encode, token draw and embedding, decode"}
+                "cuda_graphs": self.cuda_graphs, "eager": "encode, race noise (one draw per frame), decode"}
 
     # ------------------------------------------------------------------ the passes
     def temporal_pass(self, frame_in: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
@@ -128,7 +130,26 @@ class StaticTokenPasses:
             logits = guide(logits, gen.cfg.cfg_scale)  # (1, V)
         return token_probs(logits, gen.settings.temperature, gen.top_k)
 
-    def _compiled(self, eager: Callable[..., torch.Tensor], mode: str) -> Callable[..., torch.Tensor]:
+    def depth_frame_pass(self, h: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A frame's ``Q`` depth levels: temporal output h (b, 1, d) and the frame's race noise
+        (Q, V) (:func:`~baselines.token_sampler.race_noise`) -> (its tokens (Q,) int64, the next
+        frame's temporal input (1, 1, d): the sum of the tokens' embeddings). Each level's token is
+        drawn from :meth:`depth_pass`'s distribution with its row of ``noise`` and embedded here,
+        on the device, so one graph runs the whole frame."""
+        gen, d = self.gen, self.width
+        vocab = gen.cfg.codebook_size
+        embed = gen.model.token_embed
+        previous = torch.zeros(1, 1, d, device=h.device, dtype=h.dtype)  # level 0 has no previous token
+        tokens, embeds = [], []
+        for level in range(gen.cfg.rvq_levels):
+            probs = self.depth_pass(h, previous, self.positions[level])  # (1, V)
+            token = race_argmax(probs, noise[level:level + 1])  # (1,)
+            previous = embed(token + level * vocab).view(1, 1, d)
+            tokens.append(token)
+            embeds.append(previous)
+        return torch.cat(tokens), torch.stack(embeds).sum(dim=0)
+
+    def _compiled(self, eager: Callable[..., Any], mode: str) -> Callable[..., Any]:
         options = {} if mode == "default" else {"mode": mode}
         compiled = torch.compile(eager, fullgraph=True, dynamic=False, **options)
 
@@ -141,14 +162,17 @@ class StaticTokenPasses:
                 raise RuntimeError("a compiled LMM pass runs inside StaticTokenPasses.decode_tokens "
                                    "(which sets its compile limits)")
             out = compiled(*args)
-            # graph trees start a new iteration at every call and may reuse this output's memory
-            # at the next replay: the depth passes of a frame read the temporal output after that
-            return out.clone() if self.cuda_graphs else out
+            # graph trees start a new iteration at every call and may reuse an output's memory at
+            # the next replay: the depth frame reads the temporal output after that, and the tokens
+            # and next frame input outlive the frame
+            if not self.cuda_graphs:
+                return out
+            return tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
         return run
 
     @contextlib.contextmanager
     def _compile_limits(self) -> Iterator[None]:
-        """Around a whole block (entered once, not at each of its ~950 calls: the two config
+        """Around a whole block (entered once, not at each of its 2 calls per frame: the two config
         patches cost the host 15-30 us each time): every pass must compile to one graph, since
         past the recompile limit dynamo would run eager in silence; under CUDA graphs a pass that
         cannot be captured raises instead of running without one."""
@@ -181,42 +205,37 @@ class StaticTokenPasses:
                 torch._dynamo.mark_static_address(tensor)
 
     def static_tensors(self) -> list[torch.Tensor]:
-        """The buffers that live as long as the generator (caches and cross-attention K/V)."""
+        """The tensors the passes read that live as long as the generator: caches, cross-attention
+        K/V, and the constants the passes read as attributes (positions, position embeddings,
+        stacked level heads). Under CUDA graphs they are marked static: a graph input that is not
+        is copied into the graph's own buffer at every replay (the untied heads: 25 MB at paper
+        scale)."""
         out = [t for cache in self.temporal_caches + self.depth_caches for t in cache.tensors()]
-        return out + [t for kv in self.cross for t in kv]
+        constants = [*self.positions, self.gen._temporal_pos, self.gen._depth_pos, self.head_weights]  # noqa: SLF001
+        return out + [t for kv in self.cross for t in kv] + constants
 
     def decode_tokens(self, cross_kvs: list[tuple[torch.Tensor, torch.Tensor]], generator: torch.Generator,
                       start: torch.Tensor, recorder: PhaseRecorder = NULL_RECORDER) -> torch.Tensor:
         """One block of tokens (B, Q) int64, the same phases and draws as
         :meth:`~baselines.lmm.LiveMusicModelGenerator.decode_tokens`; ``start`` (b, 1, d)."""
-        gen, d = self.gen, self.width
+        gen = self.gen
         levels, vocab = gen.cfg.rvq_levels, gen.cfg.codebook_size
         if not self.cross:
             self._allocate(cross_kvs)
         for (k_buf, v_buf), (k, v) in zip(self.cross, cross_kvs):
             k_buf.copy_(k)
             v_buf.copy_(v)
-        embed = gen.model.token_embed
         # (1, 1, d), standard strides (a graph input's strides are guarded; ``start`` is an expand):
         # both guidance rows share the token history
         frame_in = start[:1].clone(memory_format=torch.contiguous_format)
-        # level 0's "previous embedding", made here like the later ones (a tensor made outside
-        # inference mode would be a different graph input to dynamo's guards)
-        first_previous = torch.zeros(1, 1, d, device=gen.device, dtype=gen.dtype)
         rows = []
         with self._compile_limits():
             for i in range(gen.block_frames):
                 with recorder.phase(PHASE_TEMPORAL):
                     h = self.temporal(frame_in, self.positions[i])  # (b, 1, d)
                 with recorder.phase(PHASE_DEPTH):
-                    previous, tokens, embeds = first_previous, [], []
-                    for level in range(levels):
-                        probs = self.depth(h, previous, self.positions[level])  # (1, V)
-                        token = race_sample(probs, generator)  # (1,)
-                        previous = embed(token + level * vocab).view(1, 1, d)
-                        tokens.append(token)
-                        embeds.append(previous)
-                rows.append(torch.cat(tokens))  # (Q,)
-                frame_in = torch.stack(embeds).sum(dim=0)  # (1, 1, d)
+                    noise = race_noise(levels, vocab, generator, gen.device)  # (Q, V), as the eager LMM draws
+                    tokens, frame_in = self.depth_frame(h, noise)  # (Q,), (1, 1, d)
+                rows.append(tokens)
         return torch.stack(rows)  # (B, Q)
 

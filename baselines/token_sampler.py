@@ -32,9 +32,21 @@ def token_probs(logits: torch.Tensor, temperature: float, top_k: int) -> torch.T
 def race_sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One draw per row of ``probs`` (R, V) -> (R,) int64 by the exponential race
     ``argmax(p / e)``, ``e ~ Exp(1)`` from ``generator`` (on the device: no host sync)."""
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)
-    race = race.clamp_min(torch.finfo(race.dtype).tiny)
-    return (probs / race).argmax(dim=-1)
+    return race_argmax(probs, race_noise(probs.shape[0], probs.shape[-1], generator, probs.device))
+
+
+def race_noise(rows: int, vocab: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """The race's random numbers for ``rows`` draws over ``vocab`` tokens: (rows, V) float32
+    ``Exp(1)`` from ``generator``, clamped away from 0. Drawn in one call for several draws (the
+    LMM's ``Q`` levels of a frame); on the CPU that equals ``rows`` calls of one row each."""
+    race = torch.empty(rows, vocab, device=device, dtype=torch.float32).exponential_(1.0, generator=generator)
+    return race.clamp_min(torch.finfo(race.dtype).tiny)
+
+
+def race_argmax(probs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The race's winners (R,) int64: ``argmax(p / e)`` per row of ``probs`` and ``noise`` (R, V)
+    from :func:`race_noise` (no random state: a compiled graph may run it)."""
+    return (probs / noise).argmax(dim=-1)
 
 
 def guide(logits: torch.Tensor, scale: float) -> torch.Tensor:

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.lmm import (
-    SAMPLE_PURPOSE,
-    LiveMusicModelGenerator,
-    guide,
-    lmm_parameter_count,
-    sample_tokens,
-)
+from baselines.lmm import SAMPLE_PURPOSE, LiveMusicModelGenerator, lmm_parameter_count
+from baselines.token_sampler import guide, sample_tokens
 from bench.core.contract import block_generator
 from bench.core.errors import ConfigError
 from bench.core.settings import Control

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from baselines.lmm import SAMPLE_PURPOSE, LiveMusicModelGenerator
 from baselines.lmm_static import StaticKVCache, StaticTokenPasses
-from baselines.token_sampler import token_probs
+from baselines.token_sampler import race_noise, token_probs
 from baselines.transformer import stack_flops
 from bench.app.flops import FlopRecorder
 from bench.core.contract import block_generator
@@ -53,14 +53,14 @@ def test_static_passes_draw_the_eager_tokens_from_the_eager_distributions(cfg, t
     gen = make(cfg, tied, block_s=0.25, context_s=0.5)  # 6 frames x 4 levels per block
     passes = StaticTokenPasses(gen)  # eager: the same code the compile mode compiles
     seen: list[torch.Tensor] = []
-    depth = passes.depth
+    depth = passes.depth_pass  # called by the depth frame pass at each level
 
     def recorded_depth(*args):  # noqa: ANN002, ANN202
         probs = depth(*args)
         seen.append(probs)
         return probs
 
-    passes.depth = recorded_depth
+    passes.depth_pass = recorded_depth
     state = gen.start(PROMPT, seed=3)
     with torch.no_grad():
         cross = gen.encode(state.context_tokens, gen._style_batch(PROMPT.prompt))
@@ -74,6 +74,39 @@ def test_static_passes_draw_the_eager_tokens_from_the_eager_distributions(cfg, t
     assert len(seen) == len(want) == 24
     assert max(float((a - b).abs().max()) for a, b in zip(seen, want)) <= 1e-5
     assert len(set(eager.flatten().tolist())) > 1  # the sampler really samples
+
+
+def test_a_frames_race_noise_in_one_draw_equals_one_draw_per_level_on_the_cpu():
+    """The LMM draws a frame's (Q, V) race numbers at once (so one graph can run the frame's
+    levels); on the CPU that is the stream of Q one-row draws, so the committed streams stayed."""
+    for levels, vocab in [(4, 16), (2, 1024), (16, 1024), (3, 17)]:
+        whole = race_noise(levels, vocab, torch.Generator().manual_seed(11), "cpu")
+        rows_gen = torch.Generator().manual_seed(11)
+        rows = torch.cat([race_noise(1, vocab, rows_gen, "cpu") for _ in range(levels)])
+        assert whole.shape == (levels, vocab) and whole.dtype == torch.float32
+        assert torch.equal(whole, rows)
+        assert float(whole.min()) > 0
+
+
+def test_the_depth_frame_pass_draws_each_level_from_its_row_of_the_noise():
+    """A level whose noise row makes one token win by far draws that token, and the next level
+    sees its embedding: the frame's tokens follow the noise, level by level."""
+    gen = make(cfg=False)
+    passes = StaticTokenPasses(gen)
+    state = gen.start(PROMPT, seed=2)
+    levels, vocab, d = gen.cfg.rvq_levels, gen.cfg.codebook_size, gen.cfg.width
+    with torch.no_grad():
+        cross = gen.encode(state.context_tokens, gen._style_batch(PROMPT.prompt))
+        passes.decode_tokens(cross, block_generator(2, 0, SAMPLE_PURPOSE, "cpu"), gen.start_input(state.context_tokens))
+        h = torch.randn(gen.batch, 1, d)
+        probs = [passes.depth_pass(h, torch.zeros(1, 1, d), passes.positions[0])]  # level 0's distribution
+        forced = torch.ones(levels, vocab)
+        winner = int(probs[0].argmax())  # a token with probability > 0 at level 0 (top-k keeps it)
+        forced[0, winner] = 1e-30  # p / e: this token wins level 0 whatever the others' p
+        tokens, frame_in = passes.depth_frame_pass(h, forced)
+    assert tokens.shape == (levels,) and int(tokens[0]) == winner
+    embeds = gen.model.token_embed(tokens + torch.arange(levels) * vocab)  # (Q, d)
+    assert torch.allclose(frame_in.view(-1), embeds.sum(dim=0), atol=1e-6)
 
 
 def test_static_caches_carry_nothing_from_one_block_to_the_next():

@@ -67,21 +67,35 @@ def test_a_compiled_cell_records_what_ran(tmp_path):
 
 
 def test_compiled_lmm_stream_equals_eager_with_one_graph_per_pass():
-    """The LMM's compile mode: its temporal and depth passes at static shapes (device-side
-    positions), one graph each for every frame and level, the eager stream's tokens and audio."""
+    """The LMM's compile mode: its temporal pass and each frame's depth levels at static shapes
+    (device-side positions), one graph each for every frame, the eager stream's tokens and audio."""
     preset = get_preset("tiny")
     settings = dataclasses.replace(preset.settings, cfg=True)
     eager = GENERATORS.create("lmm", preset, settings)
     compiled = GENERATORS.create("lmm", preset, settings)
     record = compiled.compile("default")
-    assert record == {"compiled": ["lmm temporal frame pass", "lmm depth level pass"], "backend": "inductor",
-                      "fullgraph": True, "dynamic": False, "kv_caches": "static (every slot, masked)",
-                      "cuda_graphs": False, "eager": "encode, token draw and embedding, decode"}
+    assert record == {"compiled": ["lmm temporal frame pass", "lmm depth frame pass (all levels)"],
+                      "backend": "inductor", "fullgraph": True, "dynamic": False,
+                      "kv_caches": "static (every slot, masked)", "cuda_graphs": False,
+                      "eager": "encode, race noise (one draw per frame), decode"}
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    passes = compiled._static
+    calls = {"temporal": 0, "depth_frame": 0}
+    for name in calls:
+        inner = getattr(passes, name)
+
+        def counted(*args, _inner=inner, _name=name):  # noqa: ANN002, ANN202
+            calls[_name] += 1
+            return _inner(*args)
+
+        setattr(passes, name, counted)
     a, b = _blocks(eager), _blocks(compiled)
     # 2 captures for 4 blocks of 4 frames x 4 levels: a recompilation per position would fail the
     # step (fail_on_recompile_limit_hit) or show here
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 2
+    # two compiled calls per frame (its temporal pass, its Q levels), not 1 + Q
+    frames = 4 * compiled.block_frames
+    assert calls == {"temporal": frames, "depth_frame": frames}
     assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) <= 1e-5
     assert max(float(np.abs(x).max()) for x in a) > 1e-3
 
