@@ -27,7 +27,7 @@ import json
 import traceback
 import weakref
 from collections import Counter
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -169,10 +169,14 @@ class BlockingUploads(TorchFunctionMode):
         return out
 
 
-def _reads_in_steps(monkeypatch: pytest.MonkeyPatch, name: str, preset: Preset, prompts: list[str]) -> HostReads:
+def _reads_in_steps(monkeypatch: pytest.MonkeyPatch, name: str, preset: Preset, prompts: list[str],
+                    prepare: Callable[[Any], None] | None = None) -> HostReads:
     """One warm-up block, then a block per prompt in ``prompts``, watched (a new prompt re-encodes
-    the text and, in the LMDMs, re-bootstraps the cache inside the step)."""
+    the text and, in the LMDMs, re-bootstraps the cache inside the step). ``prepare(gen)`` runs
+    before the warm-up block."""
     gen = GENERATORS.create(name, preset, preset.settings, device="cpu", dtype=torch.float32)
+    if prepare is not None:
+        prepare(gen)
     state = gen.start(Control(prompts[0]), seed=0)
     reads = HostReads()
     with torch.inference_mode():
@@ -217,6 +221,20 @@ def test_nor_do_the_diffusion_regimes_other_variants(monkeypatch, tmp_path, name
         config.write_text(json.dumps(sat_config(io=preset.dit.codec.latent_dim)))
         overrides.append(f"dit.config={config}")
     reads = _reads_in_steps(monkeypatch, name, apply_overrides(preset, overrides), STEADY_THEN_NEW_PROMPT)
+    assert not reads.calls, reads.report()
+
+
+@pytest.mark.parametrize("guided", [False, True], ids=["no-cfg", "cfg"])
+def test_nor_do_the_lmms_static_passes_its_compile_mode_runs(monkeypatch, guided):
+    """The code the LMM's compile mode compiles (temporal pass, depth frame with its in-graph
+    draws), run eager here: no host read, no tensor without ``device=``."""
+    from baselines.lmm_static import StaticTokenPasses
+
+    def static(gen: Any) -> None:
+        gen._static = StaticTokenPasses(gen)
+
+    reads = _reads_in_steps(monkeypatch, "lmm", _with_settings(get_preset("tiny"), cfg=guided), STEADY_THEN_NEW_PROMPT,
+                            prepare=static)
     assert not reads.calls, reads.report()
 
 
