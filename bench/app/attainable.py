@@ -121,7 +121,9 @@ def _signature(tree: Any) -> Any:
 GATHERS = {"embedding", "index_select", "gather", "index", "take"}
 # in-place operations that write only the rows they are given into their first argument (a cache
 # written at a position) and read only the destination rows they accumulate into (``*_add_``)
-SCATTERS = {"index_copy_", "index_put_", "scatter_", "index_fill_", "masked_scatter_"}
+# (each with a source tensor whose size is what it writes; index_fill_ and masked_scatter_, whose
+# written size is not an argument's, keep the default charge)
+SCATTERS = {"index_copy_", "index_put_", "scatter_"}
 SCATTER_ADDS = {"index_add_", "scatter_add_", "scatter_reduce_"}
 # in-place operations that write their first argument without reading it
 WRITES = {"copy_", "fill_", "zero_", "normal_", "uniform_", "exponential_", "bernoulli_", "random_",
