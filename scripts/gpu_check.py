@@ -6,7 +6,8 @@ Steps (each with its own time limit, so the whole stays under ``--budget-s``, 54
 1. ``pytest -m gpu tests/gpu``: no host sync inside a step before its audio copy, CUDA-event phase
    times against a synchronised wall clock, bfloat16 streams of every regime, and
    ``--compile reduce-overhead`` (CUDA graphs) streams of the diffusion regimes against eager;
-2. ``scripts/timer_cost.py``: the host's cost of one phase entry per timer (wall, CUDA events),
+2. ``scripts/timer_cost.py``: the host's cost of one phase entry per timer (wall, CUDA events;
+   for the CUDA timers also between two device synchronisations, the device's share included),
    then ``scripts/profiler_after_effect.py --interleave 2``: a launch's and an entry's cost before
    and after a profiled call, with host and with host and device activity (six processes);
 3. ``run_all.py --workload paper --preset sao-small --device cuda --dtype bfloat16`` on both null

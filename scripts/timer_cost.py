@@ -10,6 +10,12 @@ line per timer, with the spread (min, max). Timers: ``wall`` (the CPU clock's), 
 (recording on ``torch.cuda.current_stream()`` looked up at every event, as
 ``torch.cuda.Event.record()`` without an argument does). The events' resolution (one
 synchronisation at the end) is outside the timed loop, as it is outside a timed step.
+
+A CUDA event is also work for the device: each one is a timestamp the GPU writes in stream
+order. So the CUDA timers' lines add ``synced_median_us``: the same loop started after a device
+synchronisation and ended by one, as a timed step starts after the clock's barrier and ends with
+its host copy, divided by the entries. Where the device takes longer per event than the host
+takes to record it, the host loop alone under-counts what a run's block pays; this column shows it.
 """
 
 from __future__ import annotations
@@ -25,20 +31,32 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def entry_cost_us(make_timer: Callable[[], Any], entries: int, repeats: int) -> dict[str, float]:
-    """Host microseconds per empty phase entry: median, min and max over ``repeats`` loops."""
-    per_entry = []
+def entry_cost_us(make_timer: Callable[[], Any], entries: int, repeats: int,
+                  barrier: Callable[[], None] | None = None) -> dict[str, float]:
+    """Host microseconds per empty phase entry: median, min and max over ``repeats`` loops. With a
+    ``barrier`` (a device synchronisation), also ``synced_median_us``: each loop from a barrier
+    before it to a barrier after it, per entry (the device's share included)."""
+    per_entry, synced = [], []
     for _ in range(repeats + 1):  # the first loop warms the event pool and the caches
         timer = make_timer()
+        if barrier is not None:
+            barrier()
         t0 = time.perf_counter_ns()
         for _ in range(entries):
             with timer.phase("depth"):
                 pass
-        per_entry.append((time.perf_counter_ns() - t0) / entries / 1e3)
+        t1 = time.perf_counter_ns()
+        if barrier is not None:
+            barrier()
+            synced.append((time.perf_counter_ns() - t0) / entries / 1e3)
+        per_entry.append((t1 - t0) / entries / 1e3)
         timer.resolve()
     kept = per_entry[1:]
-    return {"median_us": round(statistics.median(kept), 3), "min_us": round(min(kept), 3),
+    cost = {"median_us": round(statistics.median(kept), 3), "min_us": round(min(kept), 3),
             "max_us": round(max(kept), 3)}
+    if barrier is not None:
+        cost["synced_median_us"] = round(statistics.median(synced[1:]), 3)
+    return cost
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     from bench.app.clocks import CudaClock, CudaTimer, WallClock
 
     timers: dict[str, Callable[[], Any]] = {"wall": lambda: WallClock().timer(0)}
+    barriers: dict[str, Callable[[], None]] = {}
     if torch.cuda.is_available():
         clock = CudaClock()
         timers["cuda-events"] = lambda: clock.timer(0)
         timers["cuda-events-current"] = lambda: CudaTimer(clock._pool)  # noqa: SLF001 - the same pool
+        barriers = {"cuda-events": clock.barrier, "cuda-events-current": clock.barrier}
     for name, make_timer in timers.items():
-        cost = entry_cost_us(make_timer, args.entries, args.repeats)
+        cost = entry_cost_us(make_timer, args.entries, args.repeats, barriers.get(name))
         print(json.dumps({"timer": name, "entries": args.entries, "repeats": args.repeats, **cost}))
     return 0
 

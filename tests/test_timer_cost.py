@@ -35,6 +35,33 @@ def test_entry_cost_counts_every_entry_and_divides_by_them(timer_cost):
     assert 0 < cost["min_us"] <= cost["median_us"] <= cost["max_us"]
 
 
+def test_barrier_brackets_every_loop_and_its_wait_is_counted_in_the_synced_cost(timer_cost):
+    import contextlib
+    import time
+
+    events = []
+
+    class LoggingTimer:
+        def phase(self, name):  # noqa: ANN001, ANN202
+            events.append("entry")
+            return contextlib.nullcontext()
+
+        def resolve(self) -> dict:
+            events.append("resolve")
+            return {}
+
+    def slow_barrier() -> None:  # a device that still has 2 ms of work when the loop ends
+        events.append("barrier")
+        time.sleep(0.002)
+
+    cost = timer_cost.entry_cost_us(LoggingTimer, entries=10, repeats=2, barrier=slow_barrier)
+    one_loop = ["barrier"] + ["entry"] * 10 + ["barrier", "resolve"]
+    assert events == one_loop * 3  # a warm-up loop, then the 2 timed, each between two barriers
+    # the closing barrier's wait (>= 2 ms over 10 entries) is in the synced figure, not the host one
+    assert cost["synced_median_us"] >= 200.0 > cost["median_us"]
+    assert "synced_median_us" not in timer_cost.entry_cost_us(LoggingTimer, entries=10, repeats=2)
+
+
 def test_main_prints_one_json_line_per_timer(timer_cost, capsys):
     import torch
 
@@ -43,3 +70,5 @@ def test_main_prints_one_json_line_per_timer(timer_cost, capsys):
     expected = {"wall"} | ({"cuda-events", "cuda-events-current"} if torch.cuda.is_available() else set())
     assert {row["timer"] for row in rows} == expected
     assert all(row["entries"] == 100 and row["median_us"] > 0 for row in rows)
+    # the device's share is measured for the CUDA event timers only (the wall timer has no device)
+    assert all(("synced_median_us" in row) == row["timer"].startswith("cuda") for row in rows)
