@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -207,16 +207,19 @@ def _flops_columns(flops: pd.DataFrame | None) -> dict:
 
 def summarize(
     blocks: pd.DataFrame, streams: pd.DataFrame, flops: pd.DataFrame | None = None,
-    peak_flops_per_s: float | None = None,
+    peak_flops_per_s: float | None = None, cell_peaks: Mapping[tuple[str, str], float] | None = None,
 ) -> pd.DataFrame:
-    """The per-cell summary table (one row per (generator, workload))."""
+    """The per-cell summary table (one row per (generator, workload)). A cell's fraction of peak uses
+    its own entry of ``cell_peaks`` ((generator, workload) -> FLOP/s: the node it ran on) where there
+    is one, else the run's ``peak_flops_per_s``."""
     rows = []
     for (gen, work), cell_streams in streams.groupby(["generator", "workload"], sort=False):
         cell_blocks = blocks[(blocks.generator == gen) & (blocks.workload == work)]
         cell_flops = None
         if flops is not None and len(flops):
             cell_flops = flops[(flops.generator == gen) & (flops.workload == work)]
-        rows.append(summarize_cell(cell_blocks, cell_streams, cell_flops, peak_flops_per_s))
+        peak = (cell_peaks or {}).get((str(gen), str(work))) or peak_flops_per_s
+        rows.append(summarize_cell(cell_blocks, cell_streams, cell_flops, peak))
     return pd.DataFrame(rows)
 
 

@@ -111,9 +111,14 @@ def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any],
         f" ({threads.get('torch_threads', '?')} torch threads of {threads.get('affinity_cpus', '?')} cores)"
         + (f"; GPU {', '.join(gpus)}" if gpus else "")
     )
+    node_peaks = cells.peak_flops_per_s.dropna() if cells is not None and "peak_flops_per_s" in cells else ()
     if peak.get("flops_per_s"):
         lines.append(f"- matmul peak ({peak.get('dtype')}, n={peak.get('size')}): "
                      f"{format_fixed(peak['flops_per_s'], 1, 1e-9)} GFLOP/s")
+    elif len(node_peaks):
+        lines.append(f"- matmul peak ({peak.get('dtype')}): measured on each cell's node, "
+                     f"{format_fixed(node_peaks.min(), 1, 1e-9)}-{format_fixed(node_peaks.max(), 1, 1e-9)} GFLOP/s "
+                     f"over {len(node_peaks)} cell(s) (`cells` table); each cell's % of peak is its node's")
     else:
         lines.append(f"- matmul peak: not measured ({peak.get('note', 'no peak.json')})")
     if cells is not None:

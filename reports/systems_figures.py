@@ -288,7 +288,8 @@ def _roofline_points(runs: RunSet) -> pd.DataFrame:
                          "intensity": r.measured_flops / r.bytes_moved,
                          "achieved": r.measured_flops / (measured_ms / 1e3),
                          "attainable": r.measured_flops / (r.attainable_ms / 1e3),
-                         "bandwidth": float(r.bandwidth_bytes_per_s), "peak": run.peak_flops_per_s or float("nan")})
+                         "bandwidth": float(r.bandwidth_bytes_per_s),
+                         "peak": run.cell_peak(r.generator, r.workload) or float("nan")})
     return pd.DataFrame(rows)
 
 

@@ -36,7 +36,7 @@ def systems_summary(run: RunData) -> pd.DataFrame:
     if run not in _SUMMARIES:
         summary = pd.DataFrame()
         if not run.streams.empty:
-            summary = systems.summarize(run.blocks, run.streams, run.flops, run.peak_flops_per_s)
+            summary = systems.summarize(run.blocks, run.streams, run.flops, run.peak_flops_per_s, run.cell_peaks)
         _SUMMARIES[run] = summary
     return _SUMMARIES[run]
 

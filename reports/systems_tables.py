@@ -168,7 +168,7 @@ def phase_table(runs: RunSet) -> Table:
 
 def _compute_row(run: RunData, s: pd.Series, ran: dict[tuple[str, str], dict[str, str]]) -> dict[str, Any]:
     _, steady = _cell_blocks(run, s)
-    peak = run.peak_flops_per_s
+    peak = run.cell_peak(s.generator, s.workload)
     achieved = steady.analytic_flops.to_numpy() / (steady.latency_ns.to_numpy() / 1e9)  # FLOP/s per steady block
     achieved = np.where(steady.analytic_flops.to_numpy() > 0, achieved, np.nan)
     med, lo, hi = median_ci(achieved / 1e9)
@@ -183,11 +183,18 @@ def _compute_row(run: RunData, s: pd.Series, ran: dict[tuple[str, str], dict[str
 
 
 def _peak_text(run: RunData, runs: RunSet) -> str:
-    """The run's measured machine peak for the notes (or why there is none)."""
-    peak = run.peak_flops_per_s
-    return (f"{run.label}: " if runs.multi else "") + (
-        f"{format_fixed(peak / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype', '?')}, "
-        f"{run.peak.get('device', '?')})" if peak else str(run.peak.get("note") or "not measured: no peak.json"))
+    """The run's measured machine peak for the notes (or each cell's node's, or why there is none)."""
+    peak, node_peaks = run.peak_flops_per_s, sorted(run.cell_peaks.values())
+    if peak:
+        text = (f"{format_fixed(peak / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype', '?')}, "
+                f"{run.peak.get('device', '?')})")
+    elif node_peaks:
+        text = (f"measured on each cell's node, {format_fixed(node_peaks[0] / 1e9, 1, thousands=False)}-"
+                f"{format_fixed(node_peaks[-1] / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype', '?')}); "
+                f"each cell's fraction is of its node's")
+    else:
+        text = str(run.peak.get("note") or "not measured: no peak.json")
+    return (f"{run.label}: " if runs.multi else "") + text
 
 
 def compute_table(runs: RunSet) -> Table:

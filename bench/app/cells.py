@@ -55,6 +55,7 @@ class CellJob:
     step_timeout_s: float = DEFAULT_STEP_TIMEOUT_S  # a step running longer fails the cell (bench.app.guards)
     cell_timeout_s: float | None = None  # the cell's steps running longer in all fail it (None: no limit)
     compile: str = "off"  # torch.compile mode of the generator's step passes ("off": eager)
+    peak: bool = True  # the run measures the matmul peak (--no-peak: False); a Ray task measures its node's
 
     @property
     def label(self) -> str:
@@ -119,7 +120,7 @@ def cell_jobs(plan: Plan, hashes: dict[tuple[str, str], str]) -> list[CellJob]:
     codes = {g: code_hash(g) for g in plan.generators}
     return [CellJob(g, targets[g], w, hashes[(g, w.name)], codes[g], plan.preset, plan.device, plan.dtype,
                     plan.config.flops, plan.config.threads, float(plan.config.step_timeout_s),
-                    plan.config.cell_timeout_s, plan.config.compile)
+                    plan.config.cell_timeout_s, plan.config.compile, plan.config.peak)
             for g, w in plan.cells()]
 
 

@@ -163,9 +163,12 @@ def _record_nodes(manifest_path: Path, statuses: list[dict[str, Any]]) -> None:
 
 def _peak(plan: Plan, out: Path, again: bool = False) -> dict[str, Any]:
     """The run's matmul peak (:func:`~bench.app.peak.record_peak`) with the plan's options. Under Ray the
-    cells run on other machines than this one, so the driver does not measure it (recorded as such)."""
+    cells run on other machines than this one, so the driver does not measure it (recorded as such):
+    each cell's task measures its own node's (``status.json`` and the ``cells`` table)."""
     if plan.config.executor != "local":
-        note = f"the cells ran on {plan.config.executor} workers, whose peak the driver cannot measure"
+        where = ("each cell's status.json and the cells table carry the peak measured on its node"
+                 if plan.config.peak else "--no-peak")
+        note = f"the cells ran on {plan.config.executor} workers, whose peak the driver cannot measure; {where}"
         result = {"flops_per_s": None, "device": plan.device, "dtype": dtype_name(plan.dtype), "note": note}
         if not again:
             write_json(out / "peak.json", {"kind": "peak", **result})

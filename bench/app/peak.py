@@ -7,7 +7,10 @@ synchronisation before and after the timed loop. A vendor's datasheet peak is us
 this is what the suite can actually reach with torch on this machine.
 
 :func:`record_peak` is a run's use of it: measured before the cells and again after them (the
-best counts), reused on ``--resume``, kept in ``<run>/peak.json``.
+best counts), reused on ``--resume``, kept in ``<run>/peak.json``. Under Ray the cells run on
+other machines, so each task measures its own node's peak after its cell (:func:`worker_peak`,
+the best of that worker process's measurements counts) and the cell's ``status.json`` carries it
+(``peak``): a cell's fraction of peak is then its node's.
 """
 
 from __future__ import annotations
@@ -117,3 +120,28 @@ def record_peak(run_dir: Path, device: str, dtype: torch.dtype, *, measure: bool
              best / 1e9, len(measurements))
     write_json(path, {"kind": "peak", **result})
     return result
+
+
+_WORKER_BEST: dict[tuple[str, str], dict[str, Any]] = {}  # (device, dtype) -> this process's best peak
+
+
+def worker_peak(device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """The matmul peak of the node this process runs on, for the cell it just ran (a Ray task: the
+    driver cannot measure another machine). Measured now; the best of this process's measurements
+    at ``device`` and ``dtype`` counts (as a run's ``peak.json`` keeps the better of its two), with
+    every measurement listed. Never raises: a failed measurement leaves the best earlier one, or a
+    record saying "not measured" and why, and the cell's own numbers stand."""
+    key = (str(device), dtype_name(dtype))
+    previous = _WORKER_BEST.get(key)
+    try:
+        result = measure_matmul_peak(device, dtype).to_dict()
+    except Exception as exc:  # noqa: BLE001 - a peak that cannot be measured must not fail the cell
+        log.warning("matmul peak on %s (%s) could not be measured: %s: %s", device, key[1], type(exc).__name__, exc)
+        if previous is not None:
+            return {**previous, "measurements": list(previous["measurements"])}
+        return {"flops_per_s": None, "device": key[0], "dtype": key[1],
+                "note": f"not measured: {type(exc).__name__}: {exc}"}
+    measurements = (previous["measurements"] if previous else []) + [result["flops_per_s"]]
+    best = previous if previous is not None and previous["flops_per_s"] > result["flops_per_s"] else result
+    _WORKER_BEST[key] = {**best, "measurements": measurements}
+    return {**_WORKER_BEST[key], "measurements": list(measurements)}

@@ -6,10 +6,12 @@ made before nodes were recorded)."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pandas as pd
 
+from bench.core.run_folder import status_peak_flops_per_s
 from bench.core.storage import STATUS_OK, TABLE_FORMATS, RunStore
 from metrics import systems
 
@@ -20,12 +22,13 @@ RUN_TABLES = ("blocks", "phases", "streams", "flops", "summary", "phase_summary"
 
 
 def _cells_table(statuses: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell: status, hash, error, wall time, resumed or run, and the node and hardware it ran on."""
+    """One row per cell: status, hash, error, wall time, resumed or run, the node and hardware it ran on,
+    and the matmul peak measured there (Ray cells; NaN for local ones, whose peak is the run's)."""
     return pd.DataFrame([{
         "generator": s["generator"], "workload": s["workload"], "status": s["status"], "cell_hash": s["cell_hash"],
         "error": s.get("error") or "", "wall_s": s.get("wall_s"), "resumed": bool(s.get("resumed")),
         "node": (s.get("node") or {}).get("id", ""), "executor": (s.get("node") or {}).get("executor", ""),
-        "hardware": (s.get("node") or {}).get("hardware", ""),
+        "hardware": (s.get("node") or {}).get("hardware", ""), "peak_flops_per_s": status_peak_flops_per_s(s),
     } for s in statuses])
 
 
@@ -42,7 +45,10 @@ def write_run_tables(store: RunStore, statuses: list[dict[str, Any]], peak_flops
     for name, df in tables.items():
         store.write_run_table(name, df)
     try:
-        summary = systems.summarize(tables["blocks"], tables["streams"], tables["flops"], peak_flops_per_s)
+        node_peaks = {(s["generator"], s["workload"]): status_peak_flops_per_s(s) for s in statuses}
+        cell_peaks = {cell: peak for cell, peak in node_peaks.items() if math.isfinite(peak)}  # else the run's
+        summary = systems.summarize(tables["blocks"], tables["streams"], tables["flops"], peak_flops_per_s,
+                                    cell_peaks)
         store.write_run_table("summary", summary)
         phases = systems.phase_summary(tables["phases"], tables["flops"])
         store.write_run_table("phase_summary", phases)

@@ -25,7 +25,15 @@ from bench.core.storage import CELL_TABLES, CONTINUATION_DIR, DRIFT_DIR, STATUS_
 
 log = logging.getLogger(__name__)
 
-CELL_COLUMNS = ["generator", "workload", "status", "error", "cell_dir"]
+CELL_COLUMNS = ["generator", "workload", "status", "error", "cell_dir", "peak_flops_per_s"]
+
+
+def status_peak_flops_per_s(status: dict[str, Any]) -> float:
+    """The matmul peak a cell's ``status.json`` carries (a Ray cell measures its node's,
+    :func:`bench.app.peak.worker_peak`); NaN when it carries none (a local cell: the run's
+    ``peak.json`` holds the peak)."""
+    value = (status.get("peak") or {}).get("flops_per_s")
+    return float(value) if value else float("nan")
 
 
 @dataclass(eq=False)  # identity: a loaded run is one object (its tables are DataFrames, which have no ==)
@@ -54,6 +62,19 @@ class RunData:
         """The measured machine peak (FLOP/s), or None when the run did not measure one."""
         value = self.peak.get("flops_per_s") if self.peak else None
         return float(value) if value else None
+
+    @property
+    def cell_peaks(self) -> dict[tuple[str, str], float]:
+        """(generator, workload) -> the peak measured on the node that ran the cell, for the cells
+        that carry one (Ray cells); the others use :attr:`peak_flops_per_s`."""
+        if "peak_flops_per_s" not in self.cells:
+            return {}
+        known = self.cells[self.cells.peak_flops_per_s.notna()]
+        return {(str(r.generator), str(r.workload)): float(r.peak_flops_per_s) for r in known.itertuples()}
+
+    def cell_peak(self, generator: str, workload: str) -> float | None:
+        """The peak a cell's fraction of peak divides by: its node's (:attr:`cell_peaks`), else the run's."""
+        return self.cell_peaks.get((str(generator), str(workload))) or self.peak_flops_per_s
 
     def cell_dir(self, generator: str, workload: str) -> Path:
         """The folder of cell ``generator`` x ``workload`` (KeyError when the run has no such cell)."""
@@ -122,6 +143,7 @@ def _read_cells(root: Path) -> pd.DataFrame:
             "status": str(status.get("status") or "incomplete"),
             "error": str(error).splitlines()[0] if error else "",
             "cell_dir": str(folder.relative_to(root)),
+            "peak_flops_per_s": status_peak_flops_per_s(status),
         })
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 

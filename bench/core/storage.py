@@ -3,9 +3,10 @@
 Layout of a run folder (``runs/<UTC timestamp>_<short sha>/`` by default)::
 
     manifest.json                 written before any work
-    peak.json                     the measured matmul peak (reused by --resume)
+    peak.json                     the measured matmul peak (reused by --resume; under Ray: a note)
     cells/<generator>__<workload>/
-        status.json               ok, or failed with the traceback; carries the cell hash
+        status.json               ok, or failed with the traceback; carries the cell hash (and under
+                                  Ray the matmul peak of the node that ran it)
         blocks.parquet|csv        one row per timed block
         phases.parquet|csv        one row per (block, phase)
         streams.parquet|csv       one row per timed stream (repeat)

@@ -188,6 +188,17 @@ def test_summary_pairs_and_null_overhead():
     assert np.isnan(over.null_work_ms) and np.isnan(over.harness_ms)  # no phase table given: not split
 
 
+def test_a_cell_with_its_own_node_peak_uses_it_and_the_others_the_runs():
+    parts = [_records("a", [400, 200, 200, 200], 8e9), _records("b", [100, 50, 50, 50], 1e9)]
+    blocks, streams, flops = (pd.concat([p[i] for p in parts], ignore_index=True) for i in range(3))
+    s = summarize(blocks, streams, flops, peak_flops_per_s=1e11, cell_peaks={("a", "w"): 4e10}).set_index("generator")
+    assert s.loc["a"].peak_flops_per_s == 4e10 and s.loc["a"].peak_fraction == pytest.approx(32e9 / 4e10)
+    assert s.loc["b"].peak_flops_per_s == 1e11  # no entry of its own: the run's peak
+    assert s.loc["b"].peak_fraction == pytest.approx(s.loc["b"].achieved_flops_per_s / 1e11)
+    alone = summarize(blocks, streams, flops, cell_peaks={("a", "w"): 4e10}).set_index("generator")
+    assert alone.loc["a"].peak_fraction == pytest.approx(0.8) and np.isnan(alone.loc["b"].peak_fraction)
+
+
 def test_cost_per_phase_entry_from_the_phased_null_generator():
     summary = pd.DataFrame([{"workload": "w", "generator": g, "p50_ms": ms}
                             for g, ms in [("noise", 0.06), ("noise-phased", 0.83), ("lmm", 39.0)]])

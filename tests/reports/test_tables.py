@@ -88,6 +88,26 @@ def test_run_without_a_recorded_lookahead_reads_live_as_not_measured(golden_run,
     assert "| – | – | – | – | – | not measured (no look-ahead recorded) |" in table.to_markdown()
 
 
+def test_a_cell_that_carries_its_nodes_peak_is_a_fraction_of_that_peak(run_copy) -> None:
+    """A Ray run: the driver measured no peak, each cell's status.json carries its node's."""
+    from bench.core.storage import read_json, write_json
+
+    write_json(run_copy / "peak.json", {"kind": "peak", "flops_per_s": None, "device": "cpu", "dtype": "float32",
+                                        "note": "the cells ran on ray workers, whose peak the driver cannot measure"})
+    status_path = run_copy / "cells" / "toy-uncached__smoke" / "status.json"
+    write_json(status_path, {**read_json(status_path), "peak": {"flops_per_s": 2.0e9, "device": "cpu",
+                                                                "dtype": "float32", "measurements": [2.0e9]}})
+    run = load_run(run_copy)
+    assert run.peak_flops_per_s is None and run.cell_peak("toy-uncached", "smoke") == 2.0e9
+    assert run.cell_peak("toy-cached", "smoke") is None  # no peak of its own and none for the run
+    table = build_tables(load_runs([run_copy]))["compute"]
+    compute = table.data.set_index(["generator", "workload"])
+    row = compute.loc[("toy-uncached", "smoke")]
+    assert row.peak_fraction == pytest.approx(row.achieved_gflop_per_s / 2.0)
+    assert pd.isna(compute.loc[("toy-cached", "smoke")].peak_fraction)
+    assert any("measured on each cell's node, 2.0-2.0 GFLOP/s" in note for note in table.notes)
+
+
 def test_saved_run_tables(saved_run) -> None:
     runs = load_runs([saved_run])
     tables = build_tables(runs)

@@ -5,10 +5,12 @@ for every CPU of one node and is pinned to that node, so two timed cells never s
 Ray does not retry a task (``max_retries=0``): a cell timed twice would hide a failure.
 
 A task runs :func:`bench.app.cells.run_cell` (the local executor's code) in a scratch folder on its
-worker and returns the cell's files (:class:`~bench.app.executors.cell_files.CellOutput`); the
-driver writes them into the run folder atomically, ``status.json`` last, so no shared filesystem
-is needed. A task that raises, or is lost (its worker killed, its node gone), becomes a failed cell
-whose ``status.json`` says why; the other cells go on.
+worker, then measures its node's matmul peak (:func:`bench.app.peak.worker_peak`, into the cell's
+status; not with ``--no-peak``), and returns the cell's files
+(:class:`~bench.app.executors.cell_files.CellOutput`); the driver writes them into the run folder
+atomically, ``status.json`` last, so no shared filesystem is needed. A task that raises, or is lost
+(its worker killed, its node gone), becomes a failed cell whose ``status.json`` says why; the other
+cells go on.
 
 ``ray`` is imported only by :func:`import_ray`: the local executor and ``--report-only`` never need it.
 """
@@ -33,6 +35,7 @@ from bench.app.cells import CellJob, NullBar, ProgressBar, cell_status, run_cell
 from bench.app.clocks import Clock, make_clock
 from bench.app.executors.cell_files import CellOutput, read_cell_files, write_cell_files
 from bench.app.manifest import node_record, utc_now
+from bench.app.peak import worker_peak
 from bench.app.runner import code_hash
 from bench.core.errors import ConfigError
 from bench.core.registry import GENERATORS
@@ -141,6 +144,8 @@ def run_cell_task(job: CellJob, clock: Clock | None) -> CellOutput:
         node = node_record(job.device, "ray", _ray_ids(ray))
         store = RunStore(Path(scratch))
         status = run_cell(job, store, clock if clock is not None else make_clock(job.device), NullBar, node)
+        if job.peak:  # after the cell, with its thread setting: this node's peak, for its fraction of peak
+            status["peak"] = worker_peak(job.device, job.dtype)
         return CellOutput(status, read_cell_files(store.cell_dir(job.generator, job.workload.name)))
 
 

@@ -11,11 +11,13 @@ import hashlib
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import soundfile as sf
 
 from bench.app.cli import main
 from bench.core.registry import GENERATORS
+from bench.core.run_folder import load_run
 from bench.core.storage import read_json, read_table
 from bench.app.executors.ray_cluster import stale_scratch
 from tests.bench.app.executor_toys import FAULT_FLAG_ENV, TARGETS
@@ -72,9 +74,9 @@ def _samples_sha(path: Path) -> tuple[int, int, str]:
 
 def test_ray_cells_equal_local_cells(fault_flag: Path, tmp_path: Path) -> None:
     local, remote = tmp_path / "local", tmp_path / "ray"
-    args = ["--generators", "lmdm-causal,lmm"]
-    assert main(BASE + args + ["--out", str(local)]) == 0
-    assert main(BASE + args + ["--out", str(remote), "--executor", "ray"]) == 0
+    args = [a for a in BASE if a != "--no-peak"] + ["--generators", "lmdm-causal,lmm"]  # peaks measured
+    assert main(args + ["--out", str(local)]) == 0
+    assert main(args + ["--out", str(remote), "--executor", "ray"]) == 0
     assert _files(local) == _files(remote)  # the same run folder layout
     cells = ["lmdm-causal__smoke", "lmm__smoke", "noise__smoke"]
     for cell in cells:
@@ -101,6 +103,34 @@ def test_ray_cells_equal_local_cells(fault_flag: Path, tmp_path: Path) -> None:
     assert node["executor"] == "ray" and node["machine"]["cpu"]["model"] and node["machine"]["packages"]["torch"]
     assert sorted(c["generator"] for c in manifest["cell_nodes"]) == ["lmdm-causal", "lmm", "noise"]
     assert "cells timed on 1 node(s)" in (remote / "summary.md").read_text()
+    _check_node_peaks(local, remote, cells)
+
+
+def _check_node_peaks(local: Path, remote: Path, cells: list[str]) -> None:
+    """The driver cannot measure a worker's machine: each Ray cell carries its node's peak, and its
+    fraction of peak uses it; local cells use the run's peak.json."""
+    for cell in cells:
+        node_peak = read_json(remote / "cells" / cell / "status.json")["peak"]
+        assert node_peak["flops_per_s"] > 0 and (node_peak["device"], node_peak["dtype"]) == ("cpu", "float32")
+        assert node_peak["flops_per_s"] == max(node_peak["measurements"])  # the worker's best so far
+        assert "peak" not in read_json(local / "cells" / cell / "status.json")
+    remote_peak, local_peak = read_json(remote / "peak.json"), read_json(local / "peak.json")
+    assert remote_peak["flops_per_s"] is None and "carry the peak measured on its node" in remote_peak["note"]
+    assert local_peak["flops_per_s"] > 0
+    for run, expected in ((remote, None), (local, local_peak["flops_per_s"])):
+        table = read_table(run, "cells").set_index("generator")
+        summary = read_table(run, "summary").set_index("generator")
+        for generator in ("lmdm-causal", "lmm", "noise"):
+            peak = table.loc[generator, "peak_flops_per_s"]
+            assert (peak > 0) if expected is None else pd.isna(peak)
+            used = peak if expected is None else expected
+            row = summary.loc[generator]
+            assert row.peak_flops_per_s == pytest.approx(used)
+            assert row.peak_fraction == pytest.approx(row.achieved_flops_per_s / used)
+        assert summary.loc["lmdm-causal"].peak_fraction > 0
+    assert "measured on each cell's node" in (remote / "summary.md").read_text()
+    assert load_run(remote).cell_peaks.keys() == {("lmdm-causal", "smoke"), ("lmm", "smoke"), ("noise", "smoke")}
+    assert load_run(local).cell_peaks == {}
 
 
 def test_a_killed_worker_fails_its_cell_and_resume_completes_it(fault_flag: Path, tmp_path: Path) -> None:
