@@ -101,3 +101,12 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return out
+
+
+def node_peaks_text(peaks: Any, dtype: Any) -> str:
+    """The matmul peaks a run's cells measured on their own nodes (a Ray run; FLOP/s, any order) as
+    one phrase for a header or a note: ``measured on each cell's node, A-B GFLOP/s over N cell(s)``."""
+    values = sorted(float(p) for p in peaks)
+    return (f"measured on each cell's node, {format_fixed(values[0] / 1e9, 1, thousands=False)}-"
+            f"{format_fixed(values[-1] / 1e9, 1, thousands=False)} GFLOP/s over {len(values)} cell(s) ({dtype}); "
+            f"each cell's fraction of peak is of its node's")

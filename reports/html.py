@@ -19,7 +19,7 @@ from typing import Any, Sequence
 from reports.audio_clips import Clip
 from reports.figures import FigureResult
 from bench.core.run_folder import RunData, RunSet, manifest_resume_command, recorded_argv
-from reports.formatting import format_fixed, format_value
+from reports.formatting import format_fixed, format_value, node_peaks_text
 from reports.table_model import Table
 
 PAGE = string.Template("""<!DOCTYPE html>
@@ -132,14 +132,12 @@ def manifest_rows(run: RunData) -> list[tuple[str, str]]:
             f"{w.get('scenario', '?')}, pre-buffer {format_value(w.get('prebuffer_s'))} s, repeats {w.get('repeats', '?')}, "
             f"seed {w.get('seed', '?')}; fingerprint {w.get('fingerprint', '?')}"
         )))
-    node_peaks = sorted(run.cell_peaks.values())
+    node_peaks = list(run.cell_peaks.values())
     if run.peak.get("flops_per_s"):
         rows.append(("machine peak", f"{format_fixed(run.peak['flops_per_s'] / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype')}, "
                                      f"{run.peak.get('device')}, matmul n={run.peak.get('size')})"))
     elif node_peaks:
-        rows.append(("machine peak", f"measured on each cell's node: {format_fixed(node_peaks[0] / 1e9, 1, thousands=False)}-"
-                                     f"{format_fixed(node_peaks[-1] / 1e9, 1, thousands=False)} GFLOP/s over "
-                                     f"{len(node_peaks)} cell(s) ({run.peak.get('dtype')}); each cell's fraction of peak is its node's"))
+        rows.append(("machine peak", node_peaks_text(node_peaks, run.peak.get("dtype"))))
     else:
         rows.append(("machine peak", f"not measured ({run.peak.get('note', 'no peak.json')})"))
     packages = m.get("packages") or {}

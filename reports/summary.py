@@ -39,6 +39,7 @@ from reports.formatting import (
     markdown_code,
     markdown_table,
     markdown_text,
+    node_peaks_text,
 )
 from reports.systems_rows import playback_views, systems_record, what_ran
 
@@ -116,9 +117,7 @@ def _header_lines(run_dir: Path, manifest: dict[str, Any], peak: dict[str, Any],
         lines.append(f"- matmul peak ({peak.get('dtype')}, n={peak.get('size')}): "
                      f"{format_fixed(peak['flops_per_s'], 1, 1e-9)} GFLOP/s")
     elif len(node_peaks):
-        lines.append(f"- matmul peak ({peak.get('dtype')}): measured on each cell's node, "
-                     f"{format_fixed(node_peaks.min(), 1, 1e-9)}-{format_fixed(node_peaks.max(), 1, 1e-9)} GFLOP/s "
-                     f"over {len(node_peaks)} cell(s) (`cells` table); each cell's % of peak is its node's")
+        lines.append(f"- matmul peak: {node_peaks_text(node_peaks, peak.get('dtype'))} (`cells` table)")
     else:
         lines.append(f"- matmul peak: not measured ({peak.get('note', 'no peak.json')})")
     if cells is not None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench.core.phases import PHASE_ORDER
 from bench.core.run_folder import RunData, RunSet
-from reports.formatting import format_fixed, is_finite
+from reports.formatting import format_fixed, is_finite, node_peaks_text
 from reports.order_statistics import median_ci
 from reports.systems_rows import NOT_RECORDED, systems_record, systems_summary, what_ran
 from reports.table_model import Column, Table, prefix_run, run_columns, sort_rows
@@ -184,14 +184,12 @@ def _compute_row(run: RunData, s: pd.Series, ran: dict[tuple[str, str], dict[str
 
 def _peak_text(run: RunData, runs: RunSet) -> str:
     """The run's measured machine peak for the notes (or each cell's node's, or why there is none)."""
-    peak, node_peaks = run.peak_flops_per_s, sorted(run.cell_peaks.values())
+    peak, node_peaks = run.peak_flops_per_s, list(run.cell_peaks.values())
     if peak:
         text = (f"{format_fixed(peak / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype', '?')}, "
                 f"{run.peak.get('device', '?')})")
     elif node_peaks:
-        text = (f"measured on each cell's node, {format_fixed(node_peaks[0] / 1e9, 1, thousands=False)}-"
-                f"{format_fixed(node_peaks[-1] / 1e9, 1, thousands=False)} GFLOP/s ({run.peak.get('dtype', '?')}); "
-                f"each cell's fraction is of its node's")
+        text = node_peaks_text(node_peaks, run.peak.get("dtype", "?"))
     else:
         text = str(run.peak.get("note") or "not measured: no peak.json")
     return (f"{run.label}: " if runs.multi else "") + text
